@@ -1,0 +1,97 @@
+"""Argument checks shared by the whole package.
+
+Each raises at once with what was expected, what was got and, where there is
+one, the remedy. Use these instead of ``assert`` on user input.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def _fmt(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float after checking it is a finite number > 0 (or >= 0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number; got {_fmt(value)} ({type(value).__name__}).")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}; got {_fmt(value)}.")
+    return value
+
+
+def check_int(name: str, value: Any, *, minimum: int | None = None,
+              maximum: int | None = None) -> int:
+    """Return ``value`` as an int after checking its type and bounds (inclusive)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {_fmt(value)} ({type(value).__name__}).")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}; got {value}.")
+    return value
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
+    """Check ``value`` is one of ``allowed`` and name the allowed values if not."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        options = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{name} must be one of {options}; got {_fmt(value)}.")
+    return value
+
+
+def check_subset(name: str, values: Any, allowed: Sequence[str], *,
+                 aliases: dict[str, Sequence[str]] | None = None) -> tuple[str, ...]:
+    """Normalise a str-or-sequence option to a tuple and check every entry is allowed.
+
+    ``values`` may be ``'all'`` (every allowed value), one string, or a sequence
+    of strings. ``aliases`` maps extra accepted names to the values they stand for.
+    Order follows the caller's order; duplicates are dropped.
+    """
+    aliases = aliases or {}
+    if isinstance(values, str):
+        if values == "all":
+            return tuple(allowed)
+        values = (values,)
+    try:
+        values = tuple(values)
+    except TypeError:
+        raise TypeError(
+            f"{name} must be 'all', a string or a sequence of strings; got {_fmt(values)}."
+        ) from None
+    if not values:
+        raise ValueError(f"{name} must name at least one value; got an empty sequence.")
+    out: list[str] = []
+    for v in values:
+        if not isinstance(v, str):
+            raise TypeError(f"{name} entries must be strings; got {_fmt(v)} in {_fmt(values)}.")
+        expanded = aliases.get(v, (v,))
+        for e in expanded:
+            if e not in allowed:
+                options = ", ".join(repr(a) for a in (*allowed, *aliases))
+                raise ValueError(f"{name}: unknown value {v!r}; allowed values are {options}.")
+            if e not in out:
+                out.append(e)
+    return tuple(out)
+
+
+def check_index(name: str, value: Any, size: int) -> int:
+    """Check ``value`` is an int in ``[0, size)`` and raise ``IndexError`` naming the range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {_fmt(value)} "
+                        f"({type(value).__name__}).")
+    value = int(value)
+    if not 0 <= value < size:
+        valid = f"the valid range is [0, {size - 1}]" if size > 0 else "there are none"
+        raise IndexError(f"{name} {value} is out of range; {valid}.")
+    return value
