@@ -1,0 +1,519 @@
+"""Packed ragged storage behind ``NeuralDataset.responses``.
+
+A dataset has S stimuli and N neurons, but each neuron heard only some
+stimuli, with its own number of repeats. Keeping one tensor per (stim, neuron)
+pair costs a Python object per pair, which does not scale to millions of
+pairs. Instead each stimulus s owns one *block*: a float32 tensor of shape
+``(rows_s, T_s)`` that stacks the repeats of every neuron that heard it, in
+increasing neuron order, plus three small integer arrays:
+
+``neurons[s]``  the K_s neurons that heard stimulus s (sorted, unique);
+``reps[s]``     their repeat counts (each >= 1);
+``starts[s]``   the first row of each neuron inside the block.
+
+So neuron ``neurons[s][k]``'s responses are ``blocks[s][starts[s][k]:
+starts[s][k] + reps[s][k]]``, a view with the contract's ``(R, T)`` shape.
+A pair that is absent has no rows at all and reads back as the ``(1, 1)`` NaN
+sentinel. Blocks may be views into one flat buffer (a memory-mapped cache) or
+separate tensors (after an edit); the code does not care which. Block tensors
+are never written in place: edits build a new tensor for the block, so a
+block can be shared between a dataset, its concatenations and a cache file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["ResponseStore", "ResponsesView", "StimResponses", "nan_sentinel", "is_sentinel"]
+
+_NAN = float("nan")
+
+
+def nan_sentinel() -> torch.Tensor:
+    """Return a fresh ``(1, 1)`` all-NaN float32 tensor: the missing-pair marker."""
+    return torch.full((1, 1), _NAN, dtype=torch.float32)
+
+
+def is_sentinel(value: torch.Tensor) -> bool:
+    """True for a tensor that marks a missing (stim, neuron) pair: all NaN (or empty)."""
+    if value.numel() == 0:
+        return True
+    if value.is_floating_point() and bool(torch.isnan(value).all()):
+        return True
+    return False
+
+
+def _ragged_arange(counts: np.ndarray) -> np.ndarray:
+    """``concat([arange(c) for c in counts])`` without a Python loop."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(counts)
+    return np.arange(total, dtype=np.int64) - np.repeat(ends - counts, counts)
+
+
+@dataclass
+class _Block:
+    """One stimulus's responses. See the module docstring."""
+
+    data: torch.Tensor        # (rows, T) float32
+    neurons: np.ndarray       # (K,) int64, sorted, unique
+    reps: np.ndarray          # (K,) int64, >= 1
+    starts: np.ndarray        # (K,) int64, row offsets
+
+    @property
+    def T(self) -> int:
+        return int(self.data.shape[1])
+
+
+@dataclass
+class _GatherPlan:
+    """Rows of one block kept by a selection: ``src`` rows go to ``(n_idx, r_idx)``."""
+
+    s: int
+    T: int
+    R: int
+    n_idx: np.ndarray
+    r_idx: np.ndarray
+    src: np.ndarray | None
+
+
+def _make_block(neurons: np.ndarray, reps: np.ndarray, data: torch.Tensor) -> _Block:
+    starts = np.zeros(len(reps), dtype=np.int64)
+    if len(reps) > 1:
+        np.cumsum(reps[:-1], out=starts[1:])
+    return _Block(data=data, neurons=neurons, reps=reps, starts=starts)
+
+
+class ResponseStore:
+    """Responses of N neurons to S stimuli, one packed block per stimulus.
+
+    Build it with :meth:`from_nested` (a list of S lists of N tensors, the
+    contract's form), :meth:`from_blocks` (per-stimulus arrays, the fast path
+    for dataset loaders) or :meth:`from_flat` (a cache on disk).
+    """
+
+    def __init__(self, blocks: list[_Block], n_neurons: int):
+        self._blocks = blocks
+        self.n_neurons = int(n_neurons)
+        self._masks: torch.Tensor | None = None
+        #: Bumped at every structural change, so caches built on the store can tell.
+        self.version = 0
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_blocks(cls, n_neurons: int,
+                    blocks: Iterable[tuple[Sequence[int], Sequence[int], torch.Tensor | np.ndarray]],
+                    ) -> ResponseStore:
+        """Build from one ``(neuron_indices, repeat_counts, rows)`` triple per stimulus.
+
+        ``rows`` stacks the repeats of the listed neurons in the listed order,
+        shape ``(sum(repeat_counts), T_s)``. Neurons need not be sorted; they
+        are sorted here. A stimulus nobody heard is ``([], [], zeros((0, T_s)))``.
+        """
+        out: list[_Block] = []
+        for s, (neurons, reps, rows) in enumerate(blocks):
+            neurons = np.asarray(neurons, dtype=np.int64).reshape(-1)
+            reps = np.asarray(reps, dtype=np.int64).reshape(-1)
+            data = torch.as_tensor(rows)
+            if data.dtype != torch.float32:
+                data = data.to(torch.float32)
+            if data.dim() != 2:
+                raise ValueError(f"stim {s}: rows must be 2-D (rows, T); got shape "
+                                 f"{tuple(data.shape)}.")
+            if len(neurons) != len(reps):
+                raise ValueError(f"stim {s}: {len(neurons)} neuron indices but {len(reps)} "
+                                 "repeat counts; give one count per neuron.")
+            if (reps < 1).any():
+                raise ValueError(f"stim {s}: every listed neuron needs >= 1 repeat; got "
+                                 f"counts {reps.tolist()}. Leave a neuron out to mark it missing.")
+            if int(reps.sum()) != data.shape[0]:
+                raise ValueError(f"stim {s}: repeat counts sum to {int(reps.sum())} but rows "
+                                 f"has {data.shape[0]} rows.")
+            if len(neurons) and (neurons.min() < 0 or neurons.max() >= n_neurons):
+                raise IndexError(f"stim {s}: neuron index out of range [0, {n_neurons - 1}]: "
+                                 f"{neurons.tolist()}.")
+            if len(np.unique(neurons)) != len(neurons):
+                raise ValueError(f"stim {s}: a neuron is listed twice: {neurons.tolist()}.")
+            order = np.argsort(neurons, kind="stable")
+            if (order != np.arange(len(order))).any():
+                starts = np.concatenate([[0], np.cumsum(reps)[:-1]])
+                src = np.repeat(starts[order], reps[order]) + _ragged_arange(reps[order])
+                data = data[torch.from_numpy(src)]
+                neurons, reps = neurons[order], reps[order]
+            out.append(_make_block(neurons, reps, data.contiguous()))
+        return cls(out, n_neurons)
+
+    @classmethod
+    def from_nested(cls, rows: list, n_neurons: int, *, stim_T: Sequence[int] | None = None,
+                    release: bool = False) -> ResponseStore:
+        """Pack the contract's ``responses[s][n]`` list of lists.
+
+        Entries that are all NaN (the ``(1, 1)`` sentinel, or any all-NaN
+        tensor) mark missing pairs. ``stim_T`` gives each stimulus's length,
+        used for stimuli that no neuron heard. Raises ``TypeError``/``ValueError`` naming
+        the stim and neuron at fault. With ``release=True`` each row of the
+        input list is replaced by ``None`` once packed, so peak memory stays
+        near one copy of the data.
+        """
+        if not isinstance(rows, (list, tuple)):
+            raise TypeError(f"responses must be a list of S lists of N tensors; got "
+                            f"{type(rows).__name__}.")
+        # Check everything before packing so a bad entry leaves the input intact.
+        for s, row in enumerate(rows):
+            if not isinstance(row, (list, tuple)):
+                raise TypeError(f"responses[{s}] must be a list of {n_neurons} tensors; got "
+                                f"{type(row).__name__}.")
+            if len(row) != n_neurons:
+                raise ValueError(f"responses[{s}] has {len(row)} entries but the dataset has "
+                                 f"N_neurons={n_neurons}; every row needs one entry per neuron "
+                                 "(the (1, 1) NaN sentinel for a neuron that did not hear it).")
+            t_first = None
+            for n, value in enumerate(row):
+                if not isinstance(value, torch.Tensor):
+                    raise TypeError(f"responses[{s}][{n}] must be a torch.Tensor; got "
+                                    f"{type(value).__name__}.")
+                if value.is_complex() or value.dtype == torch.bool:
+                    raise TypeError(f"responses[{s}][{n}] must hold real numbers; got dtype "
+                                    f"{value.dtype}.")
+                if value.dim() != 2:
+                    raise ValueError(f"responses[{s}][{n}] must be 2-D (R, T) or the (1, 1) NaN "
+                                     f"sentinel; got shape {tuple(value.shape)}.")
+                if tuple(value.shape) == (1, 1) and bool(torch.isnan(value).all()):
+                    continue
+                if value.shape[0] == 0:
+                    raise ValueError(f"responses[{s}][{n}] has 0 repeats; mark a missing pair "
+                                     "with the (1, 1) NaN sentinel instead.")
+                if t_first is None:
+                    t_first = (n, value.shape[1])
+                elif value.shape[1] != t_first[1]:
+                    raise ValueError(f"responses[{s}][{n}] has T={value.shape[1]} but "
+                                     f"responses[{s}][{t_first[0]}] has T={t_first[1]}; all "
+                                     "neurons share the time axis of a stimulus.")
+        blocks: list[_Block] = []
+        for s, row in enumerate(rows):
+            real = [(n, v) for n, v in enumerate(row) if not is_sentinel(v)]
+            if real:
+                T = real[0][1].shape[1]
+                data = torch.cat([v.detach().to("cpu", torch.float32) for _, v in real], 0)
+            else:
+                T = int(stim_T[s]) if stim_T is not None else 0
+                data = torch.zeros((0, T), dtype=torch.float32)
+            neurons = np.array([n for n, _ in real], dtype=np.int64)
+            reps = np.array([v.shape[0] for _, v in real], dtype=np.int64)
+            blocks.append(_make_block(neurons, reps, data.contiguous()))
+            if release and isinstance(rows, list):
+                rows[s] = None
+        return cls(blocks, n_neurons)
+
+    @classmethod
+    def from_flat(cls, n_neurons: int, data: torch.Tensor, T: np.ndarray, offsets: np.ndarray,
+                  pair_stim_start: np.ndarray, pair_neuron: np.ndarray,
+                  pair_reps: np.ndarray) -> ResponseStore:
+        """Rebuild from the flat arrays written by :meth:`to_flat` (blocks are views)."""
+        blocks = []
+        for s in range(len(T)):
+            a, b = int(pair_stim_start[s]), int(pair_stim_start[s + 1])
+            reps = np.asarray(pair_reps[a:b], dtype=np.int64)
+            rows = int(reps.sum())
+            start = int(offsets[s])
+            view = data[start:start + rows * int(T[s])].view(rows, int(T[s]))
+            blocks.append(_make_block(np.asarray(pair_neuron[a:b], dtype=np.int64), reps, view))
+        return cls(blocks, n_neurons)
+
+    def to_flat(self) -> dict[str, np.ndarray | torch.Tensor]:
+        """Flat arrays describing the store: ``data`` (1-D float32) plus integer indexes."""
+        T = np.array([b.T for b in self._blocks], dtype=np.int64)
+        sizes = np.array([b.data.numel() for b in self._blocks], dtype=np.int64)
+        offsets = np.zeros(len(sizes), dtype=np.int64)
+        if len(sizes) > 1:
+            np.cumsum(sizes[:-1], out=offsets[1:])
+        counts = np.array([len(b.neurons) for b in self._blocks], dtype=np.int64)
+        pair_stim_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        pair_neuron = (np.concatenate([b.neurons for b in self._blocks])
+                       if self._blocks else np.zeros(0, np.int64))
+        pair_reps = (np.concatenate([b.reps for b in self._blocks])
+                     if self._blocks else np.zeros(0, np.int64))
+        return {"T": T, "offsets": offsets, "pair_stim_start": pair_stim_start,
+                "pair_neuron": pair_neuron.astype(np.int64), "pair_reps": pair_reps.astype(np.int64),
+                "n_elements": np.array([int(sizes.sum())], dtype=np.int64)}
+
+    def iter_block_data(self) -> Iterator[torch.Tensor]:
+        """Each block's ``(rows, T)`` data in stimulus order (for writing caches)."""
+        for b in self._blocks:
+            yield b.data
+
+    @classmethod
+    def concat(cls, stores: Sequence[ResponseStore]) -> ResponseStore:
+        """Block-diagonal concatenation: stims and neurons of each store in turn."""
+        blocks: list[_Block] = []
+        offset = 0
+        for store in stores:
+            for b in store._blocks:
+                blocks.append(_Block(b.data, b.neurons + offset, b.reps.copy(), b.starts.copy()))
+            offset += store.n_neurons
+        return cls(blocks, offset)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def n_stims(self) -> int:
+        return len(self._blocks)
+
+    @property
+    def n_pairs(self) -> int:
+        return sum(len(b.neurons) for b in self._blocks)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of response values held (excluding the small index arrays)."""
+        return sum(b.data.numel() * b.data.element_size() for b in self._blocks)
+
+    def T(self, s: int) -> int:
+        """Number of time bins of stimulus ``s``."""
+        return self._blocks[s].T
+
+    def block(self, s: int) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """``(neurons, repeat_counts, rows)`` of stimulus ``s`` (rows is the stored tensor)."""
+        b = self._blocks[s]
+        return b.neurons, b.reps, b.data
+
+    def masks(self) -> torch.Tensor:
+        """``(S, N)`` bool: True where a (stim, neuron) pair has data. Cached."""
+        if self._masks is None:
+            m = np.zeros((self.n_stims, self.n_neurons), dtype=bool)
+            for s, b in enumerate(self._blocks):
+                m[s, b.neurons] = True
+            self._masks = torch.from_numpy(m)
+        return self._masks
+
+    def invalidate(self) -> None:
+        """Forget derived state (masks) after a structural change."""
+        self._masks = None
+        self.version += 1
+
+    def _locate(self, s: int, n: int) -> int:
+        """Position of neuron n in block s, or -1."""
+        neurons = self._blocks[s].neurons
+        k = int(np.searchsorted(neurons, n))
+        if k < len(neurons) and neurons[k] == n:
+            return k
+        return -1
+
+    def get(self, s: int, n: int) -> torch.Tensor:
+        """The ``(R, T)`` view of pair (s, n), or a fresh ``(1, 1)`` NaN sentinel."""
+        k = self._locate(s, n)
+        if k < 0:
+            return nan_sentinel()
+        b = self._blocks[s]
+        start = int(b.starts[k])
+        return b.data[start:start + int(b.reps[k])]
+
+    def set(self, s: int, n: int, value: torch.Tensor) -> None:
+        """Replace pair (s, n); a sentinel removes it. Rebuilds block s only."""
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"responses[{s}][{n}] must be a torch.Tensor; got "
+                            f"{type(value).__name__}.")
+        if value.dim() != 2:
+            raise ValueError(f"responses[{s}][{n}] must be 2-D (R, T) or the (1, 1) NaN "
+                             f"sentinel; got shape {tuple(value.shape)}.")
+        b = self._blocks[s]
+        k = self._locate(s, n)
+        missing = is_sentinel(value)
+        if not missing:
+            others = len(b.neurons) - (1 if k >= 0 else 0)
+            if others and value.shape[1] != b.T:
+                raise ValueError(f"responses[{s}][{n}] must have T={b.T} like the other "
+                                 f"neurons of stim {s}; got T={value.shape[1]}.")
+            if k >= 0 and value.shape[0] == b.reps[k]:
+                # copy-on-write: blocks may be shared with a concatenation's sources or
+                # memory-mapped from a cache, so never write into them
+                data = b.data.clone()
+                start = int(b.starts[k])
+                data[start:start + int(b.reps[k])] = value.to(torch.float32)
+                self.replace_data(s, data)
+                return
+        entries = [(int(nj), b.data[int(st):int(st) + int(r)])
+                   for nj, st, r in zip(b.neurons, b.starts, b.reps) if nj != n]
+        if not missing:
+            entries.append((n, value.detach().to("cpu", torch.float32)))
+        entries.sort(key=lambda e: e[0])
+        T = entries[0][1].shape[1] if entries else b.T
+        data = (torch.cat([e[1] for e in entries], 0) if entries
+                else torch.zeros((0, T), dtype=torch.float32))
+        self._blocks[s] = _make_block(np.array([e[0] for e in entries], dtype=np.int64),
+                                      np.array([e[1].shape[0] for e in entries], dtype=np.int64),
+                                      data.contiguous())
+        self.invalidate()
+
+    def replace_data(self, s: int, data: torch.Tensor) -> None:
+        """Swap block s's values for a same-shaped tensor (in-place style edits)."""
+        old = self._blocks[s]
+        if tuple(data.shape) != tuple(old.data.shape):
+            raise ValueError(f"stim {s}: new block shape {tuple(data.shape)} differs from "
+                             f"{tuple(old.data.shape)}.")
+        self._blocks[s] = _Block(data.to(torch.float32).contiguous(), old.neurons, old.reps,
+                                 old.starts)
+
+    def row_neurons(self, s: int) -> np.ndarray:
+        """Neuron index of every row of block s."""
+        b = self._blocks[s]
+        return np.repeat(b.neurons, b.reps)
+
+    # ------------------------------------------------------------------ gathering
+    def plan(self, s: int, sel_pos: np.ndarray) -> _GatherPlan:
+        """Which rows of stimulus s the selection keeps, and where they go.
+
+        ``sel_pos[n]`` is neuron n's position in the output, or -1 if it is
+        not selected.
+        """
+        b = self._blocks[s]
+        pos = sel_pos[b.neurons]
+        kept = np.flatnonzero(pos >= 0)
+        counts = b.reps[kept]
+        within = _ragged_arange(counts)
+        if len(kept) == len(b.neurons):
+            src = None  # every row, in order
+        else:
+            src = np.repeat(b.starts[kept], counts) + within
+        return _GatherPlan(s=s, T=b.T, R=int(counts.max()) if len(kept) else 1,
+                           n_idx=np.repeat(pos[kept], counts), r_idx=within, src=src)
+
+    def gather_into(self, plan: _GatherPlan, out: torch.Tensor, mask: torch.Tensor) -> None:
+        """Write the planned rows into ``out`` / ``mask`` (``(n_sel, R_out, T_out)``).
+
+        ``out`` must already be NaN and ``mask`` False where nothing is written.
+        The mask marks the written values that are not NaN.
+        """
+        if len(plan.n_idx) == 0:
+            return
+        data = self._blocks[plan.s].data
+        rows = data if plan.src is None else data.index_select(0, torch.from_numpy(plan.src))
+        valid = ~torch.isnan(rows)
+        R_out, T_out = out.shape[1], out.shape[2]
+        if T_out == plan.T and out.is_contiguous() and mask.is_contiguous():
+            dst = torch.from_numpy(plan.n_idx * R_out + plan.r_idx)
+            out.view(-1, T_out).index_copy_(0, dst, rows)
+            mask.view(-1, T_out).index_copy_(0, dst, valid)
+        else:
+            n_idx, r_idx = torch.from_numpy(plan.n_idx), torch.from_numpy(plan.r_idx)
+            out[n_idx, r_idx, :plan.T] = rows
+            mask[n_idx, r_idx, :plan.T] = valid
+
+    def gather(self, s: int, sel_pos: np.ndarray, n_sel: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Responses of the selected neurons to stimulus ``s`` and their validity mask.
+
+        Returns ``(responses, mask)``, both ``(n_sel, R, T_s)`` with R the
+        largest repeat count among the selected neurons that heard s (1 if
+        none did); absent pairs and padded repeats are NaN in ``responses``
+        and False in ``mask``.
+        """
+        plan = self.plan(s, sel_pos)
+        out = torch.full((n_sel, plan.R, plan.T), _NAN, dtype=torch.float32)
+        mask = torch.zeros((n_sel, plan.R, plan.T), dtype=torch.bool)
+        self.gather_into(plan, out, mask)
+        return out, mask
+
+    # ------------------------------------------------------------------ bulk edits
+    def map_blocks_(self, fn) -> None:
+        """Replace each block's data by ``fn(s, neurons, reps, data)`` (same shape)."""
+        for s, b in enumerate(self._blocks):
+            if b.data.shape[0] == 0:
+                continue
+            new = fn(s, b.neurons, b.reps, b.data)
+            if new is not b.data:
+                self.replace_data(s, new)
+
+    def padded_block(self, s: int) -> tuple[np.ndarray, torch.Tensor]:
+        """``(neurons (K,), responses (K, R_max, T))`` of stimulus s, repeats NaN-padded."""
+        b = self._blocks[s]
+        K = len(b.neurons)
+        R = int(b.reps.max()) if K else 1
+        sel_pos = np.full(self.n_neurons, -1, dtype=np.int64)
+        sel_pos[b.neurons] = np.arange(K)
+        if K and (b.reps == R).all():
+            return b.neurons, b.data.view(K, R, b.T)
+        return b.neurons, self.gather(s, sel_pos, K)[0]
+
+
+class StimResponses(Sequence):
+    """``responses[s]``: the N responses to one stimulus, read-write, as a list would be."""
+
+    __slots__ = ("_store", "_s")
+
+    def __init__(self, store: ResponseStore, s: int):
+        self._store = store
+        self._s = s
+
+    def __len__(self) -> int:
+        return self._store.n_neurons
+
+    def _index(self, n) -> int:
+        if isinstance(n, (int, np.integer)) and not isinstance(n, bool):
+            n = int(n)
+            N = self._store.n_neurons
+            if n < 0:
+                n += N
+            if not 0 <= n < N:
+                raise IndexError(f"neuron index {n} is out of range; the valid range is "
+                                 f"[0, {N - 1}].")
+            return n
+        raise TypeError(f"neuron index must be an int; got {type(n).__name__}.")
+
+    def __getitem__(self, n):
+        if isinstance(n, slice):
+            return [self._store.get(self._s, i) for i in range(*n.indices(len(self)))]
+        return self._store.get(self._s, self._index(n))
+
+    def __setitem__(self, n, value: torch.Tensor) -> None:
+        self._store.set(self._s, self._index(n), value)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for n in range(len(self)):
+            yield self._store.get(self._s, n)
+
+    def __repr__(self) -> str:
+        K = len(self._store.block(self._s)[0])
+        return (f"<responses to stim {self._s}: {K} of {len(self)} neurons have data; "
+                "the rest read as (1, 1) NaN sentinels>")
+
+
+class ResponsesView(Sequence):
+    """``responses``: S rows of N tensors, backed by a :class:`ResponseStore`."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: ResponseStore):
+        self._store = store
+
+    def __len__(self) -> int:
+        return self._store.n_stims
+
+    def __getitem__(self, s):
+        if isinstance(s, slice):
+            return [StimResponses(self._store, i) for i in range(*s.indices(len(self)))]
+        if isinstance(s, (int, np.integer)) and not isinstance(s, bool):
+            s = int(s)
+            S = len(self)
+            if s < 0:
+                s += S
+            if not 0 <= s < S:
+                raise IndexError(f"stim index {s} is out of range; the valid range is "
+                                 f"[0, {S - 1}].")
+            return StimResponses(self._store, s)
+        raise TypeError(f"stim index must be an int or slice; got {type(s).__name__}.")
+
+    def __iter__(self) -> Iterator[StimResponses]:
+        for s in range(len(self)):
+            yield StimResponses(self._store, s)
+
+    def __repr__(self) -> str:
+        st = self._store
+        total = st.n_stims * st.n_neurons
+        pct = 100.0 * st.n_pairs / total if total else math.nan
+        return (f"<packed responses: {st.n_stims} stims x {st.n_neurons} neurons, "
+                f"{st.n_pairs} pairs with data ({pct:.0f}%), {st.nbytes / 1e6:.1f} MB>")

@@ -1,0 +1,704 @@
+"""``NeuralDataset``: stimuli plus trial-resolved responses, ragged three ways.
+
+The data paradigm (the contract every dataset and user script relies on):
+
+* S stimuli, N neurons. ``stims[s]`` is a float32 tensor whose last axis is
+  time (audio: ``(1, F, T_s)`` spectrogram or ``(1, T_audio)`` waveform).
+  Stims never contain NaN.
+* ``responses[s][n]`` is a float32 ``(R_sn, T_s)`` tensor of spike counts (or
+  a continuous signal) per repeat and time bin of ``dt_ms``, or the ``(1, 1)``
+  all-NaN sentinel when neuron n never heard stimulus s.
+* ``stim_meta`` (S dicts) and ``nrn_meta`` (N dicts) describe them;
+  ``nrn_masks`` is the ``(S, N)`` bool matrix of pairs that have data.
+* Selection is bidirectional: with a stim selection, neurons with no data on
+  the selected stims are hidden; ``len(ds)`` counts the stims with data for at
+  least one selected neuron; ``ds[i]`` indexes that iterable set.
+
+Behind ``responses`` sits packed storage (one block per stimulus, see
+:mod:`deepstrf.datasets._storage`), so indexing and batching cost a few
+tensor copies rather than a Python loop over (stim, neuron) pairs. A subclass
+may still fill ``self.responses`` as a list of lists and call
+:meth:`NeuralDataset.validate`, which packs it.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import numbers
+import time
+from abc import ABC
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from deepstrf._validation import check_index, check_positive
+from deepstrf.datasets._query import Query, compile_query
+from deepstrf.datasets._storage import ResponseStore, ResponsesView
+
+__all__ = ["NeuralDataset"]
+
+logger = logging.getLogger(__name__)
+
+_MISSING = object()
+
+
+def _as_index_array(name: str, values: Any, size: int) -> np.ndarray:
+    """Validate a sequence of indices into ``[0, size)`` and return it as int64 (order kept)."""
+    if isinstance(values, torch.Tensor):
+        values = values.tolist()
+    elif isinstance(values, np.ndarray):
+        values = values.tolist()
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a sequence of integer indices; got "
+                        f"{type(values).__name__}.")
+    out = [check_index(f"{name} entry", v, size) for v in values]
+    if len(set(out)) != len(out):
+        dup = sorted({v for v in out if out.count(v) > 1})
+        raise ValueError(f"{name} lists some indices more than once: {dup}; give each index once.")
+    return np.asarray(out, dtype=np.int64)
+
+
+def _matches_attr(meta: Mapping, key: str, value: Any) -> bool:
+    found = meta.get(key, _MISSING)
+    if found is _MISSING:
+        return False
+    try:
+        return bool(found == value)
+    except (TypeError, ValueError):
+        return False
+
+
+def _matches_predicate(predicate: Callable[[Mapping], Any], meta: Mapping) -> bool:
+    try:
+        return bool(predicate(meta))
+    except (KeyError, TypeError):
+        return False
+
+
+class NeuralDataset(Dataset, ABC):
+    """Base class of every dataset of sensory neural responses.
+
+    A subclass fills ``stims``, ``responses``, ``stim_meta``, ``nrn_meta`` and
+    ``N_neurons`` in its constructor and calls :meth:`validate` last. To build
+    a dataset from tensors you already have, use :meth:`from_data`.
+
+    Parameters
+    ----------
+    path : str or path-like or None
+        Where the dataset's files live (informational for in-memory datasets).
+    dt_ms : float
+        Width of a response time bin, in milliseconds (> 0).
+
+    Attributes
+    ----------
+    path : str or None
+    dt : float
+        The bin width in ms (``dt_ms``).
+    stims : list of torch.Tensor
+        ``S`` stimulus tensors, time on the last axis.
+    responses : sequence of sequences of torch.Tensor
+        ``responses[s][n]``: ``(R_sn, T_s)`` float32, or the ``(1, 1)`` NaN sentinel.
+    stim_meta, nrn_meta : list of dict
+        Per-stimulus and per-neuron metadata.
+    N_neurons : int
+    I : list of int
+        The neuron selection (all neurons when nothing is selected).
+    S_sel : list of int or None
+        The stimulus selection (None: no restriction).
+    """
+
+    def __init__(self, path: Any, dt_ms: float):
+        super().__init__()
+        self.path = None if path is None else str(path)
+        self.dt = check_positive("dt_ms", dt_ms)
+        self.stims: list[torch.Tensor] = []
+        self._store: ResponseStore | None = None
+        self._pending: list | None = []
+        self.stim_meta: list[dict] = []
+        self.nrn_meta: list[dict] = []
+        self.N_neurons = 0
+        self._nrn_sel: np.ndarray | None = None
+        self._stim_sel: np.ndarray | None = None
+        self._sel_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._sel_cache_version = -1
+        self.response_normalization: dict | None = None
+        self.stim_normalization: dict | None = None
+        self._operations: list[dict] = []
+        self._manifest: dict | None = None
+        self._concat_sources: list[str] | None = None
+        self._init_attributes()
+
+    def _init_attributes(self) -> None:
+        """Set modality attributes to their defaults (hook for subclasses)."""
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_data(cls, stims: Sequence[torch.Tensor],
+                  responses: Sequence[Sequence[torch.Tensor]] | ResponseStore, *,
+                  dt_ms: float, stim_meta: Sequence[Mapping] | None = None,
+                  nrn_meta: Sequence[Mapping] | None = None, path: Any = None,
+                  **attributes: Any) -> NeuralDataset:
+        """Build a validated dataset from tensors already in memory.
+
+        Parameters
+        ----------
+        stims : sequence of torch.Tensor
+            One tensor per stimulus, time on the last axis.
+        responses : list of S lists of N tensors, or ResponseStore
+            The contract's nested form (``(1, 1)`` NaN sentinels for missing
+            pairs) or packed storage built with
+            :meth:`~deepstrf.datasets._storage.ResponseStore.from_blocks`.
+        dt_ms : float
+            Response bin width in ms.
+        stim_meta, nrn_meta : sequence of dict, optional
+            Default: ``{}`` for each stimulus / neuron.
+        path : optional
+            Recorded as ``ds.path``.
+        **attributes
+            Modality attributes, e.g. ``F`` and ``audio_fs`` for
+            :class:`~deepstrf.datasets.audio.audio_dataset.AudioNeuralDataset`.
+
+        Returns
+        -------
+        NeuralDataset
+            An instance of ``cls``; its constructor is not called.
+        """
+        self = cls.__new__(cls)
+        NeuralDataset.__init__(self, path, dt_ms)
+        self.stims = list(stims)
+        if isinstance(responses, ResponseStore):
+            n_neurons = responses.n_neurons
+        else:
+            responses = list(responses)
+            n_neurons = len(responses[0]) if responses else 0
+        if nrn_meta is None:
+            nrn_meta = [{} for _ in range(n_neurons)]
+        self.nrn_meta = [dict(m) if isinstance(m, Mapping) else m for m in nrn_meta]
+        self.N_neurons = len(self.nrn_meta)
+        self.stim_meta = ([dict(m) if isinstance(m, Mapping) else m for m in stim_meta]
+                          if stim_meta is not None else [{} for _ in self.stims])
+        if isinstance(responses, ResponseStore):
+            self._set_store(responses)
+        else:
+            self.responses = responses
+        for key, value in attributes.items():
+            setattr(self, key, value)
+        self._infer_attributes()
+        self.validate()
+        return self
+
+    def _infer_attributes(self) -> None:
+        """Fill modality attributes that :meth:`from_data` was not given (hook)."""
+
+    # ------------------------------------------------------------------ responses
+    @property
+    def responses(self) -> Any:
+        """``responses[s][n]``: ``(R, T)`` float32 view, or the ``(1, 1)`` NaN sentinel.
+
+        Backed by packed storage once the dataset is validated; assigning a
+        list of lists replaces it (packed again at the next :meth:`validate`
+        or first use). ``responses[s][n] = tensor`` edits one pair in place.
+        """
+        if self._pending is not None:
+            return self._pending
+        return ResponsesView(self._require_store())
+
+    @responses.setter
+    def responses(self, value: Any) -> None:
+        if isinstance(value, ResponseStore):
+            self._set_store(value)
+            return
+        if isinstance(value, ResponsesView):
+            self._set_store(value._store)
+            return
+        if not isinstance(value, list):
+            value = list(value)
+        self._pending = value
+        self._store = None
+        self._changed()
+
+    def _set_store(self, store: ResponseStore) -> None:
+        self._store = store
+        self._pending = None
+        self._changed()
+
+    def _require_store(self) -> ResponseStore:
+        """The packed storage, packing a pending list of lists first."""
+        if self._pending is not None:
+            stim_T = None
+            if len(self.stims) == len(self._pending):
+                stim_T = [self._response_length_hint(s) for s in range(len(self.stims))]
+            store = ResponseStore.from_nested(self._pending, self.N_neurons, stim_T=stim_T,
+                                              release=True)
+            self._store = store
+            self._pending = None
+            self._changed()
+        if self._store is None:
+            raise RuntimeError(f"{type(self).__name__} has no responses yet; fill "
+                               "self.responses and call validate().")
+        return self._store
+
+    def _response_length_hint(self, s: int) -> int:
+        """Response length implied by stim s (its last axis), for stims nobody heard."""
+        stim = self.stims[s]
+        return int(stim.shape[-1]) if isinstance(stim, torch.Tensor) and stim.dim() else 0
+
+    @property
+    def response_store(self) -> ResponseStore:
+        """The packed storage behind ``responses`` (advanced use)."""
+        return self._require_store()
+
+    def _changed(self) -> None:
+        """Structure changed: drop the masks and the selection cache."""
+        if self._store is not None:
+            self._store.invalidate()
+        self._sel_cache = None
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> None:
+        """Check the whole data contract; pack list-of-lists responses.
+
+        Raises
+        ------
+        TypeError, ValueError
+            Naming the stimulus / neuron at fault: empty data, wrong ranks,
+            NaN or infinite values in a stim, a response row of the wrong
+            length, a response whose time axis differs from its stim's,
+            ``N_neurons != len(nrn_meta)``, ``dt <= 0``.
+        """
+        name = type(self).__name__
+        if self.path is not None and not isinstance(self.path, str):
+            raise TypeError(f"{name}.path must be a str or None; got {type(self.path).__name__}.")
+        check_positive(f"{name}.dt", self.dt)
+        if isinstance(self.N_neurons, bool) or not isinstance(self.N_neurons, numbers.Integral):
+            raise TypeError(f"{name}.N_neurons must be an int; got {self.N_neurons!r}.")
+        self.N_neurons = int(self.N_neurons)
+        if self.N_neurons <= 0:
+            raise ValueError(f"{name} has no neurons (N_neurons={self.N_neurons}); a dataset "
+                             "needs at least one neuron. Check the loader's area/animal filters.")
+        if len(self.nrn_meta) != self.N_neurons:
+            raise ValueError(f"{name}: N_neurons={self.N_neurons} but nrn_meta has "
+                             f"{len(self.nrn_meta)} entries; they must match.")
+        for n, meta in enumerate(self.nrn_meta):
+            if not isinstance(meta, Mapping):
+                raise TypeError(f"{name}.nrn_meta[{n}] must be a dict; got {type(meta).__name__}.")
+        S = len(self.stim_meta)
+        if S == 0:
+            raise ValueError(f"{name} has no stimuli (stim_meta is empty); a dataset needs at "
+                             "least one stimulus. Check the loader's stimulus filters.")
+        for s, meta in enumerate(self.stim_meta):
+            if not isinstance(meta, Mapping):
+                raise TypeError(f"{name}.stim_meta[{s}] must be a dict; got {type(meta).__name__}.")
+        if len(self.stims) != S:
+            raise ValueError(f"{name}: {len(self.stims)} stims but {S} stim_meta entries; they "
+                             "must match.")
+        for s, stim in enumerate(self.stims):
+            if not isinstance(stim, torch.Tensor):
+                raise TypeError(f"{name}.stims[{s}] must be a torch.Tensor; got "
+                                f"{type(stim).__name__}.")
+            if not stim.is_floating_point():
+                raise TypeError(f"{name}.stims[{s}] must be a floating-point tensor; got "
+                                f"{stim.dtype}.")
+            self._validate_stim(s, stim)
+            if not bool(torch.isfinite(stim).all()):
+                raise ValueError(f"{name}.stims[{s}] contains NaN or infinite values; stims must "
+                                 "be finite (NaN marks missing data in responses only).")
+        if self._pending is not None and len(self._pending) != S:
+            raise ValueError(f"{name}: responses has {len(self._pending)} rows but there are {S} "
+                             "stims; give one row per stimulus.")
+        store = self._require_store()
+        if store.n_stims != S:
+            raise ValueError(f"{name}: responses covers {store.n_stims} stims but there are {S}.")
+        if store.n_neurons != self.N_neurons:
+            raise ValueError(f"{name}: responses covers {store.n_neurons} neurons but "
+                             f"N_neurons={self.N_neurons}.")
+        for s in range(S):
+            neurons, _, rows = store.block(s)
+            if len(neurons) == 0:
+                continue
+            expected = self._expected_response_T(s)
+            if expected is not None and rows.shape[1] != expected:
+                raise ValueError(f"{name}: responses to stim {s} (e.g. neuron {int(neurons[0])}) "
+                                 f"have T={rows.shape[1]} bins but stims[{s}] has T={expected}; "
+                                 "in spectrogram mode they must be equal (crop or pad the "
+                                 "responses to the stimulus length).")
+        self._validate_modality()
+
+    def _validate_stim(self, s: int, stim: torch.Tensor) -> None:
+        """Check one stim's shape (hook; the base accepts any rank >= 1)."""
+        if stim.dim() < 1 or stim.shape[-1] == 0:
+            raise ValueError(f"{type(self).__name__}.stims[{s}] must have a non-empty time axis "
+                             f"(last); got shape {tuple(stim.shape)}.")
+
+    def _expected_response_T(self, s: int) -> int | None:
+        """Response length stim s requires (its last axis), or None for no check (hook)."""
+        return int(self.stims[s].shape[-1])
+
+    def _validate_modality(self) -> None:
+        """Extra checks of a modality subclass (hook), run after the common ones."""
+
+    # ------------------------------------------------------------------ basic accessors
+    def get_N(self) -> int:
+        """Total number of neurons (not the selection)."""
+        return self.N_neurons
+
+    def get_S(self) -> int:
+        """Total number of stimuli (not the selection)."""
+        return len(self.stim_meta)
+
+    def get_nrn_meta(self) -> list[dict]:
+        """Metadata of the selected neurons, in the order they appear in batches."""
+        return [self.nrn_meta[n] for n in self._selection()[0]]
+
+    @property
+    def nrn_masks(self) -> torch.Tensor:
+        """``(S, N)`` bool: True where neuron n has data for stim s. Computed once, cached."""
+        return self._require_store().masks()
+
+    def invalidate_nrn_masks(self) -> None:
+        """Forget the cached ``nrn_masks`` and selection after a structural edit.
+
+        Edits made through ``responses[s][n] = ...`` or by assigning
+        ``responses`` invalidate automatically; call this after changing the
+        storage by other means.
+        """
+        self._changed()
+
+    def _invalidate_nrn_masks(self) -> None:
+        """Alias of :meth:`invalidate_nrn_masks` kept from deepSTRF."""
+        self.invalidate_nrn_masks()
+
+    # ------------------------------------------------------------------ selection state
+    @property
+    def I(self) -> list[int]:  # noqa: E743 (public name kept from deepSTRF)
+        """Selected neuron indices (every neuron when there is no neuron selection).
+
+        Assigning a list is the same as :meth:`select_population`. Unlike
+        deepSTRF 0.1.0, an empty selection means *no* neurons, not all.
+        """
+        if self._nrn_sel is None:
+            return list(range(self.N_neurons))
+        return self._nrn_sel.tolist()
+
+    @I.setter
+    def I(self, value: Sequence[int] | None) -> None:  # noqa: E743
+        if value is None:
+            self.reset_pop_selection()
+        else:
+            self.select_population(value)
+
+    @property
+    def S_sel(self) -> list[int] | None:
+        """Selected stimulus indices, or None when every stimulus is eligible."""
+        return None if self._stim_sel is None else self._stim_sel.tolist()
+
+    @S_sel.setter
+    def S_sel(self, value: Sequence[int] | None) -> None:
+        if value is None:
+            self.reset_stim_selection()
+        else:
+            self.select_stims(value)
+
+    def _set_nrn_selection(self, indices: np.ndarray | None) -> list[int]:
+        self._nrn_sel = indices
+        self._sel_cache = None
+        return self.I
+
+    def _set_stim_selection(self, indices: np.ndarray | None) -> list[int] | None:
+        self._stim_sel = None if indices is None else np.unique(indices).astype(np.int64)
+        self._sel_cache = None
+        return self.S_sel
+
+    def _selection(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(selected neurons, position of each neuron or -1, iterable stims)``, cached."""
+        store = self._require_store()
+        if self._sel_cache is None or self._sel_cache_version != store.version:
+            masks = store.masks().numpy()
+            N = self.N_neurons
+            base = self._nrn_sel if self._nrn_sel is not None else np.arange(N, dtype=np.int64)
+            stim_sel = self._stim_sel
+            if stim_sel is not None:
+                heard = masks[stim_sel].any(axis=0) if len(stim_sel) else np.zeros(N, bool)
+                neurons = base[heard[base]]
+            else:
+                neurons = base
+            if len(neurons):
+                has_data = masks[:, neurons].any(axis=1)
+                if stim_sel is not None:
+                    allowed = np.zeros(len(has_data), bool)
+                    allowed[stim_sel] = True
+                    has_data &= allowed
+                iterable = np.flatnonzero(has_data).astype(np.int64)
+            else:
+                iterable = np.zeros(0, dtype=np.int64)
+            pos = np.full(N, -1, dtype=np.int64)
+            pos[neurons] = np.arange(len(neurons), dtype=np.int64)
+            self._sel_cache = (neurons, pos, iterable)
+            self._sel_cache_version = store.version
+        return self._sel_cache
+
+    @property
+    def selected_neurons(self) -> list[int]:
+        """Neurons that appear in items, after the bidirectional rule, in batch order."""
+        return self._selection()[0].tolist()
+
+    @property
+    def iterable_stims(self) -> list[int]:
+        """Stimulus index behind each item ``ds[i]``, in order."""
+        return self._selection()[2].tolist()
+
+    # ------------------------------------------------------------------ neuron selection
+    def select_neuron(self, neuron_index: int) -> list[int]:
+        """Select a single neuron.
+
+        Parameters
+        ----------
+        neuron_index : int
+            Index into the whole population, in ``[0, N_neurons)``.
+
+        Returns
+        -------
+        list of int
+            The selection (also ``self.I``).
+        """
+        n = check_index("neuron_index", neuron_index, self.N_neurons)
+        return self._set_nrn_selection(np.array([n], dtype=np.int64))
+
+    def select_population(self, neuron_indices: Sequence[int]) -> list[int]:
+        """Select the listed neurons; items list their responses in this order.
+
+        Raises ``IndexError`` (with the valid range) for an index out of range
+        and ``ValueError`` for a repeated index.
+        """
+        return self._set_nrn_selection(
+            _as_index_array("neuron_indices", neuron_indices, self.N_neurons))
+
+    def select_pop_by_nrn_attr(self, attribute_name: str, value: Any) -> list[int]:
+        """Select the neurons whose ``nrn_meta[attribute_name] == value``.
+
+        Neurons whose metadata lacks the key are skipped, so one call works on
+        a concatenation of datasets with different metadata schemas.
+        """
+        chosen = [n for n, m in enumerate(self.nrn_meta) if _matches_attr(m, attribute_name, value)]
+        return self._set_nrn_selection(np.asarray(chosen, dtype=np.int64))
+
+    def select_pop_by_nrn_predicate(self, predicate: Callable[[Mapping], Any]) -> list[int]:
+        """Select the neurons whose metadata dict satisfies ``predicate``.
+
+        Neurons for which the predicate raises ``KeyError`` or ``TypeError``
+        (a missing key, an incomparable value) are skipped.
+
+        Examples
+        --------
+        >>> ds.select_pop_by_nrn_predicate(lambda n: n["area"] == "Field_L" and n["snr"] > 0.5)
+        """
+        self._check_callable(predicate)
+        chosen = [n for n, m in enumerate(self.nrn_meta) if _matches_predicate(predicate, m)]
+        return self._set_nrn_selection(np.asarray(chosen, dtype=np.int64))
+
+    def select_pop_by_nrn_query(self, query: str | Query) -> list[int]:
+        """Select neurons with a string query over ``nrn_meta``.
+
+        Examples
+        --------
+        >>> ds.select_pop_by_nrn_query("area == 'Field_L' and snr > 0.5")
+
+        See :mod:`deepstrf.datasets._query` for the language; a malformed
+        query raises ``ValueError`` pointing at the bad part.
+        """
+        return self.select_pop_by_nrn_predicate(compile_query(query))
+
+    def _neurons_hearing(self, stim_indices: Sequence[int]) -> np.ndarray:
+        if not len(stim_indices):
+            return np.zeros(0, dtype=np.int64)
+        masks = self.nrn_masks.numpy()
+        return np.flatnonzero(masks[np.asarray(stim_indices)].any(axis=0)).astype(np.int64)
+
+    def select_pop_by_stim_attr(self, attribute_name: str, value: Any) -> list[int]:
+        """Select the neurons with data for at least one stim whose ``stim_meta[key] == value``."""
+        stims = [s for s, m in enumerate(self.stim_meta) if _matches_attr(m, attribute_name, value)]
+        return self._set_nrn_selection(self._neurons_hearing(stims))
+
+    def select_pop_by_stim_predicate(self, predicate: Callable[[Mapping], Any]) -> list[int]:
+        """Select the neurons with data for at least one stim whose metadata satisfies ``predicate``."""
+        self._check_callable(predicate)
+        stims = [s for s, m in enumerate(self.stim_meta) if _matches_predicate(predicate, m)]
+        return self._set_nrn_selection(self._neurons_hearing(stims))
+
+    def select_pop_by_stim_query(self, query: str | Query) -> list[int]:
+        """Select the neurons with data for at least one stim matching a string query."""
+        return self.select_pop_by_stim_predicate(compile_query(query))
+
+    def reset_pop_selection(self) -> None:
+        """Make every neuron eligible again."""
+        self._set_nrn_selection(None)
+
+    # ------------------------------------------------------------------ stim selection
+    def select_stim(self, stim_index: int) -> list[int]:
+        """Restrict iteration to one stimulus (neurons that did not hear it are hidden)."""
+        s = check_index("stim_index", stim_index, self.get_S())
+        return self._set_stim_selection(np.array([s], dtype=np.int64))
+
+    def select_stims(self, stim_indices: Sequence[int]) -> list[int]:
+        """Restrict iteration to the listed stimuli (iterated in increasing index order)."""
+        return self._set_stim_selection(
+            _as_index_array("stim_indices", stim_indices, self.get_S()))
+
+    def select_stims_by_attr(self, attribute_name: str, value: Any) -> list[int]:
+        """Restrict iteration to stims whose ``stim_meta[attribute_name] == value`` (others skipped)."""
+        chosen = [s for s, m in enumerate(self.stim_meta) if _matches_attr(m, attribute_name, value)]
+        return self._set_stim_selection(np.asarray(chosen, dtype=np.int64))
+
+    def select_stims_by_predicate(self, predicate: Callable[[Mapping], Any]) -> list[int]:
+        """Restrict iteration to stims whose metadata satisfies ``predicate``.
+
+        Stims for which the predicate raises ``KeyError`` or ``TypeError`` are skipped.
+        """
+        self._check_callable(predicate)
+        chosen = [s for s, m in enumerate(self.stim_meta) if _matches_predicate(predicate, m)]
+        return self._set_stim_selection(np.asarray(chosen, dtype=np.int64))
+
+    def select_stims_by_query(self, query: str | Query) -> list[int]:
+        """Restrict iteration to stims matching a string query over ``stim_meta``.
+
+        Examples
+        --------
+        >>> ds.select_stims_by_query("type in ('song', 'call') and duration_s > 1")
+        """
+        return self.select_stims_by_predicate(compile_query(query))
+
+    def reset_stim_selection(self) -> None:
+        """Make every stimulus eligible again."""
+        self._set_stim_selection(None)
+
+    @staticmethod
+    def _check_callable(predicate: Any) -> None:
+        if not callable(predicate):
+            raise TypeError(f"predicate must be callable (a function of one metadata dict); got "
+                            f"{type(predicate).__name__}. For a string, use the *_query methods.")
+
+    # ------------------------------------------------------------------ items
+    def __len__(self) -> int:
+        """Number of stimuli with data for at least one selected neuron (within S_sel)."""
+        return len(self._selection()[2])
+
+    def _item(self, i: int) -> dict[str, Any]:
+        neurons, pos, iterable = self._selection()
+        s = int(iterable[i])
+        responses, valid = self._require_store().gather(s, pos, len(neurons))
+        return {"stims": self.stims[s], "responses": responses, "valid_mask": valid,
+                "stim_meta": self.stim_meta[s]}
+
+    def _resolve(self, idx: Any) -> int:
+        n = len(self)
+        if isinstance(idx, bool) or not isinstance(idx, numbers.Integral):
+            raise TypeError(f"dataset index must be an int, slice or list of ints; got "
+                            f"{type(idx).__name__}.")
+        i = int(idx)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            valid = f"[{-n}, {n - 1}]" if n else "empty (nothing is selected)"
+            raise IndexError(f"dataset index {int(idx)} is out of range; len={n} under the "
+                             f"current selection, valid indices are {valid}.")
+        return i
+
+    def __getitem__(self, idx: Any) -> dict[str, Any]:
+        """Item(s) of the iterable stim set, restricted to the selected neurons.
+
+        Parameters
+        ----------
+        idx : int, slice, or sequence of int
+            Position(s) in ``range(len(self))``; negative ints count from the end.
+
+        Returns
+        -------
+        dict
+            For an int: ``stims`` (the stim tensor), ``responses`` (float32
+            ``(N_sel, R, T_s)``, NaN where a neuron has no data or fewer
+            repeats), ``valid_mask`` (bool, same shape, ``~isnan``) and
+            ``stim_meta`` (dict). For a slice or sequence: the same keys, each
+            holding a list with one entry per item.
+        """
+        if isinstance(idx, slice):
+            positions = list(range(*idx.indices(len(self))))
+        elif isinstance(idx, (list, tuple, np.ndarray, torch.Tensor)):
+            positions = [self._resolve(i) for i in (idx.tolist() if hasattr(idx, "tolist")
+                                                     else idx)]
+        else:
+            return self._item(self._resolve(idx))
+        items = [self._item(p) for p in positions]
+        keys = ("stims", "responses", "valid_mask", "stim_meta")
+        return {k: [it[k] for it in items] for k in keys}
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """Items for a batch of positions: the DataLoader's batched-fetch hook.
+
+        The padded batch is assembled once, straight from the packed storage,
+        and each item is a view into it (equal to ``self[i]``), so
+        :func:`~deepstrf.utils.data.neural_collate` hands the batch over
+        without copying. Any other ``collate_fn`` sees ordinary items.
+        """
+        from deepstrf.utils.data import assemble_batch
+        return assemble_batch(self, [self._resolve(i) for i in indices])
+
+    # ------------------------------------------------------------------ display
+    def __repr__(self) -> str:
+        parts = [f"S={self.get_S()} stims", f"N={self.N_neurons} neurons", f"dt={self.dt:g} ms"]
+        try:
+            neurons, _, iterable = self._selection()
+            sel = []
+            if self._nrn_sel is not None:
+                sel.append(f"{len(self._nrn_sel)} neurons chosen")
+            if self._stim_sel is not None:
+                sel.append(f"{len(self._stim_sel)} stims chosen")
+            state = ", ".join(sel) if sel else "no selection"
+            parts.append(f"{state}: {len(neurons)} neurons and {len(iterable)} stims in use")
+        except (RuntimeError, ValueError, TypeError):
+            parts.append("not validated")
+        return f"{type(self).__name__}({'; '.join(parts)})"
+
+    def __str__(self) -> str:
+        return self.__repr__()
+
+    # ------------------------------------------------------------------ provenance
+    def _record(self, operation: str, **parameters: Any) -> None:
+        self._operations.append({"operation": operation, "parameters": parameters,
+                                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """Where the numbers came from: the cache manifest (if loaded from one) and the
+        operations applied since (smoothing, normalisation, ...) with their parameters."""
+        return {
+            "class": type(self).__name__,
+            "path": self.path,
+            "dt_ms": self.dt,
+            "n_stims": self.get_S(),
+            "n_neurons": self.N_neurons,
+            "manifest": copy.deepcopy(self._manifest),
+            "operations": copy.deepcopy(self._operations),
+        }
+
+    # ------------------------------------------------------------------ concatenation
+    def __add__(self, other: Any) -> NeuralDataset:
+        """``ds_a + ds_b``: block-diagonal concatenation, see :func:`concat_neural_datasets`."""
+        if not isinstance(other, NeuralDataset):
+            return NotImplemented
+        from deepstrf.utils.data import concat_neural_datasets
+        return concat_neural_datasets([self, other])
+
+    def _concat_check_compat(self, other: NeuralDataset) -> None:
+        """Raise if ``other`` cannot be concatenated with this dataset (hook)."""
+        if abs(self.dt - other.dt) > 1e-9 * max(self.dt, other.dt):
+            raise ValueError(f"cannot concatenate datasets with different bin widths: "
+                             f"{type(self).__name__} has dt={self.dt:g} ms, "
+                             f"{type(other).__name__} has dt={other.dt:g} ms. Rebuild one with a "
+                             "matching dt_ms.")
+
+    def _concat_copy_attrs(self, source: NeuralDataset) -> None:
+        """Copy modality attributes from ``source`` onto a concatenation result (hook)."""

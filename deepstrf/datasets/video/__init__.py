@@ -1,0 +1,5 @@
+"""Datasets whose stimuli are movies."""
+
+from deepstrf.datasets.video.video_dataset import VideoNeuralDataset
+
+__all__ = ["VideoNeuralDataset"]

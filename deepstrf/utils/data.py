@@ -1,0 +1,266 @@
+"""Batching and combining datasets: ``neural_collate`` and ``concat_neural_datasets``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from deepstrf.datasets._storage import ResponseStore, is_sentinel
+from deepstrf.datasets.neural_dataset import NeuralDataset
+
+__all__ = ["neural_collate", "concat_neural_datasets", "assemble_batch"]
+
+_NAN = float("nan")
+_CORE_KEYS = ("stims", "responses", "valid_mask", "stim_meta")
+
+
+def _from_legacy_tuple(item: Sequence) -> dict[str, Any]:
+    """Turn deepSTRF 0.1.0's ``(stim, [resp per neuron], mask, meta)`` item into our dict."""
+    stim, per_neuron, _mask, meta = item
+    if isinstance(per_neuron, torch.Tensor):
+        responses = per_neuron
+    else:
+        real = [r for r in per_neuron if not is_sentinel(r)]
+        R = max((r.shape[0] for r in real), default=1)
+        T = real[0].shape[1] if real else 1
+        responses = torch.full((len(per_neuron), R, T), _NAN, dtype=torch.float32)
+        for n, r in enumerate(per_neuron):
+            if not is_sentinel(r):
+                responses[n, :r.shape[0]] = r
+    return {"stims": stim, "responses": responses, "valid_mask": ~torch.isnan(responses),
+            "stim_meta": meta}
+
+
+class _AssembledBatch(list):
+    """A list of items that were built as views into an already padded batch."""
+
+    def __init__(self, items: list[dict[str, Any]], collated: dict[str, Any]):
+        super().__init__(items)
+        self.collated = collated
+        self._item_ids = tuple(id(it) for it in items)
+
+    def intact(self) -> bool:
+        """True if the list still holds exactly the items it was built with."""
+        return len(self) == len(self._item_ids) and all(
+            id(it) == i for it, i in zip(self, self._item_ids))
+
+
+def _pad_stims(stims: Sequence[torch.Tensor]) -> torch.Tensor:
+    lead = tuple(stims[0].shape[:-1])
+    for b, x in enumerate(stims):
+        if tuple(x.shape[:-1]) != lead:
+            raise ValueError(f"neural_collate: stim of item {b} has shape {tuple(x.shape)} but item "
+                             f"0 has {tuple(stims[0].shape)}; only the last (time) axis may differ.")
+    T_stim = max(x.shape[-1] for x in stims)
+    out = torch.zeros((len(stims), *lead, T_stim), dtype=stims[0].dtype)
+    for b, x in enumerate(stims):
+        out[b, ..., :x.shape[-1]] = x
+    return out
+
+
+def assemble_batch(ds: NeuralDataset, positions: Sequence[int]) -> list[dict[str, Any]]:
+    """Items ``ds[p]`` for each position, assembled directly into one padded batch.
+
+    Used by ``NeuralDataset.__getitems__``. Returns a list of item dicts equal
+    to ``[ds[p] for p in positions]`` whose tensors are views into the batch
+    that :func:`neural_collate` then returns as is.
+    """
+    neurons, sel_pos, iterable = ds._selection()
+    store = ds.response_store
+    n_sel = len(neurons)
+    plans = [store.plan(int(iterable[p]), sel_pos) for p in positions]
+    B = len(plans)
+    R_max = max((p.R for p in plans), default=1)
+    T_max = max((p.T for p in plans), default=1)
+    responses = torch.full((B, n_sel, R_max, T_max), _NAN, dtype=torch.float32)
+    mask = torch.zeros((B, n_sel, R_max, T_max), dtype=torch.bool)
+    for b, plan in enumerate(plans):
+        store.gather_into(plan, responses[b], mask[b])
+    stims = [ds.stims[p.s] for p in plans]
+    metas = [ds.stim_meta[p.s] for p in plans]
+    items = [{"stims": stims[b], "responses": responses[b, :, :p.R, :p.T],
+              "valid_mask": mask[b, :, :p.R, :p.T], "stim_meta": metas[b]}
+             for b, p in enumerate(plans)]
+    collated = {"stims": _pad_stims(stims) if stims else torch.zeros(0), "responses": responses,
+                "valid_mask": mask, "stim_meta": metas}
+    return _AssembledBatch(items, collated)
+
+
+def neural_collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Collate dataset items into one padded batch (the ``DataLoader`` ``collate_fn``).
+
+    Parameters
+    ----------
+    batch : sequence of dict
+        Items as returned by ``NeuralDataset.__getitem__``: ``stims``
+        (``(..., T_s)``), ``responses`` (``(N, R_i, T_i)``), ``valid_mask``
+        and ``stim_meta``. deepSTRF 0.1.0's 4-tuples are accepted too.
+
+    Returns
+    -------
+    dict
+        ``stims``: ``(B, ..., T_max)`` zero-padded on the last axis, never NaN.
+        ``responses``: ``(B, N, R_max, T_resp_max)`` NaN-padded on repeats and
+        time; the response time axis is sized on its own, so in waveform mode
+        it is the number of response bins, not of audio samples.
+        ``valid_mask``: bool, same shape, False on padding and missing pairs.
+        ``stim_meta``: list of B dicts. Any other key of the items: a list of B
+        values.
+    """
+    if isinstance(batch, _AssembledBatch) and batch.intact():
+        return dict(batch.collated)
+    if not isinstance(batch, Sequence) or isinstance(batch, (str, bytes)) or len(batch) == 0:
+        raise ValueError("neural_collate needs a non-empty list of dataset items; got "
+                         f"{type(batch).__name__} of length {len(batch) if hasattr(batch, '__len__') else '?'}.")
+    items = []
+    for b, item in enumerate(batch):
+        if isinstance(item, Mapping):
+            missing = [k for k in ("stims", "responses", "stim_meta") if k not in item]
+            if missing:
+                raise KeyError(f"neural_collate: item {b} lacks key(s) {missing}; items must be "
+                               "dicts with 'stims', 'responses', 'valid_mask' and 'stim_meta' as "
+                               "NeuralDataset returns them.")
+            items.append(item)
+        elif isinstance(item, (tuple, list)) and len(item) == 4:
+            items.append(_from_legacy_tuple(item))
+        else:
+            raise TypeError(f"neural_collate: item {b} is a {type(item).__name__}; expected the "
+                            "dict returned by NeuralDataset.__getitem__.")
+    B = len(items)
+
+    stim_batch = _pad_stims([it["stims"] for it in items])
+
+    resps = [it["responses"] for it in items]
+    N = resps[0].shape[0]
+    for b, r in enumerate(resps):
+        if r.dim() != 3 or r.shape[0] != N:
+            raise ValueError(f"neural_collate: responses of item {b} have shape {tuple(r.shape)}; "
+                             f"expected (N={N}, R, T) like item 0. Items must come from one "
+                             "dataset with one neuron selection.")
+    R_max = max(r.shape[1] for r in resps)
+    T_max = max(r.shape[2] for r in resps)
+    resp_batch = torch.empty((B, N, R_max, T_max), dtype=resps[0].dtype)
+    mask_batch = torch.empty((B, N, R_max, T_max), dtype=torch.bool)
+    for b, (r, it) in enumerate(zip(resps, items)):
+        R, T = r.shape[1], r.shape[2]
+        resp_batch[b, :, :R, :T] = r
+        resp_batch[b, :, R:] = _NAN
+        resp_batch[b, :, :R, T:] = _NAN
+        mask = it.get("valid_mask")
+        mask_batch[b, :, :R, :T] = mask if mask is not None else ~torch.isnan(r)
+        mask_batch[b, :, R:] = False
+        mask_batch[b, :, :R, T:] = False
+
+    out: dict[str, Any] = {
+        "stims": stim_batch,
+        "responses": resp_batch,
+        "valid_mask": mask_batch,
+        "stim_meta": [it["stim_meta"] for it in items],
+    }
+    extra = [k for k in items[0] if k not in _CORE_KEYS]
+    for key in extra:
+        out[key] = [it.get(key) for it in items]
+    return out
+
+
+def _common_class(datasets: Sequence[NeuralDataset]) -> type:
+    for cls in type(datasets[0]).__mro__:
+        if issubclass(cls, NeuralDataset) and all(isinstance(d, cls) for d in datasets):
+            return cls
+    return NeuralDataset
+
+
+def _source_names(datasets: Sequence[NeuralDataset], names: Sequence[str] | None) -> list[str]:
+    if names is not None:
+        if isinstance(names, str):
+            raise TypeError("names must be a sequence of strings, one per dataset; got a string.")
+        names = list(names)
+        if len(names) != len(datasets):
+            raise ValueError(f"names has {len(names)} entries for {len(datasets)} datasets; give "
+                             "one name per dataset.")
+        for name in names:
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"each name must be a non-empty string; got {name!r}.")
+        if len(set(names)) != len(names):
+            raise ValueError(f"names must be distinct so the sources can be told apart; got "
+                             f"{names}.")
+        return names
+    out: list[str] = []
+    for d in datasets:
+        base = type(d).__name__
+        name, k = base, 2
+        while name in out:
+            name, k = f"{base}_{k}", k + 1
+        out.append(name)
+    return out
+
+
+def concat_neural_datasets(datasets: Sequence[NeuralDataset],
+                           names: Sequence[str] | None = None) -> NeuralDataset:
+    """Concatenate datasets along both the stimulus and the neuron axes.
+
+    The result has ``sum(S_i)`` stimuli and ``sum(N_i)`` neurons and a
+    block-diagonal response grid: each source's neurons keep their data on
+    their own stimuli and read as ``(1, 1)`` NaN sentinels on the other
+    sources' stimuli. Response blocks are shared with the sources, not copied.
+
+    Parameters
+    ----------
+    datasets : sequence of NeuralDataset
+        One or more datasets with the same ``dt`` and, for sounds, the same
+        number of frequency bands and mode (checked, with a clear error).
+    names : sequence of str, optional
+        One distinct tag per dataset, written as ``"dataset"`` into every
+        ``stim_meta`` and ``nrn_meta`` entry of the result (the sources' dicts
+        are not modified). Default: the class names, made distinct with a
+        suffix (``"CRCNSAA1Dataset_2"``). A source that is itself a
+        concatenation keeps its inner tags unless ``names`` is given.
+
+    Returns
+    -------
+    NeuralDataset
+        A new validated instance of the most specific class shared by all
+        inputs, with no selection. With a single dataset, that dataset is
+        returned unchanged (as deepSTRF does).
+    """
+    if isinstance(datasets, NeuralDataset):
+        raise TypeError("concat_neural_datasets takes a list of datasets; got a single dataset. "
+                        "Use [ds_a, ds_b] or ds_a + ds_b.")
+    datasets = list(datasets)
+    if not datasets:
+        raise ValueError("concat_neural_datasets needs at least one dataset; got none.")
+    for i, d in enumerate(datasets):
+        if not isinstance(d, NeuralDataset):
+            raise TypeError(f"datasets[{i}] is a {type(d).__name__}, not a NeuralDataset.")
+    if len(datasets) == 1:
+        return datasets[0]
+    first = datasets[0]
+    for other in datasets[1:]:
+        first._concat_check_compat(other)
+        other._concat_check_compat(first)
+    explicit = names is not None
+    tags = _source_names(datasets, names)
+    cls = _common_class(datasets)
+    out = cls.__new__(cls)
+    NeuralDataset.__init__(out, "+".join(d.path or type(d).__name__ for d in datasets), first.dt)
+    out._concat_copy_attrs(first)
+
+    def tagged(meta: dict, tag: str, keep_inner: bool) -> dict:
+        if keep_inner and "dataset" in meta:
+            return dict(meta)
+        return {**meta, "dataset": tag}
+
+    for d, tag in zip(datasets, tags):
+        keep = not explicit and getattr(d, "_concat_sources", None) is not None
+        out.stims.extend(d.stims)
+        out.stim_meta.extend(tagged(m, tag, keep) for m in d.stim_meta)
+        out.nrn_meta.extend(tagged(m, tag, keep) for m in d.nrn_meta)
+    out.N_neurons = len(out.nrn_meta)
+    out._set_store(ResponseStore.concat([d.response_store for d in datasets]))
+    out._concat_sources = tags
+    out._manifest = {"sources": {tag: d.provenance for d, tag in zip(datasets, tags)}}
+    out._record("concatenate", names=tags)
+    out.validate()
+    return out
