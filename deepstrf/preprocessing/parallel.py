@@ -1,0 +1,174 @@
+"""The package's one parallel loop: :func:`parallel_map` over :class:`joblib.Parallel`.
+
+Everything deepstrf runs in parallel (parsing raw files, binning, computing
+spectrograms) goes through :func:`parallel_map`, so the choice of where the
+work runs is joblib's. By default ``n_jobs > 1`` uses joblib's loky process
+pool on this machine; to run on a cluster, wrap the call (or the dataset
+constructor that makes it) in :func:`joblib.parallel_config`::
+
+    from dask.distributed import Client
+    import joblib
+
+    client = Client("tcp://scheduler:8786")
+    with joblib.parallel_config(backend="dask"):
+        ds = CRCNSAA2Dataset(path, n_jobs=-1)
+
+No deepstrf code changes for that: joblib hands each task to the backend.
+Functions and items must be picklable (module-level functions, not lambdas,
+for process-based backends), and the worker processes must be able to
+import deepstrf.
+"""
+
+from __future__ import annotations
+
+import numbers
+import reprlib
+import traceback
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from deepstrf._config import PROGRESS_ENV, progress_disable
+
+__all__ = ["parallel_map", "PROGRESS_ENV"]
+
+# Seconds a loop must run before its bar appears, so short loops stay quiet.
+_PROGRESS_DELAY_S = 1.0
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_item_repr = reprlib.Repr()
+_item_repr.maxstring = 120
+_item_repr.maxother = 120
+
+
+class _Failure:
+    """What a worker returns instead of raising, so the item can be named."""
+
+    def __init__(self, index: int, error: BaseException, remote_traceback: str) -> None:
+        self.index = index
+        self.error = error
+        self.remote_traceback = remote_traceback
+
+
+class _Call:
+    """Picklable wrapper running ``func(item)`` and catching its exception."""
+
+    def __init__(self, func: Callable[[Any], Any]) -> None:
+        self.func = func
+
+    def __call__(self, index: int, item: Any) -> Any:
+        try:
+            return self.func(item)
+        except Exception as err:
+            return _Failure(index, err, traceback.format_exc())
+
+
+def _check_n_jobs(n_jobs: Any) -> int | None:
+    if n_jobs is None:
+        return None
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
+        raise ValueError(
+            f"n_jobs must be a non-zero integer or None (1 = no parallelism, -1 = all "
+            f"cores, -2 = all but one, None = joblib's default); got {n_jobs!r}."
+        )
+    return int(n_jobs)
+
+
+def parallel_map(func: Callable[[T], R], items: Iterable[T], *, n_jobs: int | None = 1,
+                 desc: str | None = None, progress: bool | None = None) -> list[R]:
+    """Apply ``func`` to every item, in parallel with joblib, results in input order.
+
+    Parameters
+    ----------
+    func : callable
+        Called as ``func(item)``. Must be picklable for process-based
+        backends (a module-level function or a :func:`functools.partial` of
+        one).
+    items : iterable
+        The inputs; consumed into a list first.
+    n_jobs : int or None, default 1
+        joblib's convention: 1 runs in this process, -1 uses all cores, -2
+        all but one, ``n > 1`` that many workers; None defers to an enclosing
+        :func:`joblib.parallel_config` (1 if there is none).
+    desc : str, optional
+        Label of the progress bar and of error messages.
+    progress : bool or None, default None
+        Show a tqdm progress bar. None: follow the environment variable
+        ``DEEPSTRF_PROGRESS`` (``0`` off, ``1`` on) and otherwise show the
+        bar only on a terminal, and only once the loop has run for a second
+        (short loops stay quiet).
+
+    Returns
+    -------
+    list
+        ``[func(item) for item in items]``.
+
+    Raises
+    ------
+    ValueError
+        If ``n_jobs`` is 0 or not an integer or None, or ``DEEPSTRF_PROGRESS``
+        holds an unknown value.
+    Exception
+        The first exception ``func`` raised (in input order), re-raised with
+        its type unchanged and a note naming the item's index and value (and,
+        when it ran in another process, the worker's traceback). Later items
+        may not have been processed.
+
+    Examples
+    --------
+    >>> parallel_map(abs, [-1, 2, -3])
+    [1, 2, 3]
+    """
+    import joblib
+    from tqdm.auto import tqdm
+
+    if not callable(func):
+        raise TypeError(f"func must be callable; got {type(func).__name__}.")
+    n_jobs = _check_n_jobs(n_jobs)
+    if desc is not None and not isinstance(desc, str):
+        raise TypeError(f"desc must be a string or None; got {desc!r}.")
+    disable = progress_disable(progress)
+    items = list(items)
+    if not items:
+        return []
+    call = _Call(func)
+    tasks = (joblib.delayed(call)(index, item) for index, item in enumerate(items))
+    results: list[Any] = []
+    # A bar asked for explicitly shows at once; an automatic one waits.
+    delay = 0.0 if disable is False else _PROGRESS_DELAY_S
+    with tqdm(total=len(items), desc=desc, disable=disable, delay=delay) as bar:
+        runner = joblib.Parallel(n_jobs=n_jobs, return_as="generator")
+        outputs = runner(tasks)
+        try:
+            for result in outputs:
+                if isinstance(result, _Failure):
+                    _reraise(result, items[result.index], desc)
+                results.append(result)
+                bar.update(1)
+        finally:
+            # Stops dispatching the remaining tasks when we leave early; the
+            # error being raised says more than joblib's note about them.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*still being processed",
+                                        category=UserWarning)
+                outputs.close()
+    return results
+
+
+def _reraise(failure: _Failure, item: Any, desc: str | None) -> None:
+    error = failure.error
+    where = f"parallel_map({desc!r})" if desc else "parallel_map"
+    note = f"{where}: raised while processing item {failure.index}: {_item_repr.repr(item)}"
+    # An exception pickled back from another process has lost its traceback.
+    if error.__traceback__ is None:
+        note += "\nTraceback in the worker:\n" + failure.remote_traceback.rstrip()
+    if hasattr(error, "add_note"):
+        error.add_note(note)
+        raise error
+    # Python 3.10 has no exception notes: keep the type, put the note in front.
+    if len(error.args) == 1 and isinstance(error.args[0], str):
+        error.args = (f"{note}\n{error.args[0]}",)
+    raise error
+

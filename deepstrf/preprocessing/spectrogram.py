@@ -1,0 +1,479 @@
+"""Spectrogram front ends on the response time grid (librosa-based).
+
+One parameters object, :class:`SpectrogramParams`, describes a front end;
+:func:`compute_spectrogram` applies it to a waveform and returns a float32
+``(F, T)`` array whose frame ``k`` summarises the sound around response bin
+``k``, with ``T = n_bins_for_duration(len(waveform), sample_rate, dt_ms)``,
+the length of the binned responses
+(:func:`deepstrf.preprocessing.spikes.bin_spike_times`).
+:func:`waveform_on_grid` does the same for models that take the raw waveform.
+
+The time grid
+-------------
+The hop between frames must be a whole number of samples, or frames drift
+against the response bins. When ``sample_rate * dt_ms / 1000`` is not an
+integer at the rate asked for (e.g. AA4's TDT rate, 24414.0625 Hz, at
+``dt = 1 ms``), the sound is first resampled (librosa with soxr) to the
+nearest rate that makes it one (24000 Hz, hop 24): see
+:func:`grid_sample_rate`. The published deepSTRF instead rounds the hop down
+(``int(sr * dt / 1000) = 24`` at 24414 Hz), so its "1 ms" frames last
+0.983 ms and drift 50 ms against the response bins over a 3 s stimulus.
+
+Frame ``k`` is centred on response bin ``k``: the analysis window is centred
+on the middle of the samples of ``[k*dt, (k+1)*dt)``, exactly (the window
+length is moved by one sample when needed so that its centre falls on that
+middle). The sound is zero-padded before its onset and after its end,
+silence being what the animal heard there.
+
+Filter banks and compression
+----------------------------
+``"mel"``: librosa's mel filter bank on the HTK mel scale, triangles peaking
+at 1 (``htk=True, norm=None``), as torchaudio's defaults that the published
+deepSTRF used. ``"logfreq"``: triangles peaking at 1 with centres equally
+spaced in log frequency between ``f_min`` and ``f_max`` (``f_min = 0``
+means :data:`LOGFREQ_DEFAULT_FMIN_HZ`). In both, a band narrower than the
+FFT bin spacing, which would otherwise be all zeros, takes the FFT bin
+nearest its centre frequency. Power spectra are pooled by the filters, then
+compressed: ``"cubic"`` ``x**(1/3)``, ``"log1p"`` ``log(1 + x)``, ``"log"``
+``log(x + LOG_FLOOR)`` (:data:`LOG_FLOOR` = 1e-10), ``"none"`` ``x``.
+
+The STFT uses a periodic Hann window of ``win_length = round(window_ms *
+rate / 1000)`` samples (plus one when needed for centring) and ``n_fft`` the
+next power of two at or above it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from deepstrf._validation import check_choice, check_int, check_positive
+from deepstrf.preprocessing.spikes import n_bins_for_duration
+
+__all__ = [
+    "SpectrogramParams",
+    "compute_spectrogram",
+    "waveform_on_grid",
+    "grid_sample_rate",
+    "band_frequencies",
+    "LOG_FLOOR",
+    "LOGFREQ_DEFAULT_FMIN_HZ",
+]
+
+logger = logging.getLogger(__name__)
+
+KINDS = ("mel", "logfreq")
+COMPRESSIONS = ("cubic", "log1p", "log", "none")
+#: Added to the power before ``"log"`` compression, so silence gives log(1e-10) ~ -23.
+LOG_FLOOR = 1e-10
+#: Lower edge of the ``"logfreq"`` bank when ``f_min`` is 0 (log spacing needs f > 0).
+LOGFREQ_DEFAULT_FMIN_HZ = 250.0
+_MIN_WINDOW_SAMPLES = 4
+# Relative slack for "this hop is a whole number of samples".
+_WHOLE_TOL = 1e-9
+
+
+def _whole(x: float) -> int | None:
+    """The integer ``x`` is within float error of, or None."""
+    nearest = round(x)
+    return int(nearest) if abs(x - nearest) <= _WHOLE_TOL * max(1.0, abs(x)) else None
+
+
+def grid_sample_rate(sample_rate: float, dt_ms: float) -> tuple[float, int]:
+    """The rate nearest ``sample_rate`` at which ``dt_ms`` is a whole number of samples.
+
+    Parameters
+    ----------
+    sample_rate : float
+        Rate of the sound, Hz.
+    dt_ms : float
+        Response bin width, ms.
+
+    Returns
+    -------
+    rate : float
+        ``sample_rate`` itself if ``sample_rate * dt_ms / 1000`` is an
+        integer, else ``hop * 1000 / dt_ms`` with ``hop`` that product
+        rounded to the nearest integer (at least 1).
+    hop : int
+        Samples per response bin at ``rate``.
+
+    Examples
+    --------
+    >>> grid_sample_rate(24414.0625, 1.0)
+    (24000.0, 24)
+    >>> grid_sample_rate(32000, 5.0)
+    (32000.0, 160)
+    """
+    sample_rate = check_positive("sample_rate", sample_rate)
+    dt_ms = check_positive("dt_ms", dt_ms)
+    exact = sample_rate * dt_ms / 1000.0
+    hop = _whole(exact)
+    if hop is not None and hop >= 1:
+        return sample_rate, hop
+    hop = max(1, int(round(exact)))
+    return hop * 1000.0 / dt_ms, hop
+
+
+@dataclass(frozen=True)
+class SpectrogramParams:
+    """Parameters of a spectrogram front end.
+
+    Every field is checked at construction (and again by :meth:`validate`),
+    so a bad value raises before any file is read. Numbers are stored as
+    float (``n_bands`` as int), so equal settings give equal
+    :meth:`to_dict` output and cache keys.
+
+    Parameters
+    ----------
+    dt_ms : float
+        Hop between frames = response bin width, ms, > 0.
+    kind : {"mel", "logfreq"}
+        Filter bank (see the module docstring).
+    n_bands : int
+        Number of frequency bands F, >= 1.
+    window_ms : float
+        Length of the analysis window, ms, > 0.
+    f_min : float
+        Lowest frequency of the bank, Hz, >= 0. For ``"logfreq"``, 0 means
+        :data:`LOGFREQ_DEFAULT_FMIN_HZ` (250 Hz).
+    f_max : float or None
+        Highest frequency, Hz; None is the Nyquist frequency of the rate the
+        spectrogram is computed at.
+    compression : {"cubic", "log1p", "log", "none"}
+        Amplitude compression applied to the pooled power.
+    sample_rate : float or None
+        Rate the spectrogram is computed at, Hz; the sound is resampled to
+        it. It must make ``dt_ms`` a whole number of samples. None: the
+        sound's own rate, or the nearest rate with a whole-sample hop
+        (:func:`grid_sample_rate`).
+    """
+
+    dt_ms: float
+    kind: str = "mel"
+    n_bands: int = 32
+    window_ms: float = 10.0
+    f_min: float = 0.0
+    f_max: float | None = None
+    compression: str = "cubic"
+    sample_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+        for name in ("dt_ms", "window_ms", "f_min", "f_max", "sample_rate"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, float(value))
+        object.__setattr__(self, "n_bands", int(self.n_bands))
+
+    def validate(self) -> None:
+        """Check every field; raise ``TypeError``/``ValueError`` naming the bad one."""
+        dt_ms = check_positive("dt_ms", self.dt_ms)
+        check_choice("kind", self.kind, KINDS)
+        check_int("n_bands", self.n_bands, minimum=1)
+        check_positive("window_ms", self.window_ms)
+        f_min = check_positive("f_min", self.f_min, allow_zero=True)
+        check_choice("compression", self.compression, COMPRESSIONS)
+        low = self.effective_f_min
+        if self.f_max is not None:
+            f_max = check_positive("f_max", self.f_max)
+            if f_max <= low:
+                raise ValueError(
+                    f"f_max must be above f_min ({low:g} Hz"
+                    + (" for kind='logfreq' with f_min=0" if f_min == 0 and low > 0 else "")
+                    + f"); got f_max={f_max:g}."
+                )
+        if self.sample_rate is not None:
+            rate = check_positive("sample_rate", self.sample_rate)
+            whole_hop = _whole(rate * dt_ms / 1000.0)
+            if whole_hop is None or whole_hop < 1:
+                nearest, hop = grid_sample_rate(rate, dt_ms)
+                raise ValueError(
+                    f"sample_rate={rate:g} Hz makes dt_ms={dt_ms:g} ms "
+                    f"{rate * dt_ms / 1000.0:g} samples; the hop must be a whole number. "
+                    f"Use sample_rate={nearest:g} (hop {hop}) or None to pick it automatically."
+                )
+            if self.f_max is not None and self.f_max > rate / 2:
+                raise ValueError(
+                    f"f_max={self.f_max:g} Hz is above the Nyquist frequency {rate / 2:g} Hz "
+                    f"of sample_rate={rate:g}; lower f_max or raise sample_rate."
+                )
+            if low >= rate / 2:
+                raise ValueError(
+                    f"f_min={low:g} Hz is not below the Nyquist frequency {rate / 2:g} Hz "
+                    f"of sample_rate={rate:g}."
+                )
+
+    @property
+    def effective_f_min(self) -> float:
+        """``f_min`` as used: :data:`LOGFREQ_DEFAULT_FMIN_HZ` for logfreq when 0."""
+        if self.kind == "logfreq" and self.f_min == 0:
+            return LOGFREQ_DEFAULT_FMIN_HZ
+        return float(self.f_min)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict of the fields; ``SpectrogramParams(**d)`` rebuilds it."""
+        return dataclasses.asdict(self)
+
+
+def _check_params(params: Any) -> SpectrogramParams:
+    if not isinstance(params, SpectrogramParams):
+        raise TypeError(
+            f"params must be a SpectrogramParams; got {type(params).__name__}. Build one "
+            "with SpectrogramParams(dt_ms=..., kind=..., ...)."
+        )
+    params.validate()
+    return params
+
+
+def _check_waveform(waveform: Any) -> np.ndarray:
+    y = np.asarray(waveform)
+    if y.ndim != 1:
+        raise ValueError(
+            f"waveform must be 1-D (n_samples,); got shape {y.shape}. Mix multi-channel "
+            "sound down first (read_wav(..., mono=True))."
+        )
+    if y.dtype.kind not in "fiu":
+        raise TypeError(f"waveform must hold real numbers; got dtype {y.dtype}.")
+    y = y.astype(np.float32, copy=False)
+    if not np.isfinite(y).all():
+        raise ValueError("waveform holds NaN or inf samples; clean the sound first.")
+    return y
+
+
+def _resample(y: np.ndarray, rate: float, target_rate: float) -> np.ndarray:
+    if rate == target_rate or y.size == 0:
+        return y
+    import librosa
+
+    return librosa.resample(y, orig_sr=rate, target_sr=target_rate,
+                            res_type="soxr_hq").astype(np.float32, copy=False)
+
+
+def _analysis_rate(params: SpectrogramParams, sample_rate: float) -> tuple[float, int]:
+    if params.sample_rate is not None:
+        # validate() has checked that this is a whole number.
+        return params.sample_rate, int(round(params.sample_rate * params.dt_ms / 1000.0))
+    return grid_sample_rate(sample_rate, params.dt_ms)
+
+
+def _band_limits(params: SpectrogramParams, rate: float) -> tuple[float, float]:
+    nyquist = rate / 2.0
+    f_min = params.effective_f_min
+    f_max = nyquist if params.f_max is None else params.f_max
+    if f_max > nyquist * (1 + 1e-12):
+        raise ValueError(
+            f"f_max={f_max:g} Hz is above the Nyquist frequency {nyquist:g} Hz of the "
+            f"{rate:g} Hz rate the spectrogram is computed at; lower f_max or set "
+            "SpectrogramParams.sample_rate higher."
+        )
+    if f_min >= f_max:
+        raise ValueError(
+            f"f_min={f_min:g} Hz must be below f_max={f_max:g} Hz at a {rate:g} Hz rate."
+        )
+    return f_min, min(f_max, nyquist)
+
+
+def _window_length(window_ms: float, rate: float, hop: int) -> int:
+    win = int(round(window_ms * rate / 1000.0))
+    # Centring frame k on bin k's samples needs win and hop of opposite parity.
+    if (win - hop + 1) % 2:
+        win += 1
+    if win < _MIN_WINDOW_SAMPLES:
+        raise ValueError(
+            f"window_ms={window_ms:g} ms is only {win} samples at {rate:g} Hz; the window "
+            f"needs at least {_MIN_WINDOW_SAMPLES}. Raise window_ms."
+        )
+    return win
+
+
+@functools.lru_cache(maxsize=64)
+def _filterbank(kind: str, rate: float, n_fft: int, n_bands: int, f_min: float,
+                f_max: float) -> np.ndarray:
+    """(n_bands, 1 + n_fft // 2) float32 weights; read-only, cached."""
+    import librosa
+
+    fft_freqs = librosa.fft_frequencies(sr=rate, n_fft=n_fft)
+    if kind == "mel":
+        with warnings.catch_warnings():
+            # Empty bands are repaired below rather than reported.
+            warnings.filterwarnings("ignore", message="Empty filters detected")
+            weights = librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_bands, fmin=f_min,
+                                          fmax=f_max, htk=True, norm=None, dtype=np.float64)
+    else:
+        edges = np.geomspace(f_min, f_max, n_bands + 2)
+        lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+        rising = (fft_freqs[None, :] - lower) / (centre - lower)
+        falling = (upper - fft_freqs[None, :]) / (upper - centre)
+        weights = np.maximum(0.0, np.minimum(rising, falling))
+    centres = _band_centres(kind, n_bands, f_min, f_max)
+    empty = ~(weights > 0).any(axis=1)
+    if empty.any():
+        logger.debug("%d of %d %s bands narrower than the FFT resolution (n_fft=%d at %g Hz);"
+                     " using the nearest FFT bin", int(empty.sum()), n_bands, kind, n_fft, rate)
+        for band in np.flatnonzero(empty):
+            weights[band, np.argmin(np.abs(fft_freqs - centres[band]))] = 1.0
+    weights = weights.astype(np.float32)
+    weights.setflags(write=False)
+    return weights
+
+
+def _band_centres(kind: str, n_bands: int, f_min: float, f_max: float) -> np.ndarray:
+    if kind == "mel":
+        import librosa
+
+        return librosa.mel_frequencies(n_bands + 2, fmin=f_min, fmax=f_max, htk=True)[1:-1]
+    return np.geomspace(f_min, f_max, n_bands + 2)[1:-1]
+
+
+def band_frequencies(params: SpectrogramParams, sample_rate: float) -> np.ndarray:
+    """Centre frequency (Hz) of each of the ``n_bands`` bands, low to high.
+
+    Parameters
+    ----------
+    params : SpectrogramParams
+        The front end.
+    sample_rate : float
+        Rate of the sound it will be applied to (fixes the Nyquist limit
+        when ``params.f_max`` and ``params.sample_rate`` are None).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``(n_bands,)``: the peaks of the triangular filters.
+    """
+    params = _check_params(params)
+    sample_rate = check_positive("sample_rate", sample_rate)
+    rate, _ = _analysis_rate(params, sample_rate)
+    f_min, f_max = _band_limits(params, rate)
+    return np.asarray(_band_centres(params.kind, params.n_bands, f_min, f_max), dtype=np.float64)
+
+
+def _compress(power: np.ndarray, compression: str) -> np.ndarray:
+    if compression == "cubic":
+        return np.cbrt(power)
+    if compression == "log1p":
+        return np.log1p(power)
+    if compression == "log":
+        return np.log(power + np.float32(LOG_FLOOR))
+    return power
+
+
+def compute_spectrogram(waveform: np.ndarray, sample_rate: float,
+                        params: SpectrogramParams) -> np.ndarray:
+    """Spectrogram of a sound on the response time grid.
+
+    Parameters
+    ----------
+    waveform : numpy.ndarray
+        Mono sound, 1-D ``(n_samples,)``, finite.
+    sample_rate : float
+        Its rate, Hz, > 0.
+    params : SpectrogramParams
+        The front end.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(params.n_bands, T)`` with
+        ``T = n_bins_for_duration(len(waveform), sample_rate, params.dt_ms)``;
+        frame ``k`` is centred on response bin ``k`` (module docstring).
+        Never NaN.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If the waveform is not a finite 1-D real array, ``params`` is not a
+        :class:`SpectrogramParams`, or the band limits or window do not fit
+        the rate (e.g. ``f_max`` above the Nyquist frequency).
+    """
+    params = _check_params(params)
+    y = _check_waveform(waveform)
+    sample_rate = check_positive("sample_rate", sample_rate)
+    n_frames = n_bins_for_duration(y.size, sample_rate, params.dt_ms)
+    rate, hop = _analysis_rate(params, sample_rate)
+    f_min, f_max = _band_limits(params, rate)
+    win = _window_length(params.window_ms, rate, hop)
+    n_fft = 1 << (win - 1).bit_length()
+    if n_frames == 0:
+        return np.zeros((params.n_bands, 0), dtype=np.float32)
+    y = _resample(y, sample_rate, rate)
+
+    import librosa
+
+    # Padded sample j holds sound sample j - lead. librosa centres a window of
+    # win samples at offset (n_fft - win) // 2 + win / 2 of each n_fft frame;
+    # lead puts that point of frame k on sample k*hop + (hop - 1) / 2, the
+    # middle of response bin k.
+    lead = (n_fft - win) // 2 + (win - hop + 1) // 2
+    padded = np.zeros((n_frames - 1) * hop + n_fft, dtype=np.float32)
+    src, dst = max(0, -lead), max(0, lead)
+    n_copy = min(y.size - src, padded.size - dst)
+    if n_copy > 0:
+        padded[dst:dst + n_copy] = y[src:src + n_copy]
+    stft = librosa.stft(padded, n_fft=n_fft, hop_length=hop, win_length=win, window="hann",
+                        center=False)
+    power = np.abs(stft) ** 2
+    weights = _filterbank(params.kind, rate, n_fft, params.n_bands, f_min, f_max)
+    spec = _compress(weights @ power, params.compression)
+    return np.ascontiguousarray(spec, dtype=np.float32)
+
+
+def waveform_on_grid(waveform: np.ndarray, sample_rate: float, dt_ms: float,
+                     target_rate: float) -> np.ndarray:
+    """Resample a sound and fit it to the response grid ("grid lock").
+
+    The result has exactly ``T * hop`` samples, with
+    ``T = n_bins_for_duration(len(waveform), sample_rate, dt_ms)`` and
+    ``hop = target_rate * dt_ms / 1000``, so sample block ``k`` (of ``hop``
+    samples) is response bin ``k``: the tail of the last bin is zero-padded,
+    and resampling overshoot is cropped.
+
+    Parameters
+    ----------
+    waveform : numpy.ndarray
+        Mono sound, 1-D, finite.
+    sample_rate : float
+        Its rate, Hz.
+    dt_ms : float
+        Response bin width, ms.
+    target_rate : float
+        Output rate, Hz; ``target_rate * dt_ms / 1000`` must be an integer
+        (see :func:`grid_sample_rate`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(T * hop,)``.
+
+    Raises
+    ------
+    ValueError
+        If the hop at ``target_rate`` is not a whole number of samples, or
+        the waveform is not a finite 1-D array.
+    """
+    y = _check_waveform(waveform)
+    sample_rate = check_positive("sample_rate", sample_rate)
+    dt_ms = check_positive("dt_ms", dt_ms)
+    target_rate = check_positive("target_rate", target_rate)
+    hop = _whole(target_rate * dt_ms / 1000.0)
+    if hop is None or hop < 1:
+        nearest, nearest_hop = grid_sample_rate(target_rate, dt_ms)
+        raise ValueError(
+            f"target_rate={target_rate:g} Hz makes dt_ms={dt_ms:g} ms "
+            f"{target_rate * dt_ms / 1000.0:g} samples; the hop must be a whole number. "
+            f"Use target_rate={nearest:g} (hop {nearest_hop})."
+        )
+    n_bins = n_bins_for_duration(y.size, sample_rate, dt_ms)
+    y = _resample(y, sample_rate, target_rate)
+    out = np.zeros(n_bins * hop, dtype=np.float32)
+    n_copy = min(out.size, y.size)
+    out[:n_copy] = y[:n_copy]
+    return out
+

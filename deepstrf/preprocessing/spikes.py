@@ -1,0 +1,244 @@
+"""Spike times to binned counts, the response time grid, and PSTH smoothing.
+
+This module holds the package's one binning function. Every dataset turns
+spike times into counts with :func:`bin_spike_times` on the grid given by
+:func:`n_bins_for_duration`, the same grid the spectrogram front end
+(:mod:`deepstrf.preprocessing.spectrogram`) produces frames on, so that
+response bin k and spectrogram frame k describe the same stretch of time.
+
+Edge convention
+---------------
+Bin ``k`` covers ``[onset + k*dt, onset + (k+1)*dt)``: closed on the left,
+open on the right. A spike exactly on an edge belongs to the bin that starts
+there. Spike times are decimal numbers (``15.000`` ms, ``0.3`` ms) that binary
+floating point cannot always represent, so ``0.3 / 0.1`` evaluates to
+``2.9999999999999996``; a plain ``floor`` would put that spike in bin 2. The
+rule used here snaps a time that lies within floating-point rounding error of
+an edge onto that edge: with ``x = (t - onset) / dt`` the bin is
+``floor(x + tol)``, where ``tol = 16 * eps * (|t| + |onset| + dt) / dt`` and
+``eps`` is the float64 machine epsilon. ``tol`` bounds the rounding error of
+the decimal-to-binary conversion of ``t``, ``onset`` and ``dt`` and of the
+subtraction and division, with a wide margin; it is about ``1e-14`` bins for
+millisecond data, far below the resolution of any recording (a spike 1 ns
+from an edge at a 1 ms bin width is still 1e-6 bins away, and binned
+correctly).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+
+from deepstrf._validation import check_int, check_positive
+
+__all__ = ["bin_spike_times", "n_bins_for_duration", "hanning_kernel"]
+
+_EPS = np.finfo(np.float64).eps
+# Relative slack for "this float is really a whole number": far above float64
+# rounding error (1e-16), far below any meaningful fraction of a bin.
+_WHOLE_TOL = 1e-9
+
+
+def _check_finite(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number; got {value!r} ({type(value).__name__}).")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number; got {value!r}.")
+    return value
+
+
+def bin_spike_times(trials: Sequence[np.ndarray], dt_ms: float, n_bins: int, *,
+                    onset_ms: float = 0.0) -> np.ndarray:
+    """Count the spikes of each trial in ``n_bins`` bins of ``dt_ms``.
+
+    All trials are binned at once (one ``numpy.bincount`` over the
+    concatenated spikes), so the cost is linear in the number of spikes with
+    no Python loop over them.
+
+    Parameters
+    ----------
+    trials : sequence of array_like
+        One array of spike times (ms) per trial (repeat), e.g. the output of
+        :func:`deepstrf.io.readers.read_spike_times`. A scalar counts as one
+        spike; an empty array is a trial without spikes and gives a row of
+        zeros.
+    dt_ms : float
+        Bin width in ms, > 0.
+    n_bins : int
+        Number of bins T, >= 0; usually :func:`n_bins_for_duration` of the
+        stimulus.
+    onset_ms : float, default 0.0
+        Time of the left edge of bin 0, in the trials' time frame (0 when the
+        times are relative to stimulus onset).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 counts of shape ``(len(trials), n_bins)``; ``(0, n_bins)``
+        for no trials.
+
+    Raises
+    ------
+    ValueError
+        If ``dt_ms`` is not > 0, ``n_bins`` < 0, ``onset_ms`` or a spike time
+        is not finite, or a trial is not one-dimensional.
+
+    Notes
+    -----
+    Bin ``k`` covers ``[onset + k*dt, onset + (k+1)*dt)``; a spike exactly on
+    an edge goes to the bin starting there, exactly, despite floating point
+    (``t=15.000`` with ``dt=5`` is bin 3; ``t=0.3`` with ``dt=0.1`` is bin 3;
+    see the module docstring for the rule). Spikes before the onset
+    (negative relative time) and at or after ``onset + n_bins*dt`` are
+    dropped: the responses are cropped to the stimulus grid.
+
+    Examples
+    --------
+    >>> bin_spike_times([[-1.0, 0.0, 4.999, 5.0, 15.0], []], dt_ms=5, n_bins=3)
+    array([[2., 1., 0.],
+           [0., 0., 0.]], dtype=float32)
+    """
+    dt_ms = check_positive("dt_ms", dt_ms)
+    n_bins = check_int("n_bins", n_bins, minimum=0)
+    onset_ms = _check_finite("onset_ms", onset_ms)
+    arrays = []
+    for i, trial in enumerate(trials):
+        spikes = np.asarray(trial, dtype=np.float64)
+        if spikes.ndim > 1:
+            raise ValueError(
+                f"trial {i} must be a 1-D array of spike times; got shape {spikes.shape}. "
+                "Pass one array per trial."
+            )
+        arrays.append(spikes.reshape(-1))
+    n_trials = len(arrays)
+    if n_trials == 0 or n_bins == 0:
+        return np.zeros((n_trials, n_bins), dtype=np.float32)
+    counts = np.fromiter((a.size for a in arrays), dtype=np.intp, count=n_trials)
+    times = np.concatenate(arrays)
+    if not np.isfinite(times).all():
+        first_bad = int(np.flatnonzero(~np.isfinite(times))[0])
+        bad_trial = int(np.searchsorted(np.cumsum(counts), first_bad, side="right"))
+        raise ValueError(
+            f"spike times must be finite; trial {bad_trial} holds {float(times[first_bad])!r}. Remove "
+            "missing-value markers (NaN, inf) before binning."
+        )
+    rows = np.repeat(np.arange(n_trials, dtype=np.intp), counts)
+    tol = (16.0 * _EPS) * (np.abs(times) + (abs(onset_ms) + dt_ms)) / dt_ms
+    position = np.floor((times - onset_ms) / dt_ms + tol)
+    keep = (position >= 0) & (position < n_bins)
+    flat = rows[keep] * n_bins + position[keep].astype(np.intp)
+    binned = np.bincount(flat, minlength=n_trials * n_bins)
+    return binned.reshape(n_trials, n_bins).astype(np.float32)
+
+
+def _round_if_whole(x: float) -> float:
+    """``x`` rounded to the nearest integer if within float error of it."""
+    nearest = round(x)
+    if abs(x - nearest) <= _WHOLE_TOL * max(1.0, abs(x)):
+        return float(nearest)
+    return x
+
+
+def n_bins_for_duration(n_samples: int, sample_rate: float, dt_ms: float) -> int:
+    """Number of response bins of ``dt_ms`` covering a sound.
+
+    ``T = ceil(duration / dt)`` with ``duration = n_samples / sample_rate``:
+    the last bin is kept even when the sound ends inside it. A duration
+    within float rounding error (1e-9 relative) of a whole number of bins
+    counts as that whole number, so 1 s at 32 kHz is exactly 10000 bins of
+    0.1 ms, not 10001.
+
+    The spectrogram front end produces exactly this many frames and
+    :func:`~deepstrf.preprocessing.spectrogram.waveform_on_grid` this many
+    hops, so responses and stimuli share one time axis.
+
+    Parameters
+    ----------
+    n_samples : int
+        Length of the sound in samples, >= 0.
+    sample_rate : float
+        Its sample rate in Hz, > 0.
+    dt_ms : float
+        Bin width in ms, > 0.
+
+    Returns
+    -------
+    int
+        T >= 0.
+
+    Examples
+    --------
+    >>> n_bins_for_duration(32000, 32000, 5.0)
+    200
+    >>> n_bins_for_duration(32001, 32000, 5.0)
+    201
+    """
+    n_samples = check_int("n_samples", n_samples, minimum=0)
+    sample_rate = check_positive("sample_rate", sample_rate)
+    dt_ms = check_positive("dt_ms", dt_ms)
+    bins = n_samples * 1000.0 / (sample_rate * dt_ms)
+    return int(math.ceil(_round_if_whole(bins)))
+
+
+def hanning_kernel(window_ms: float, dt_ms: float) -> np.ndarray:
+    """Hanning smoothing kernel of Hsu, Borst & Theunissen (2004), unit sum.
+
+    PSTHs are smoothed with a Hanning window about ``window_ms`` wide (21 ms
+    in Hsu et al. 2004 and the CRCNS AA papers) before fitting, to trade a
+    little temporal resolution for much less noise.
+
+    ``K = floor(window_ms / dt_ms)`` bins, raised to the next odd number so
+    the kernel has a centre tap and smoothing causes no shift. The taps are
+    MATLAB's ``hanning(K)``, the window without its zero end points
+    (``numpy.hanning(K + 2)[1:-1]``), so all K taps carry weight and the
+    kernel spans the full window. The taps are divided by their sum, so
+    smoothing preserves the spike count of each trial. ``K < 2`` gives the
+    identity ``[1.0]``.
+
+    Parameters
+    ----------
+    window_ms : float
+        Window length in ms, > 0.
+    dt_ms : float
+        Bin width in ms, > 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 kernel of odd length K, symmetric, summing to 1.
+
+    Notes
+    -----
+    deepSTRF 0.1.0 convolves with the un-normalised ``numpy.hanning(K)``
+    (same K), whose two end taps are zero: at ``dt=5`` its kernel is
+    ``[0, .5, 1, .5, 0]`` (sum 2, three useful taps), at ``dt=10`` it is
+    ``[0, 1, 0]``, the identity, and at ``dt=1`` it sums to 10. Its smoothed
+    responses are scaled by about K/2 and no longer in spike counts. Here
+    ``dt=5`` gives ``[1, 3, 4, 3, 1] / 12`` and ``dt=10`` gives
+    ``[1, 2, 1] / 4``.
+
+    References
+    ----------
+    Hsu, A., Borst, A. & Theunissen, F. E. (2004). Quantifying variability in
+    neural responses and its application for the validation of model
+    predictions. Network: Computation in Neural Systems 15(2), 91-109.
+    doi:10.1088/0954-898X_15_2_002
+
+    Examples
+    --------
+    >>> hanning_kernel(21, 5.0) * 12
+    array([1., 3., 4., 3., 1.])
+    """
+    window_ms = check_positive("window_ms", window_ms)
+    dt_ms = check_positive("dt_ms", dt_ms)
+    n_taps = int(math.floor(_round_if_whole(window_ms / dt_ms)))
+    if n_taps < 2:
+        return np.ones(1, dtype=np.float64)
+    if n_taps % 2 == 0:
+        n_taps += 1
+    taps = np.hanning(n_taps + 2)[1:-1]
+    return taps / taps.sum()
