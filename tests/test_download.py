@@ -1,0 +1,746 @@
+"""Tests of deepstrf.io.download against the local test server (no internet)."""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from deepstrf._config import progress_disable
+from deepstrf.errors import (
+    AuthenticationError,
+    ChecksumError,
+    DownloadError,
+    MissingRawDataError,
+    OfflineError,
+)
+from deepstrf.io import download
+from deepstrf.io.download import (
+    CRCNS_REGISTER_URL,
+    CRCNSCredentials,
+    RemoteFile,
+    crcns_file_list,
+    fetch,
+    missing_files,
+    offline_mode,
+)
+from deepstrf.testing.http_server import LOGIN_PAGE, LocalHTTPServer
+
+CHUNK = download._CHUNK_BYTES
+PASSWORD = "Sup3r-s3cret-pw!"
+LOGIN_FIELDS = {"form.submitted", "js_enabled", "pwd_empty", "__ac_name", "__ac_password",
+                "submit"}
+
+
+def _payload(n: int, seed: int = 0) -> bytes:
+    return bytes((i * 31 + seed * 7 + i // 251) % 256 for i in range(n))
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    """No user environment leaks in; waits are recorded instead of slept."""
+    for name in ("DEEPSTRF_OFFLINE", "DEEPSTRF_PROGRESS", "CRCNS_USERNAME", "CRCNS_PASSWORD",
+                 "DEEPSTRF_CRCNS_LOGIN_URL", "DEEPSTRF_CRCNS_DOWNLOAD_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-such-netrc"))
+    waits: list[float] = []
+    monkeypatch.setattr(download, "_sleep", waits.append)
+    return waits
+
+
+@pytest.fixture
+def waits(_isolated):
+    return _isolated
+
+
+@pytest.fixture
+def server():
+    with LocalHTTPServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def raw(tmp_path):
+    return tmp_path / "raw"
+
+
+@pytest.fixture
+def crcns(server, monkeypatch):
+    """A CRCNS-like site with user alice and dataset aa-1."""
+    server.add_crcns_user("alice", PASSWORD)
+    server.add_crcns_dataset("aa-1", {"crcns-aa1.zip": _payload(150_000, 1),
+                                      "docs/readme.txt": b"read me\n"})
+    monkeypatch.setenv("DEEPSTRF_CRCNS_LOGIN_URL", server.crcns_login_url)
+    monkeypatch.setenv("DEEPSTRF_CRCNS_DOWNLOAD_URL", server.crcns_download_url)
+    return server
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*")) if folder.exists() else []
+
+
+# ------------------------------------------------------------------ plain downloads
+
+
+def test_download_verifies_sha256_and_is_not_repeated(server, raw):
+    data = _payload(200_000)
+    server.add_file("rec/a.bin", data)
+    rf = RemoteFile("sub/a.bin", url=server.url_for("rec/a.bin"), sha256=_sha256(data))
+    paths = fetch([rf], raw, progress=False)
+    assert paths == {"sub/a.bin": (raw / "sub" / "a.bin").absolute()}
+    assert paths["sub/a.bin"].read_bytes() == data
+    assert _leftovers(raw / "sub") == [".a.bin.verified", "a.bin"]
+    server.clear_log()
+    assert fetch([rf], raw, progress=False) == paths
+    assert server.requests == []
+
+
+def test_verification_is_cached_until_the_file_changes(server, raw, monkeypatch):
+    import pooch
+
+    data = _payload(10_000)
+    server.add_file("a.bin", data)
+    rf = RemoteFile("a.bin", url=server.url_for("a.bin"), sha256=_sha256(data))
+    fetch([rf], raw, progress=False)
+    calls = []
+    real_hash = pooch.file_hash
+    monkeypatch.setattr(pooch, "file_hash", lambda *a, **k: calls.append(a) or real_hash(*a, **k))
+    fetch([rf], raw, progress=False)
+    assert calls == []  # the sidecar vouches for the file
+    path = raw / "a.bin"
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    fetch([rf], raw, progress=False)
+    assert len(calls) == 1  # touched: hashed again, then cached again
+    fetch([rf], raw, progress=False)
+    assert len(calls) == 1
+    assert server.requests_for("a.bin") and len(server.requests_for("a.bin")) == 1
+
+
+def test_md5_is_verified(server, raw):
+    data = _payload(5_000)
+    server.add_file("b.bin", data)
+    good = RemoteFile("b.bin", url=server.url_for("b.bin"), md5=hashlib.md5(data).hexdigest())
+    assert fetch([good], raw, progress=False)["b.bin"].read_bytes() == data
+    bad = RemoteFile("c.bin", url=server.url_for("b.bin"), md5="0" * 32)
+    got = hashlib.md5(data).hexdigest()
+    with pytest.raises(ChecksumError, match=f"expected md5 0{{32}}, got {got}"):
+        fetch([bad], raw, progress=False)
+
+
+def test_wrong_checksum_is_refused_and_nothing_left(server, raw):
+    data = _payload(100_000)
+    server.add_file("a.bin", data)
+    url = server.url_for("a.bin")
+    rf = RemoteFile("a.bin", url=url, sha256="f" * 64)
+    with pytest.raises(ChecksumError) as info:
+        fetch([rf], raw, progress=False, owner="TestDataset")
+    message = str(info.value)
+    assert message.startswith("TestDataset: checksum mismatch for a.bin")
+    assert f"expected sha256 {'f' * 64}, got {_sha256(data)}" in message
+    assert url in message and "deleted" in message
+    assert _leftovers(raw) == []
+
+
+def test_wrong_size_is_refused_and_nothing_left(server, raw):
+    server.add_file("a.bin", _payload(1_000))
+    rf = RemoteFile("a.bin", url=server.url_for("a.bin"), size=999)
+    with pytest.raises(ChecksumError, match="expected 999 bytes, got 1000"):
+        fetch([rf], raw, progress=False)
+    assert _leftovers(raw) == []
+
+
+def test_size_only_file_is_accepted(server, raw):
+    data = _payload(3_000)
+    server.add_file("a.bin", data)
+    rf = RemoteFile("a.bin", url=server.url_for("a.bin"), size=len(data))
+    assert fetch([rf], raw, progress=False)["a.bin"].read_bytes() == data
+    assert missing_files([rf], raw) == []
+
+
+# ------------------------------------------------------------------ resume
+
+
+def test_dropped_transfer_resumes_with_range(server, raw, waits):
+    data = _payload(300_000)
+    server.add_file("big.bin", data)
+    cut = 2 * CHUNK
+    server.drop_after("big.bin", cut)
+    rf = RemoteFile("big.bin", url=server.url_for("big.bin"), sha256=_sha256(data))
+    assert fetch([rf], raw, progress=False)["big.bin"].read_bytes() == data
+    gets = server.requests_for("big.bin", "GET")
+    assert [r.header("Range") for r in gets] == [None, f"bytes={cut}-"]
+    assert waits == [download.BACKOFF_BASE_S]
+    assert _leftovers(raw) == [".big.bin.verified", "big.bin"]
+
+
+def test_partial_file_survives_a_failed_call_and_is_resumed(server, raw):
+    data = _payload(250_000)
+    server.add_file("big.bin", data)
+    cut = 3 * CHUNK
+    server.drop_after("big.bin", cut)
+    rf = RemoteFile("big.bin", url=server.url_for("big.bin"), sha256=_sha256(data))
+    with pytest.raises(DownloadError, match="giving up .* after 1 attempt"):
+        fetch([rf], raw, progress=False, retries=0)
+    part = raw / "big.bin.part"
+    assert part.stat().st_size == cut and not (raw / "big.bin").exists()
+    server.clear_log()
+    assert fetch([rf], raw, progress=False)["big.bin"].read_bytes() == data
+    assert [r.header("Range") for r in server.requests] == [f"bytes={cut}-"]
+    assert not part.exists()
+
+
+def test_repeated_drops_each_resume(server, raw, waits):
+    data = _payload(400_000)
+    server.add_file("big.bin", data)
+    server.drop_after("big.bin", CHUNK, times=4)
+    rf = RemoteFile("big.bin", url=server.url_for("big.bin"), sha256=_sha256(data))
+    assert fetch([rf], raw, progress=False, retries=1)["big.bin"].read_bytes() == data
+    ranges = [r.header("Range") for r in server.requests]
+    assert ranges == [None] + [f"bytes={k * CHUNK}-" for k in range(1, 5)]
+    # progress at every drop: the single allowed retry is never used up
+    assert waits == [download.BACKOFF_BASE_S] * 4
+
+
+def test_server_ignoring_range_restarts_cleanly(server, raw):
+    data = _payload(120_000)
+    server.add_file("a.bin", data)
+    server.ignore_range("a.bin")
+    (raw).mkdir()
+    (raw / "a.bin.part").write_bytes(b"garbage" * 1000)
+    rf = RemoteFile("a.bin", url=server.url_for("a.bin"), sha256=_sha256(data))
+    assert fetch([rf], raw, progress=False)["a.bin"].read_bytes() == data
+    assert [r.header("Range") for r in server.requests] == ["bytes=7000-"]
+
+
+def test_416_on_a_complete_part_finishes_without_transfer(server, raw):
+    data = _payload(70_000)
+    server.add_file("a.bin", data)
+    raw.mkdir()
+    (raw / "a.bin.part").write_bytes(data)
+    rf = RemoteFile("a.bin", url=server.url_for("a.bin"), sha256=_sha256(data))
+    assert fetch([rf], raw, progress=False)["a.bin"].read_bytes() == data
+    assert [r.header("Range") for r in server.requests] == [f"bytes={len(data)}-"]
+
+
+def test_416_on_an_oversized_part_restarts_from_zero(server, raw):
+    data = _payload(70_000)
+    server.add_file("a.bin", data)
+    raw.mkdir()
+    (raw / "a.bin.part").write_bytes(data + b"extra")
+    rf = RemoteFile("a.bin", url=server.url_for("a.bin"), sha256=_sha256(data))
+    assert fetch([rf], raw, progress=False)["a.bin"].read_bytes() == data
+    assert [r.header("Range") for r in server.requests] == [f"bytes={len(data) + 5}-", None]
+
+
+def test_part_larger_than_declared_size_is_discarded_without_asking(server, raw):
+    data = _payload(10_000)
+    server.add_file("a.bin", data)
+    raw.mkdir()
+    (raw / "a.bin.part").write_bytes(b"x" * 20_000)
+    rf = RemoteFile("a.bin", url=server.url_for("a.bin"), size=len(data))
+    assert fetch([rf], raw, progress=False)["a.bin"].read_bytes() == data
+    assert [r.header("Range") for r in server.requests] == [None]
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(min_value=1, max_value=199_999))
+def test_resume_from_any_cut_gives_the_exact_file(cut, server):
+    data = _payload(200_000, seed=cut % 5)
+    path = f"cut-{cut}.bin"
+    server.add_file(path, data)
+    server.drop_after(path, cut)
+    rf = RemoteFile("f.bin", url=server.url_for(path), sha256=_sha256(data), size=len(data))
+    with tempfile.TemporaryDirectory() as folder:
+        assert fetch([rf], folder, progress=False)["f.bin"].read_bytes() == data
+    ranges = [r.header("Range") for r in server.requests_for(path)]
+    resumed_at = cut - cut % CHUNK
+    assert ranges == [None, f"bytes={resumed_at}-"] if resumed_at else ranges == [None, None]
+
+
+# ------------------------------------------------------------------ web pages instead of data
+
+
+def test_html_page_with_status_200_is_refused(server, raw):
+    server.add_file("a.zip", _payload(1000))
+    server.serve_html("a.zip")
+    rf = RemoteFile("a.zip", url=server.url_for("a.zip"))
+    with pytest.raises(DownloadError, match=r"returned an HTML page \(Content-Type text/html"):
+        fetch([rf], raw, progress=False, owner="X")
+    assert _leftovers(raw) == []
+    assert len(server.requests) == 1  # not retried
+
+
+@pytest.mark.parametrize(("body", "kind"), [
+    (b"\n  <!DOCTYPE html><html><body>Rate limited</body></html>", "an HTML page"),
+    (b"<?xml version='1.0'?><Error><Code>AccessDenied</Code></Error>", "an XML document"),
+    (b"<html><form action=x><input type=password></form></html>", "a login page"),
+])
+def test_markup_is_sniffed_even_with_a_binary_content_type(server, raw, body, kind):
+    server.add_file("a.bin", body, content_type="application/octet-stream")
+    rf = RemoteFile("a.bin", url=server.url_for("a.bin"))
+    with pytest.raises(DownloadError, match=f"returned {kind}"):
+        fetch([rf], raw, progress=False)
+    assert _leftovers(raw) == []
+
+
+def test_xml_content_type_is_refused(server, raw):
+    server.add_file("a.bin", b"not really xml", content_type="application/xml")
+    with pytest.raises(DownloadError, match="an XML document"):
+        fetch([RemoteFile("a.bin", url=server.url_for("a.bin"))], raw, progress=False)
+
+
+def test_expected_html_file_is_kept(server, raw):
+    page = b"<!DOCTYPE html><html><body>docs</body></html>"
+    server.add_file("index.html", page)
+    rf = RemoteFile("docs/index.html", url=server.url_for("index.html"))
+    assert fetch([rf], raw, progress=False)["docs/index.html"].read_bytes() == page
+
+
+def test_html_during_resume_keeps_the_partial_file(server, raw):
+    data = _payload(100_000)
+    server.add_file("a.bin", data)
+    raw.mkdir()
+    (raw / "a.bin.part").write_bytes(data[:CHUNK])
+    server.serve_html("a.bin", times=1)
+    rf = RemoteFile("a.bin", url=server.url_for("a.bin"), sha256=_sha256(data))
+    with pytest.raises(DownloadError, match="HTML page"):
+        fetch([rf], raw, progress=False)
+    assert (raw / "a.bin.part").read_bytes() == data[:CHUNK]
+    assert fetch([rf], raw, progress=False)["a.bin"].read_bytes() == data
+
+
+# ------------------------------------------------------------------ retries
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_retry_after_is_honoured(server, raw, waits, status):
+    data = _payload(2_000)
+    server.add_file("a.bin", data)
+    server.fail("a.bin", status, times=2, retry_after=7)
+    rf = RemoteFile("a.bin", url=server.url_for("a.bin"), sha256=_sha256(data))
+    assert fetch([rf], raw, progress=False)["a.bin"].read_bytes() == data
+    assert waits == [7.0, 7.0]
+    assert len(server.requests) == 3
+
+
+def test_retry_after_http_date_and_cap(server, raw, waits, monkeypatch):
+    data = _payload(2_000)
+    server.add_file("a.bin", data)
+    rf = RemoteFile("a.bin", url=server.url_for("a.bin"), sha256=_sha256(data))
+    server.fail("a.bin", 503, times=1,
+                retry_after=email.utils.formatdate(time.time() + 30, usegmt=True))
+    fetch([rf], raw, progress=False)
+    assert 25 <= waits[0] <= 31
+    (raw / "a.bin").unlink()
+    monkeypatch.setattr(download, "BACKOFF_MAX_S", 5.0)
+    server.fail("a.bin", 503, times=1, retry_after=3600)
+    fetch([rf], raw, progress=False)
+    assert waits[1] == 5.0
+
+
+def test_backoff_doubles_and_gives_up(server, raw, waits):
+    server.add_file("a.bin", b"data")
+    server.fail("a.bin", 503, times=10)
+    rf = RemoteFile("a.bin", url=server.url_for("a.bin"))
+    with pytest.raises(DownloadError, match=r"after 3 attempt\(s\); last problem: HTTP 503"):
+        fetch([rf], raw, progress=False, retries=2)
+    base = download.BACKOFF_BASE_S
+    assert waits == [base, 2 * base]
+    assert len(server.requests) == 3
+    assert _leftovers(raw) == []
+
+
+def test_connection_refused_is_retried_then_reported(raw, waits):
+    with LocalHTTPServer() as srv:
+        url = srv.url_for("gone.bin")
+    rf = RemoteFile("gone.bin", url=url)
+    with pytest.raises(DownloadError, match="connection failed"):
+        fetch([rf], raw, progress=False, retries=1, timeout=5)
+    assert len(waits) == 1
+
+
+def test_404_is_not_retried(server, raw, waits):
+    rf = RemoteFile("a.bin", url=server.url_for("missing.bin"))
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        fetch([rf], raw, progress=False)
+    assert waits == [] and len(server.requests) == 1
+
+
+def test_other_http_error_is_reported(server, raw):
+    server.add_file("a.bin", b"data")
+    server.fail("a.bin", 403, times=1)
+    with pytest.raises(DownloadError, match="answered HTTP 403"):
+        fetch([RemoteFile("a.bin", url=server.url_for("a.bin"))], raw, progress=False)
+
+
+# ------------------------------------------------------------------ offline mode
+
+
+def test_offline_mode_lists_missing_files_without_connecting(server, raw, monkeypatch):
+    present = _payload(100)
+    raw.mkdir()
+    (raw / "here.bin").write_bytes(present)
+    (raw / "b.bin.part").write_bytes(b"12345")
+    files = [
+        RemoteFile("here.bin", url=server.url_for("here.bin"), size=100),
+        RemoteFile("a.bin", url=server.url_for("a.bin"), size=2_500_000),
+        RemoteFile("b.bin", url=server.url_for("b.bin")),
+    ]
+    monkeypatch.setenv("DEEPSTRF_OFFLINE", "1")
+    assert offline_mode()
+    with pytest.raises(MissingRawDataError) as info:
+        fetch(files, raw, owner="NS1Dataset")
+    message = str(info.value)
+    assert message.startswith(f"NS1Dataset: 2 raw file(s) missing under {raw.absolute()}:")
+    assert f"  - {raw.absolute() / 'a.bin'}  (2.5 MB; from {server.url_for('a.bin')})" in message
+    assert f"  - {raw.absolute() / 'b.bin'}  (size unknown" in message
+    assert "partial download of 5 bytes" in message
+    assert "here.bin" not in message
+    assert "unset DEEPSTRF_OFFLINE" in message and "download=True" in message
+    assert server.requests == []
+    assert missing_files(files, raw) == files[1:]
+
+
+def test_download_false_makes_no_connection(server, raw):
+    rf = RemoteFile("crcns-aa1.zip", crcns=("aa-1", "crcns-aa1.zip"))
+    with pytest.raises(MissingRawDataError) as info:
+        fetch([rf], raw, download=False, owner="CRCNSAA1Dataset")
+    message = str(info.value)
+    assert "because download=False" in message and CRCNS_REGISTER_URL in message
+    assert "CRCNS aa-1, file crcns-aa1.zip" in message
+    assert server.requests == []
+    assert not raw.exists()
+
+
+def test_offline_with_files_present_returns_paths(server, raw, monkeypatch):
+    data = _payload(50)
+    raw.mkdir()
+    (raw / "a.bin").write_bytes(data)
+    monkeypatch.setenv("DEEPSTRF_OFFLINE", "yes")
+    rf = RemoteFile("a.bin", url=server.url_for("a.bin"), sha256=_sha256(data))
+    assert fetch([rf], raw)["a.bin"] == (raw / "a.bin").absolute()
+    assert server.requests == []
+
+
+def test_corrupt_present_file_offline_raises_and_is_kept(server, raw, monkeypatch):
+    raw.mkdir()
+    (raw / "a.bin").write_bytes(b"corrupt")
+    monkeypatch.setenv("DEEPSTRF_OFFLINE", "1")
+    rf = RemoteFile("a.bin", url=server.url_for("a.bin"), sha256="a" * 64)
+    with pytest.raises(ChecksumError, match=f"present but its sha256 is {_sha256(b'corrupt')}, "
+                                            f"expected {'a' * 64}"):
+        fetch([rf], raw)
+    assert (raw / "a.bin").read_bytes() == b"corrupt"
+    assert server.requests == []
+
+
+def test_corrupt_present_file_online_is_replaced(server, raw):
+    data = _payload(1_000)
+    server.add_file("a.bin", data)
+    raw.mkdir()
+    (raw / "a.bin").write_bytes(b"corrupt")
+    rf = RemoteFile("a.bin", url=server.url_for("a.bin"), sha256=_sha256(data))
+    assert fetch([rf], raw, progress=False)["a.bin"].read_bytes() == data
+    assert len(server.requests) == 1
+
+
+def test_bad_environment_values_are_rejected(monkeypatch):
+    monkeypatch.setenv("DEEPSTRF_OFFLINE", "maybe")
+    with pytest.raises(ValueError, match="DEEPSTRF_OFFLINE must be one of .* got 'maybe'"):
+        offline_mode()
+    monkeypatch.setenv("DEEPSTRF_PROGRESS", "sometimes")
+    with pytest.raises(ValueError, match="DEEPSTRF_PROGRESS"):
+        progress_disable()
+
+
+def test_progress_switches(monkeypatch, server, raw, capsys):
+    monkeypatch.delenv("DEEPSTRF_PROGRESS", raising=False)
+    assert progress_disable() is None  # tqdm decides: bars on a terminal only
+    monkeypatch.setenv("DEEPSTRF_PROGRESS", "0")
+    assert progress_disable() is True
+    assert progress_disable(True) is False
+    with pytest.raises(TypeError, match="progress must be True, False or None"):
+        progress_disable("yes")
+    server.add_file("a.bin", _payload(1000))
+    fetch([RemoteFile("shown.bin", url=server.url_for("a.bin"))], raw, progress=True)
+    assert "shown.bin" in capsys.readouterr().err
+    fetch([RemoteFile("hidden.bin", url=server.url_for("a.bin"))], raw)
+    assert "hidden.bin" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ argument checks
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"name": "/abs.zip", "url": "https://x/a"}, ValueError, "relative path"),
+    ({"name": "../up.zip", "url": "https://x/a"}, ValueError, "without '..'"),
+    ({"name": "", "url": "https://x/a"}, ValueError, "relative path"),
+    ({"name": 3, "url": "https://x/a"}, TypeError, "must be a string"),
+    ({"name": "a.zip"}, ValueError, "exactly one of url="),
+    ({"name": "a.zip", "url": "https://x/a", "crcns": ("aa-1", "a.zip")}, ValueError,
+     "exactly one"),
+    ({"name": "a.zip", "url": "ftp://x/a"}, ValueError, "http:// or https://"),
+    ({"name": "a.zip", "crcns": ("aa-1",)}, ValueError, r"\(dataset, path\) tuple"),
+    ({"name": "a.zip", "crcns": ("aa-1", "../a.zip")}, ValueError, "without '..'"),
+    ({"name": "a.zip", "url": "https://x/a", "size": -1}, ValueError, "size must be >= 0"),
+    ({"name": "a.zip", "url": "https://x/a", "size": 1.5}, TypeError, "must be an integer"),
+    ({"name": "a.zip", "url": "https://x/a", "sha256": "abc"}, ValueError, "64 characters"),
+    ({"name": "a.zip", "url": "https://x/a", "md5": "z" * 32}, ValueError, "32 characters"),
+])
+def test_remote_file_rejects_bad_declarations(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        RemoteFile(**kwargs)
+
+
+def test_remote_file_normalises():
+    rf = RemoteFile("./a//b.zip", url="https://x/a", sha256="A" * 64, md5="B" * 32)
+    assert rf.name == "a/b.zip" and rf.sha256 == "a" * 64
+    assert rf.checksum == ("sha256", "a" * 64)
+    assert RemoteFile("c", url="https://x/c", md5="b" * 32).checksum == ("md5", "b" * 32)
+    assert RemoteFile("c", url="https://x/c").checksum is None
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"files": "a.bin"}, TypeError, "sequence of RemoteFile"),
+    ({"files": ["a.bin"]}, TypeError, "RemoteFile records"),
+    ({"retries": -1}, ValueError, "retries must be >= 0"),
+    ({"timeout": 0}, ValueError, "timeout must be"),
+    ({"download": "yes"}, TypeError, "download must be True or False"),
+    ({"raw_dir": 5}, TypeError, "raw_dir must be a str or path-like"),
+    ({"owner": 1}, TypeError, "owner must be a string"),
+])
+def test_fetch_rejects_bad_arguments(tmp_path, kwargs, error, match):
+    args = {"files": [RemoteFile("a.bin", url="https://example.org/a.bin")],
+            "raw_dir": tmp_path, **kwargs}
+    with pytest.raises(error, match=match):
+        fetch(args.pop("files"), args.pop("raw_dir"), **args)
+
+
+def test_fetch_rejects_duplicate_names(tmp_path):
+    rf = RemoteFile("a.bin", url="https://example.org/a.bin")
+    with pytest.raises(ValueError, match="lists 'a.bin' twice"):
+        fetch([rf, rf], tmp_path)
+
+
+# ------------------------------------------------------------------ CRCNS
+
+
+def _crcns_file(path: str = "crcns-aa1.zip", **kwargs) -> RemoteFile:
+    return RemoteFile(path, crcns=("aa-1", path), **kwargs)
+
+
+def test_crcns_login_and_download(crcns, raw):
+    files = [_crcns_file(), _crcns_file("docs/readme.txt")]
+    paths = fetch(files, raw, username="alice", password=PASSWORD, progress=False)
+    assert paths["crcns-aa1.zip"].read_bytes() == _payload(150_000, 1)
+    assert paths["docs/readme.txt"].read_bytes() == b"read me\n"
+    log = [(r.method, r.path) for r in crcns.requests]
+    assert log == [("POST", "/login_form"), ("GET", "/aa-1"), ("GET", "/aa-1/filelist.txt"),
+                   ("GET", "/aa-1/crcns-aa1.zip"), ("GET", "/aa-1/docs/readme.txt")]
+    assert set(crcns.requests[0].form_fields) == LOGIN_FIELDS
+    assert all("__ac=" in (r.header("Cookie") or "") for r in crcns.requests[1:])
+
+
+def test_crcns_urls_from_module_constants(crcns, raw, monkeypatch):
+    monkeypatch.delenv("DEEPSTRF_CRCNS_LOGIN_URL")
+    monkeypatch.delenv("DEEPSTRF_CRCNS_DOWNLOAD_URL")
+    monkeypatch.setattr(download, "CRCNS_LOGIN_URL", crcns.crcns_login_url)
+    monkeypatch.setattr(download, "CRCNS_DOWNLOAD_URL", crcns.crcns_download_url + "/")
+    rf = _crcns_file()
+    assert rf.source_url == f"{crcns.url}/aa-1/crcns-aa1.zip"
+    fetch([rf], raw, username="alice", password=PASSWORD, progress=False)
+    assert (raw / "crcns-aa1.zip").stat().st_size == 150_000
+
+
+def test_crcns_rejected_login(crcns, raw):
+    with pytest.raises(AuthenticationError) as info:
+        fetch([_crcns_file()], raw, username="alice", password="wrong", progress=False,
+              owner="CRCNSAA1Dataset")
+    message = str(info.value)
+    assert message.startswith("CRCNSAA1Dataset: CRCNS did not accept the login of user 'alice'")
+    assert CRCNS_REGISTER_URL in message and "CRCNS_USERNAME" in message
+    assert "credentials from arguments" in message
+    assert [r.path for r in crcns.requests] == ["/login_form", "/aa-1"]
+    assert _leftovers(raw) == []
+
+
+def test_crcns_missing_credentials_fail_before_connecting(crcns, raw):
+    with pytest.raises(AuthenticationError, match="no CRCNS username and password found") as info:
+        fetch([_crcns_file()], raw, progress=False)
+    assert CRCNS_REGISTER_URL in str(info.value) and "netrc" in str(info.value)
+    assert crcns.requests == []
+
+
+def test_crcns_credentials_from_environment(crcns, raw, monkeypatch):
+    monkeypatch.setenv("CRCNS_USERNAME", "alice")
+    monkeypatch.setenv("CRCNS_PASSWORD", PASSWORD)
+    assert fetch([_crcns_file()], raw, progress=False)["crcns-aa1.zip"].is_file()
+
+
+def test_crcns_credentials_from_netrc(crcns, raw, monkeypatch, tmp_path):
+    netrc_file = tmp_path / "netrc"
+    netrc_file.write_text(f"machine other.org login bob password nope\n"
+                          f"machine crcns.org login alice password {PASSWORD}\n")
+    netrc_file.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc_file))
+    assert fetch([_crcns_file()], raw, progress=False)["crcns-aa1.zip"].is_file()
+
+
+def test_crcns_login_page_instead_of_file(crcns, raw):
+    crcns.serve_html("/aa-1/crcns-aa1.zip", LOGIN_PAGE)
+    with pytest.raises(AuthenticationError, match="a login page .* instead of the file "
+                                                  "crcns-aa1.zip") as info:
+        fetch([_crcns_file()], raw, username="alice", password=PASSWORD, progress=False)
+    assert CRCNS_REGISTER_URL in str(info.value)
+    assert _leftovers(raw) == []
+
+
+def test_crcns_unknown_file_is_404(crcns, raw, caplog):
+    with caplog.at_level(logging.WARNING, logger="deepstrf.io.download"), \
+            pytest.raises(DownloadError, match="CRCNS has no file aa-1/nope.zip \\(HTTP 404"):
+        fetch([_crcns_file("nope.zip")], raw, username="alice", password=PASSWORD,
+              progress=False)
+    assert "nope.zip is not in the CRCNS file list of aa-1" in caplog.text
+
+
+def test_crcns_sizes_from_the_file_list_are_checked(crcns, raw):
+    crcns.add_crcns_dataset("aa-2", {"x.tar.gz": _payload(1_000)},
+                            file_list="# list\nx.tar.gz 1234 1.2 KB\n")
+    rf = RemoteFile("x.tar.gz", crcns=("aa-2", "x.tar.gz"))
+    with pytest.raises(ChecksumError, match="expected 1234 bytes, got 1000"):
+        fetch([rf], raw, username="alice", password=PASSWORD, progress=False)
+    assert _leftovers(raw) == []
+
+
+def test_crcns_download_resumes_in_the_session(crcns, raw):
+    crcns.drop_after("/aa-1/crcns-aa1.zip", CHUNK)
+    rf = _crcns_file(sha256=_sha256(_payload(150_000, 1)))
+    fetch([rf], raw, username="alice", password=PASSWORD, progress=False)
+    gets = crcns.requests_for("/aa-1/crcns-aa1.zip")
+    assert [r.header("Range") for r in gets] == [None, f"bytes={CHUNK}-"]
+    assert all("__ac=" in (r.header("Cookie") or "") for r in gets)
+    assert (raw / "crcns-aa1.zip").read_bytes() == _payload(150_000, 1)
+
+
+def test_crcns_file_list(crcns):
+    listing = crcns_file_list("aa-1", username="alice", password=PASSWORD)
+    assert listing == {"crcns-aa1.zip": 150_000, "docs/readme.txt": 8}
+
+
+def test_crcns_file_list_offline(crcns, monkeypatch):
+    monkeypatch.setenv("DEEPSTRF_OFFLINE", "1")
+    with pytest.raises(OfflineError, match="DEEPSTRF_OFFLINE"):
+        crcns_file_list("aa-1", username="alice", password=PASSWORD)
+    assert crcns.requests == []
+
+
+def test_parse_file_list_formats():
+    text = ("# CRCNS aa-4 file list\n\n"
+            "BlaBro09xxF.tar.gz 734003200 700 MB\n"
+            "aa-4/CRCNSCode.tar.gz\t1048576\t1.0 MB\n"
+            "docs/with space.pdf 2048\n"
+            "csv.zip,99,99 B\n"
+            "no size here\n")
+    assert download._parse_file_list(text, "aa-4") == {
+        "BlaBro09xxF.tar.gz": 734003200, "CRCNSCode.tar.gz": 1048576,
+        "docs/with space.pdf": 2048, "csv.zip": 99}
+
+
+# ------------------------------------------------------------------ credentials
+
+
+def test_credentials_resolution_order(monkeypatch, tmp_path):
+    netrc_file = tmp_path / "netrc"
+    netrc_file.write_text("machine crcns.org login carol password netrc-pw\n")
+    monkeypatch.setenv("NETRC", str(netrc_file))
+    creds = CRCNSCredentials.resolve()
+    assert (creds.username, creds.password) == ("carol", "netrc-pw")
+    assert creds.origin == f"netrc file {netrc_file}"
+    monkeypatch.setenv("CRCNS_USERNAME", "dave")
+    monkeypatch.setenv("CRCNS_PASSWORD", "env-pw")
+    creds = CRCNSCredentials.resolve()
+    assert (creds.username, creds.password) == ("dave", "env-pw")
+    creds = CRCNSCredentials.resolve("erin", "arg-pw")
+    assert (creds.username, creds.password, creds.origin) == ("erin", "arg-pw", "arguments")
+    creds = CRCNSCredentials.resolve(password="arg-pw")
+    assert (creds.username, creds.origin) == ("dave", "arguments, $CRCNS_USERNAME")
+
+
+def test_netrc_password_of_another_login_is_not_used(monkeypatch, tmp_path):
+    netrc_file = tmp_path / "netrc"
+    netrc_file.write_text("machine crcns.org login carol password netrc-pw\n")
+    monkeypatch.setenv("NETRC", str(netrc_file))
+    with pytest.raises(AuthenticationError, match="no CRCNS password found"):
+        CRCNSCredentials.resolve("someone-else")
+
+
+def test_malformed_netrc_does_not_leak(monkeypatch, tmp_path):
+    netrc_file = tmp_path / "netrc"
+    netrc_file.write_text(f"{PASSWORD} machine crcns.org login alice password x\n")
+    monkeypatch.setenv("NETRC", str(netrc_file))
+    with pytest.raises(AuthenticationError, match="could not parse the netrc file") as info:
+        CRCNSCredentials.resolve()
+    assert PASSWORD not in _everything_said(info.value)
+
+
+def test_credentials_validation_never_echoes_the_password():
+    with pytest.raises(TypeError, match="password must be a string; got a bytes"):
+        CRCNSCredentials("alice", PASSWORD.encode())
+    with pytest.raises(ValueError, match="empty password"):
+        CRCNSCredentials("alice", "")
+    with pytest.raises(TypeError, match="CRCNS password must be a string or None; got int"):
+        CRCNSCredentials.resolve("alice", 1234)
+
+
+def _everything_said(err: BaseException) -> str:
+    """str and repr of an exception and of every exception it chains to."""
+    texts = []
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        texts += [str(err), repr(err), *map(repr, err.args)]
+        err = err.__cause__ or err.__context__
+    return "\n".join(texts)
+
+
+def test_password_never_appears_in_logs_errors_or_reprs(crcns, raw, caplog):
+    creds = CRCNSCredentials("alice", PASSWORD)
+    assert PASSWORD not in repr(creds) and PASSWORD not in str(creds)
+    assert repr(creds) == "CRCNSCredentials(username='alice', password='***', origin='arguments')"
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(AuthenticationError) as rejected:
+        fetch([_crcns_file()], raw, username="alice", password=PASSWORD + "x", progress=False)
+    assert PASSWORD not in _everything_said(rejected.value)
+    crcns.serve_html("/aa-1/crcns-aa1.zip", LOGIN_PAGE, times=1)
+    with pytest.raises(AuthenticationError) as page:
+        fetch([_crcns_file()], raw, username="alice", password=PASSWORD, progress=False)
+    assert PASSWORD not in _everything_said(page.value)
+    fetch([_crcns_file()], raw, username="alice", password=PASSWORD, progress=False)
+    assert "logging in to CRCNS as 'alice'" in caplog.text
+    assert PASSWORD not in caplog.text
+    assert all(PASSWORD not in repr(r) for r in crcns.requests)
+
+
+def test_failed_login_request_keeps_no_request_body_in_the_chain(raw, monkeypatch, waits):
+    with LocalHTTPServer() as srv:
+        dead = srv.url
+    monkeypatch.setenv("DEEPSTRF_CRCNS_LOGIN_URL", dead + "/login_form")
+    monkeypatch.setenv("DEEPSTRF_CRCNS_DOWNLOAD_URL", dead)
+    with pytest.raises(DownloadError, match="CRCNS login: giving up") as info:
+        fetch([_crcns_file()], raw, username="alice", password=PASSWORD, progress=False,
+              retries=1, timeout=5)
+    assert info.value.__cause__ is None and info.value.__context__ is None
+    assert PASSWORD not in _everything_said(info.value)
