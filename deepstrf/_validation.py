@@ -95,3 +95,20 @@ def check_index(name: str, value: Any, size: int) -> int:
         valid = f"the valid range is [0, {size - 1}]" if size > 0 else "there are none"
         raise IndexError(f"{name} {value} is out of range; {valid}.")
     return value
+
+
+def check_names(name: str, values: Any) -> str | tuple[str, ...]:
+    """``'all'``, or a sorted tuple of distinct non-empty strings (e.g. animal ids)."""
+    if isinstance(values, str):
+        if not values:
+            raise ValueError(f"{name} must be 'all' or non-empty names; got an empty string.")
+        return "all" if values == "all" else (values,)
+    try:
+        items = tuple(values)
+    except TypeError:
+        raise TypeError(f"{name} must be 'all' or a sequence of names; got {_fmt(values)}.") \
+            from None
+    if not items or not all(isinstance(v, str) and v for v in items):
+        raise ValueError(f"{name} must be 'all' or a non-empty sequence of non-empty strings; got "
+                         f"{_fmt(values)}.")
+    return tuple(sorted(set(items)))

@@ -665,6 +665,122 @@ class NeuralDataset(Dataset, ABC):
     def __str__(self) -> str:
         return self.__repr__()
 
+    # ------------------------------------------------------------------ preprocessing
+    def smooth_responses(self, window_ms: float = 21.0) -> None:
+        """Smooth every response in time with a Hanning window of unit sum.
+
+        Each repeat is convolved ("same" length, zero-padded at the ends) with
+        the kernel of :func:`~deepstrf.preprocessing.spikes.hanning_kernel`:
+        ``K = floor(window_ms / dt)`` bins raised to the next odd number,
+        the taps of MATLAB's ``hanning(K)`` divided by their sum. This follows
+        Hsu, Borst & Theunissen (2004), who smooth PSTHs with a ~21 ms Hanning
+        window to reduce the variance of the estimate.
+
+        Because the kernel sums to 1, smoothed values remain spike counts per
+        bin. deepSTRF 0.1.0 uses the un-normalised ``numpy.hanning(K)``, whose
+        end taps are zero: its smoothed responses are scaled by about ``K/2``
+        (x2 at 5 ms, x10 at 1 ms) and at ``dt = 10`` ms its kernel is the
+        identity. The ``(1, 1)`` sentinels and NaN values are kept.
+
+        Parameters
+        ----------
+        window_ms : float, default 21.0
+            Window width in ms.
+        """
+        from deepstrf.datasets._preprocess import smooth_responses
+
+        kernel = smooth_responses(self, window_ms)
+        self._record("smooth_responses", window_ms=float(window_ms), n_taps=len(kernel))
+
+    def normalize_responses(self, method: str = "max", stim_indices: Sequence[int] | None = None,
+                            eps: float = 1e-8) -> dict[str, Any]:
+        """Normalise each neuron's responses with statistics from some stimuli.
+
+        Statistics are taken over every valid value (all repeats and bins) of
+        the neuron's responses to ``stim_indices`` (typically training plus
+        validation stimuli) and applied to all stimuli, so test stimuli are
+        transformed without their statistics leaking in.
+
+        Parameters
+        ----------
+        method : {'max', 'zscore'}
+            ``'max'``: divide by the largest absolute value (keeps 0 at 0, for
+            spike counts). ``'zscore'``: subtract the mean and divide by the
+            standard deviation (n - 1), for continuous signals.
+        stim_indices : sequence of int, optional
+            Stimuli to take the statistics from (default: all).
+        eps : float
+            Floor of the divisor.
+
+        Returns
+        -------
+        dict
+            ``method``, ``scale`` and ``offset`` (``(N,)`` tensors, so that
+            ``normalised = (x - offset) / scale``), ``stim_indices``, ``eps``
+            and ``neurons_without_statistics`` (neurons with no data among the
+            chosen stimuli, left unchanged). Also stored as
+            ``self.response_normalization``.
+
+        Notes
+        -----
+        Calling it again first undoes the previous normalisation, so the new
+        statistics come from the original responses (never normalised twice).
+        :meth:`denormalize_responses` undoes it.
+        """
+        from deepstrf.datasets._preprocess import normalize_responses
+
+        replaced = self.response_normalization is not None
+        record = normalize_responses(self, method, stim_indices, eps)
+        self._record("normalize_responses", method=method, stim_indices=record["stim_indices"],
+                     eps=float(eps), replaced_previous=replaced)
+        return record
+
+    def denormalize_responses(self) -> None:
+        """Undo :meth:`normalize_responses` (``x * scale + offset``)."""
+        from deepstrf.datasets._preprocess import denormalize_responses
+
+        denormalize_responses(self)
+        self._record("denormalize_responses")
+
+    def standardize_stims(self, stim_indices: Sequence[int] | None = None, per_band: bool = True,
+                          eps: float = 1e-8) -> dict[str, Any]:
+        """Standardise the stimuli, ``(x - mean) / std``, with statistics from some stimuli.
+
+        Parameters
+        ----------
+        stim_indices : sequence of int, optional
+            Stimuli to take the statistics from (typically training plus
+            validation); they are applied to all. Default: all stimuli.
+        per_band : bool, default True
+            One mean and std per frequency band (axis ``-2``); False: one
+            scalar pair (required for waveforms).
+        eps : float
+            Floor of the standard deviation.
+
+        Returns
+        -------
+        dict
+            ``mean`` and ``std`` (broadcastable to a stim, e.g. ``(1, F, 1)``),
+            ``per_band``, ``stim_indices``, ``eps``; also stored as
+            ``self.stim_normalization`` so it can be undone
+            (:meth:`destandardize_stims`) or folded into a model's weights.
+            Calling it again first undoes the previous standardisation.
+        """
+        from deepstrf.datasets._preprocess import standardize_stims
+
+        replaced = self.stim_normalization is not None
+        record = standardize_stims(self, stim_indices, per_band, eps)
+        self._record("standardize_stims", stim_indices=record["stim_indices"],
+                     per_band=per_band, eps=float(eps), replaced_previous=replaced)
+        return record
+
+    def destandardize_stims(self) -> None:
+        """Undo :meth:`standardize_stims` (``x * std + mean``)."""
+        from deepstrf.datasets._preprocess import destandardize_stims
+
+        destandardize_stims(self)
+        self._record("destandardize_stims")
+
     # ------------------------------------------------------------------ provenance
     def _record(self, operation: str, **parameters: Any) -> None:
         self._operations.append({"operation": operation, "parameters": parameters,

@@ -4,6 +4,7 @@
 :func:`bin_spike_times`            spike times -> (R, T) counts (the one binner)
 :func:`n_bins_for_duration`        T of a sound at a bin width
 :func:`hanning_kernel`             unit-sum PSTH smoothing kernel
+:func:`smooth_rows`                the one smoothing convolution
 :class:`SpectrogramParams`         parameters of a spectrogram front end
 :func:`compute_spectrogram`        waveform -> (F, T) on the response grid
 :func:`waveform_on_grid`           waveform resampled and fitted to T * hop
@@ -25,6 +26,7 @@ _LAZY = {
     "bin_spike_times": "deepstrf.preprocessing.spikes",
     "n_bins_for_duration": "deepstrf.preprocessing.spikes",
     "hanning_kernel": "deepstrf.preprocessing.spikes",
+    "smooth_rows": "deepstrf.preprocessing.spikes",
     "SpectrogramParams": "deepstrf.preprocessing.spectrogram",
     "compute_spectrogram": "deepstrf.preprocessing.spectrogram",
     "waveform_on_grid": "deepstrf.preprocessing.spectrogram",

@@ -31,10 +31,11 @@ import numbers
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from deepstrf._validation import check_int, check_positive
 
-__all__ = ["bin_spike_times", "n_bins_for_duration", "hanning_kernel"]
+__all__ = ["bin_spike_times", "n_bins_for_duration", "hanning_kernel", "smooth_rows"]
 
 _EPS = np.finfo(np.float64).eps
 # Relative slack for "this float is really a whole number": far above float64
@@ -242,3 +243,43 @@ def hanning_kernel(window_ms: float, dt_ms: float) -> np.ndarray:
         n_taps += 1
     taps = np.hanning(n_taps + 2)[1:-1]
     return taps / taps.sum()
+
+
+def smooth_rows(rows: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
+    """Convolve each row (a repeat's time course) with ``kernel``, same length.
+
+    The one smoothing routine of the package: dataset builders and
+    ``NeuralDataset.smooth_responses`` both call it.
+
+    Parameters
+    ----------
+    rows : torch.Tensor
+        ``(n_rows, T)`` float tensor.
+    kernel : numpy.ndarray
+        Odd-length kernel, e.g. from :func:`hanning_kernel`.
+
+    Returns
+    -------
+    torch.Tensor
+        New float32 ``(n_rows, T)`` tensor: the zero-padded ("same")
+        convolution, so bins near the ends only receive the part of the
+        kernel that falls inside the response. NaN values (missing samples)
+        count as 0 for their neighbours and stay NaN.
+    """
+    if len(kernel) == 1 and float(kernel[0]) == 1.0:
+        return rows.to(torch.float32).clone()
+    if rows.dim() != 2:
+        raise ValueError(f"rows must be 2-D (n_rows, T); got shape {tuple(rows.shape)}.")
+    if len(kernel) % 2 != 1:
+        raise ValueError(f"kernel must have an odd length (a centre tap); got {len(kernel)} taps.")
+    x = rows.to(torch.float32)
+    nan = torch.isnan(x)
+    has_nan = bool(nan.any())
+    if has_nan:
+        x = torch.where(nan, torch.zeros((), dtype=x.dtype), x)
+    # conv1d computes a correlation: flip so asymmetric kernels convolve
+    weight = torch.from_numpy(np.ascontiguousarray(kernel[::-1], dtype=np.float32)).view(1, 1, -1)
+    out = torch.nn.functional.conv1d(x.unsqueeze(1), weight, padding=len(kernel) // 2).squeeze(1)
+    if has_nan:
+        out[nan] = float("nan")
+    return out

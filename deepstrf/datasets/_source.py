@@ -1,0 +1,261 @@
+"""``SourceDataset``: what every public dataset class shares.
+
+A dataset module declares facts as class attributes (:class:`DatasetInfo`,
+its remote files and archives, its folder name, a cache version) and writes
+one hook, :meth:`SourceDataset._build`, from the raw folder to tensors. This
+class supplies the rest of a constructor, in this order:
+
+1. resolve the folders (:func:`deepstrf.io.paths.dataset_paths`);
+2. when the raw files are absent: fetch them if allowed (verified, resumable,
+   with the CRCNS login when needed) and extract the archives; otherwise fail
+   with the list of what is missing;
+3. fingerprint the raw files and hash the parameters into a cache key;
+4. read the processed cache entry, or build (``_build``, in parallel through
+   ``n_jobs``) and write it atomically with its manifest;
+5. fill the dataset and validate it; compare its size with the documented one.
+
+Arguments are checked by the subclass before any of this, so a bad value
+fails at once without touching the disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from deepstrf._validation import check_choice
+from deepstrf.io.cache import (
+    CACHE_MODES,
+    STORAGE_FORMAT_VERSION,
+    BuiltData,
+    cache_key,
+    cached_build,
+    list_entries,
+    load_entry,
+    raw_fingerprint,
+)
+from deepstrf.io.download import RemoteFile
+
+__all__ = ["ArchiveSpec", "DatasetInfo", "SourceDataset"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Catalogue facts about a public dataset (shown by ``deepstrf list`` / ``info``)."""
+
+    name: str                 #: short name used by the CLI, e.g. "aa1"
+    title: str
+    species: str
+    area: str
+    signal: str               #: e.g. "single units (spike times)"
+    n_neurons: int | None     #: documented size of the full release
+    n_stims: int | None
+    repeats: str
+    download_size: str        #: human-readable, e.g. "17 MB"
+    access: str               #: "open" or "CRCNS login"
+    citation: str
+    doi: str
+    url: str
+    papers: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ArchiveSpec:
+    """An archive among the remote files and how it unpacks into the raw folder."""
+
+    name: str                          #: the RemoteFile name of the archive
+    strip_components: int = 0
+    members: tuple[str, ...] | None = None
+
+
+class SourceDataset(ABC):
+    """Mixin for datasets built from a public release; combine with a modality class.
+
+    Class attributes a dataset module sets
+    ---------------------------------------
+    info : DatasetInfo
+    folder : str
+        Folder name under the data home (e.g. ``"AA1"``).
+    remote_files : tuple of RemoteFile
+        What to download.
+    archives : tuple of ArchiveSpec
+        Which of the remote files to unpack, and how.
+    raw_markers : tuple of str
+        Paths (relative to the raw folder) whose presence marks a folder that
+        holds the raw files directly; by default all must exist for the raw
+        data to count as present.
+    raw_subpaths : tuple of str
+        What to fingerprint for the cache key (default: ``raw_markers``).
+    cache_version : int
+        Bump when the module's processing changes its results.
+
+    When what is needed depends on the parameters (e.g. one archive per
+    animal), override :meth:`_needs`.
+    """
+
+    info: ClassVar[DatasetInfo]
+    folder: ClassVar[str]
+    remote_files: ClassVar[tuple[RemoteFile, ...]] = ()
+    archives: ClassVar[tuple[ArchiveSpec, ...]] = ()
+    raw_markers: ClassVar[tuple[str, ...]] = ()
+    raw_subpaths: ClassVar[tuple[str, ...]] = ()
+    cache_version: ClassVar[int] = 1
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def _build(self, raw_dir: Path, params: dict[str, Any], n_jobs: int | None,
+               progress: bool | None) -> BuiltData:
+        """Parse the raw folder and preprocess it into tensors (the dataset's hook)."""
+
+    # ------------------------------------------------------------------ helpers
+    @classmethod
+    def default_paths(cls, path: Any = None):
+        """Where this dataset's raw and processed folders are (nothing is created)."""
+        from deepstrf.io.paths import dataset_paths
+
+        return dataset_paths(cls.folder, path, cls.raw_markers)
+
+    def _needs(self, params: Mapping[str, Any]) -> tuple[tuple[RemoteFile, ...],
+                                                        tuple[ArchiveSpec, ...],
+                                                        tuple[str, ...], tuple[str, ...]]:
+        """``(remote files, archives, required paths, fingerprinted paths)`` for ``params``."""
+        return (self.remote_files, self.archives, self.raw_markers,
+                self.raw_subpaths or self.raw_markers)
+
+    @classmethod
+    def download_raw(cls, path: Any = None, *, username: str | None = None,
+                     password: str | None = None, progress: bool | None = None) -> Path:
+        """Download (verified, resumable) and unpack every raw file of the dataset.
+
+        Returns the raw folder. Files already present and verified are kept.
+        """
+        raw = cls.default_paths(path).raw
+        cls._fetch_raw(raw, cls.remote_files, cls.archives, cls.raw_markers, download=True,
+                       username=username, password=password, progress=progress)
+        return raw
+
+    @classmethod
+    def _fetch_raw(cls, raw_dir: Path, files: tuple[RemoteFile, ...],
+                   archives: tuple[ArchiveSpec, ...], required: tuple[str, ...], *,
+                   download: bool, username: str | None, password: str | None,
+                   progress: bool | None) -> None:
+        """Make the raw files present: download what is missing and unpack the archives."""
+        from deepstrf.errors import MissingRawDataError
+        from deepstrf.io.archive import extract_archive
+        from deepstrf.io.download import fetch
+
+        owner = cls.__name__
+        paths = fetch(files, raw_dir, download=download, username=username,
+                      password=password, progress=progress, owner=owner)
+        for spec in archives:
+            extract_archive(paths[spec.name], raw_dir, strip_components=spec.strip_components,
+                            members=spec.members)
+        missing = [m for m in required if not (raw_dir / m).exists()]
+        if missing:
+            raise MissingRawDataError(
+                f"{owner}: after fetching and unpacking, {raw_dir} still lacks {missing}. The "
+                "archives may have a different layout than expected; check their contents.")
+
+    @staticmethod
+    def _writable_processed(processed: Path, folder: str) -> Path:
+        """``processed`` if it can be written, else the data home's (logged)."""
+        try:
+            processed.mkdir(parents=True, exist_ok=True)
+            probe = processed / f".probe-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+            return processed
+        except OSError as err:
+            from deepstrf.io.paths import data_home
+
+            fallback = data_home() / folder / "processed"
+            logger.warning("cannot write the processed cache at %s (%s); using %s instead",
+                           processed, err.strerror or err, fallback)
+            fallback.mkdir(parents=True, exist_ok=True)
+            return fallback
+
+    def _load(self, path: Any, params: Mapping[str, Any], *, download: bool,
+              username: str | None, password: str | None, n_jobs: int | None, cache: str,
+              progress: bool | None, expect_full: bool) -> None:
+        """Steps 1-5 of the module docstring; ``params`` must already be checked.
+
+        ``expect_full`` says the parameters select the whole release, so the
+        result's size can be compared with the documented one.
+        """
+        check_choice("cache", cache, CACHE_MODES)
+        if not isinstance(download, bool):
+            raise TypeError(f"download must be True or False; got {download!r}.")
+        paths = self.default_paths(path)
+        owner = type(self).__name__
+        params = dict(params)
+        key_params = {"dataset": owner, "cache_version": self.cache_version,
+                      "storage_format": STORAGE_FORMAT_VERSION, "params": params}
+        params_key = cache_key(key_params)
+        raw = paths.raw
+        files, archives, required, fingerprinted = self._needs(params)
+        data = manifest = None
+        if not all((raw / m).exists() for m in required):
+            found = self._entry_without_raw(paths.processed, params_key) \
+                if cache in ("use", "readonly") and not download else None
+            if found is not None:
+                data, manifest = found
+                logger.info("%s: raw files absent under %s; using the processed cache entry %s",
+                            owner, raw, manifest.get("key"))
+            else:
+                self._fetch_raw(raw, files, archives, required, download=download,
+                                username=username, password=password, progress=progress)
+        if data is None:
+            fingerprint = raw_fingerprint(raw, fingerprinted)
+            key = cache_key({**key_params, "raw": fingerprint})
+            processed = self._writable_processed(paths.processed, self.folder) \
+                if cache != "off" else paths.processed
+            record = {"dataset": owner, "info": self.info.to_dict(), "parameters": params,
+                      "params_key": params_key, "cache_version": self.cache_version,
+                      "raw_dir": str(raw), "raw_fingerprint": fingerprint}
+            data, manifest, _ = cached_build(
+                processed, key, cache, lambda: self._build(raw, params, n_jobs, progress),
+                record, owner=owner)
+        self._fill(data, manifest)
+        if expect_full:
+            self._compare_with_documented()
+
+    @staticmethod
+    def _entry_without_raw(processed: Path, params_key: str):
+        """The newest complete entry built with these parameters, or None."""
+        matches = [(m.get("created", ""), p) for p, m in list_entries(processed)
+                   if m is not None and m.get("params_key") == params_key]
+        if not matches:
+            return None
+        return load_entry(max(matches)[1])
+
+    def _fill(self, data: BuiltData, manifest: dict | None) -> None:
+        self.stims = list(data.stims)
+        self.stim_meta = [dict(m) for m in data.stim_meta]
+        self.nrn_meta = [dict(m) for m in data.nrn_meta]
+        self.N_neurons = len(self.nrn_meta)
+        for name, value in data.attributes.items():
+            setattr(self, name, tuple(value) if isinstance(value, list) else value)
+        self._set_store(data.store)
+        self._manifest = manifest
+        self.validate()
+
+    def _compare_with_documented(self) -> None:
+        info = self.info
+        found = {"neurons": self.N_neurons, "stims": self.get_S()}
+        expected = {"neurons": info.n_neurons, "stims": info.n_stims}
+        off = [f"{k}: {found[k]} (documented {expected[k]})" for k in found
+               if expected[k] is not None and found[k] != expected[k]]
+        if off:
+            logger.warning("%s: the full release is documented with other counts; found %s. "
+                           "The raw folder may be incomplete or a different version.",
+                           type(self).__name__, "; ".join(off))

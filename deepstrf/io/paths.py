@@ -1,0 +1,95 @@
+"""Where datasets live on disk.
+
+The data home is, in order: the ``path=`` argument of a dataset, the
+``$DEEPSTRF_DATA_DIR`` environment variable, or the platform's user cache
+folder (``platformdirs.user_cache_dir("deepstrf")``, e.g. ``~/.cache/deepstrf``
+on Linux). Each dataset has one folder there holding ``raw/`` (the files as
+distributed) and ``processed/`` (the parameter-keyed cache). Nothing here
+touches the disk until a function is called.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DATA_DIR_ENV", "DatasetPaths", "data_home", "dataset_paths"]
+
+DATA_DIR_ENV = "DEEPSTRF_DATA_DIR"
+
+
+def _as_path(name: str, value: Any) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or path-like; got {type(value).__name__}.")
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"{name} must not be an empty string.")
+    return Path(value).expanduser().absolute()
+
+
+def data_home(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The folder under which every dataset has its own folder.
+
+    Parameters
+    ----------
+    data_dir : path-like, optional
+        Explicit choice; otherwise ``$DEEPSTRF_DATA_DIR``, otherwise the
+        platform's user cache folder.
+    """
+    if data_dir is not None:
+        return _as_path("data_dir", data_dir)
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return _as_path(f"${DATA_DIR_ENV}", env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("deepstrf"))
+
+
+@dataclass(frozen=True)
+class DatasetPaths:
+    """The folders of one dataset.
+
+    Attributes
+    ----------
+    root : Path
+        The dataset's folder.
+    raw : Path
+        Where the distributed files are (or will be downloaded to).
+    processed : Path
+        Where the processed cache entries are written.
+    """
+
+    root: Path
+    raw: Path
+    processed: Path
+
+
+def dataset_paths(folder: str, path: str | os.PathLike[str] | None = None,
+                  raw_markers: tuple[str, ...] = ()) -> DatasetPaths:
+    """Resolve a dataset's folders.
+
+    Parameters
+    ----------
+    folder : str
+        The dataset's folder name under the data home (e.g. ``"AA1"``).
+    path : path-like, optional
+        The dataset's own folder. If it holds the raw files directly (any of
+        ``raw_markers`` exists there, e.g. ``all_stims``), they are used in
+        place and ``processed/`` is created beside them; otherwise raw files
+        are expected in (or downloaded to) ``path/raw``.
+    raw_markers : tuple of str
+        Names whose presence marks a folder holding the raw files directly.
+    """
+    if path is None:
+        root = data_home() / folder
+    else:
+        root = _as_path("path", path)
+        if root.exists() and not root.is_dir():
+            raise NotADirectoryError(f"path must be a folder; {root} is a file. Point it at the "
+                                     "folder that holds the dataset.")
+    raw = root / "raw"
+    if not raw.is_dir() and any((root / m).exists() for m in raw_markers):
+        raw = root
+    return DatasetPaths(root=root, raw=raw, processed=root / "processed")

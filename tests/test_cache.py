@@ -1,0 +1,270 @@
+"""Processed cache: keys, hits, atomicity, locking, modes, provenance, the raw-less reuse."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deepstrf.datasets._source import DatasetInfo, SourceDataset
+from deepstrf.datasets.audio.audio_dataset import AudioNeuralDataset
+from deepstrf.errors import CacheError, CacheMissError, MissingRawDataError
+from deepstrf.io import cache as cache_mod
+from deepstrf.io.cache import BuiltData, cache_key, cached_build, list_entries, verify_entry
+
+INFO = DatasetInfo(name="toy", title="Toy", species="-", area="-", signal="-", n_neurons=None,
+                   n_stims=None, repeats="-", download_size="-", access="open", citation="-",
+                   doi="-", url="-")
+
+
+class ToySource(SourceDataset, AudioNeuralDataset):
+    """Builds a small ragged dataset from raw/values.txt (one number: the seed)."""
+
+    info = INFO
+    folder = "Toy"
+    raw_markers = ("values.txt",)
+    builds = 0
+    build_log: Path | None = None
+    build_delay_s = 0.0
+
+    def __init__(self, path, scale=1.0, *, cache="use", dt_ms=5.0):
+        AudioNeuralDataset.__init__(self, path, dt_ms)
+        self._load(path, {"scale": scale}, download=False, username=None, password=None,
+                   n_jobs=1, cache=cache, progress=False, expect_full=False)
+
+    def _build(self, raw_dir, params, n_jobs, progress):
+        from deepstrf.testing.synthetic import make_ragged_dataset
+
+        type(self).builds += 1
+        if self.build_log is not None:
+            with open(self.build_log, "a") as f:
+                f.write(f"{os.getpid()}\n")
+        time.sleep(self.build_delay_s)
+        seed = int((raw_dir / "values.txt").read_text())
+        ds = make_ragged_dataset(4, 3, n_bands=5, T_range=(3, 6), seed=seed)
+        blocks = []
+        store = ds.response_store
+        for s in range(ds.get_S()):
+            neurons, reps, rows = store.block(s)
+            blocks.append((neurons, reps, rows * params["scale"]))
+        from deepstrf.datasets._storage import ResponseStore
+
+        return BuiltData(stims=ds.stims, store=ResponseStore.from_blocks(3, blocks),
+                         stim_meta=ds.stim_meta, nrn_meta=ds.nrn_meta, attributes={"F": 5},
+                         sources=[{"file": "values.txt"}])
+
+
+@pytest.fixture
+def toy_root(tmp_path):
+    root = tmp_path / "toy"
+    (root / "raw").mkdir(parents=True)
+    (root / "raw" / "values.txt").write_text("7")
+    ToySource.builds = 0
+    ToySource.build_log = None
+    ToySource.build_delay_s = 0.0
+    return root
+
+
+def same_data(a, b):
+    if a.get_S() != b.get_S() or a.get_N() != b.get_N():
+        return False
+    for s in range(a.get_S()):
+        if not torch.equal(a.stims[s], b.stims[s]):
+            return False
+        for n in range(a.get_N()):
+            x, y = a.responses[s][n], b.responses[s][n]
+            if not torch.equal(torch.nan_to_num(x, 3.5), torch.nan_to_num(y, 3.5)):
+                return False
+    return a.stim_meta == b.stim_meta and a.nrn_meta == b.nrn_meta
+
+
+def test_second_construction_reads_the_cache(toy_root):
+    a = ToySource(toy_root)
+    assert ToySource.builds == 1
+    b = ToySource(toy_root)
+    assert ToySource.builds == 1  # no build: served from the cache
+    assert same_data(a, b) and b.F == 5
+    entries = list_entries(toy_root / "processed")
+    assert len(entries) == 1 and entries[0][1]["complete"]
+
+
+def test_warm_load_is_memory_mapped(toy_root):
+    ToySource(toy_root)
+    b = ToySource(toy_root)
+    rows = b.response_store.block(0)[2]
+    assert rows.untyped_storage().nbytes() > rows.numel() * 4  # a view into the flat file
+    rows_before = rows.clone()
+    b.responses[0][int(b.response_store.block(0)[0][0])] = torch.zeros_like(
+        b.responses[0][int(b.response_store.block(0)[0][0])])
+    c = ToySource(toy_root)  # edits never reach the file
+    assert torch.equal(c.response_store.block(0)[2], rows_before)
+
+
+def test_manifest_is_readable_and_complete(toy_root):
+    ds = ToySource(toy_root, scale=2.0)
+    manifest = ds.provenance["manifest"]
+    assert manifest["parameters"] == {"scale": 2.0}
+    assert manifest["dataset"] == "ToySource" and manifest["raw_fingerprint"]["n_files"] == 1
+    assert {"deepstrf", "numpy", "torch", "python"} <= set(manifest["versions"])
+    assert manifest["build_seconds"] >= 0 and manifest["created"].startswith("20")
+    assert manifest["counts"] == {"stims": 4, "neurons": 3, "pairs": ds.response_store.n_pairs,
+                                  "response_bytes": ds.response_store.nbytes}
+    assert manifest["sources"] == [{"file": "values.txt"}]
+    on_disk = json.loads((toy_root / "processed" / manifest["key"] / "manifest.json").read_text())
+    assert on_disk["files"]["responses.npy"]["sha256"] == manifest["files"]["responses.npy"]["sha256"]
+
+
+def test_changed_parameter_or_raw_file_makes_a_new_key(toy_root):
+    a = ToySource(toy_root, scale=1.0)
+    b = ToySource(toy_root, scale=3.0)
+    assert ToySource.builds == 2 and a.provenance["manifest"]["key"] != b.provenance["manifest"]["key"]
+    raw = toy_root / "raw" / "values.txt"
+    raw.write_text("8")
+    os.utime(raw, ns=(raw.stat().st_atime_ns, raw.stat().st_mtime_ns + 10**9))
+    c = ToySource(toy_root, scale=1.0)
+    assert ToySource.builds == 3 and not same_data(a, c)
+    assert len(list_entries(toy_root / "processed")) == 3
+
+
+def test_readonly_mode(toy_root):
+    with pytest.raises(CacheMissError, match="cache='readonly' forbids computing it") as err:
+        ToySource(toy_root, cache="readonly")
+    assert isinstance(err.value, FileNotFoundError)
+    assert ToySource.builds == 0 and list_entries(toy_root / "processed") == []
+    ToySource(toy_root)
+    ToySource(toy_root, cache="readonly")
+    assert ToySource.builds == 1
+
+
+def test_rebuild_and_off_modes(toy_root):
+    a = ToySource(toy_root)
+    key = a.provenance["manifest"]["key"]
+    ToySource(toy_root, cache="rebuild")
+    assert ToySource.builds == 2
+    assert [p.name for p, _ in list_entries(toy_root / "processed")] == [key]
+    d = ToySource(toy_root, cache="off")
+    assert ToySource.builds == 3 and d.provenance["manifest"] is None
+    with pytest.raises(ValueError, match="cache must be one of 'use', 'rebuild', 'readonly'"):
+        ToySource(toy_root, cache="sometimes")
+
+
+def test_failed_build_leaves_no_entry(toy_root, monkeypatch):
+    def explode(path, tensors, n):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache_mod, "_write_flat", explode)
+    ds = ToySource(toy_root)  # still usable in memory
+    assert ds.provenance["manifest"] is None
+    assert list_entries(toy_root / "processed") == []
+    assert not [p for p in (toy_root / "processed").iterdir() if p.name.startswith(".tmp")]
+
+
+def _killed_midway(root: str) -> None:
+    import deepstrf.io.cache as cm
+
+    original = cm._write_flat
+    calls = []
+
+    def write_then_die(path, tensors, n):
+        calls.append(path)
+        digest = original(path, tensors, n)
+        if len(calls) == 2:
+            os._exit(3)  # killed between writing the data and renaming the entry
+        return digest
+
+    cm._write_flat = write_then_die
+    ToySource(Path(root))
+
+
+def test_build_killed_midway_leaves_nothing_that_loads(toy_root):
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=_killed_midway, args=(str(toy_root),))
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 3
+    processed = toy_root / "processed"
+    assert list_entries(processed) == []
+    assert any(p.name.startswith(".tmp-") for p in processed.iterdir())  # debris, hidden
+    ds = ToySource(toy_root)  # rebuilds cleanly
+    assert ToySource.builds == 1 and len(list_entries(processed)) == 1 and ds.get_S() == 4
+
+
+def _construct(root: str, log: str, delay: float) -> None:
+    ToySource.build_log = Path(log)
+    ToySource.build_delay_s = delay
+    ToySource(Path(root))
+
+
+def test_two_processes_building_at_once_produce_one_entry(toy_root, tmp_path):
+    log = tmp_path / "builds.log"
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_construct, args=(str(toy_root), str(log), 1.5))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert len(log.read_text().split()) == 1  # one build; the other waited and read it
+    assert len(list_entries(toy_root / "processed")) == 1
+
+
+def test_raw_files_removed_after_caching(toy_root):
+    a = ToySource(toy_root)
+    (toy_root / "raw" / "values.txt").unlink()
+    b = ToySource(toy_root)
+    assert ToySource.builds == 1 and same_data(a, b)
+    with pytest.raises(MissingRawDataError):
+        ToySource(toy_root, scale=9.0)  # nothing cached for these parameters
+
+
+def test_verify_detects_damage(toy_root):
+    ds = ToySource(toy_root)
+    entry = toy_root / "processed" / ds.provenance["manifest"]["key"]
+    assert verify_entry(entry) == []
+    data = entry / "responses.npy"
+    raw = bytearray(data.read_bytes())
+    raw[-1] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    assert verify_entry(entry) == ["responses.npy does not match its recorded sha256"]
+    (entry / "index.npz").write_bytes(b"short")
+    assert any("index.npz has 5 bytes" in p for p in verify_entry(entry))
+    # a damaged entry (sizes differ) is not trusted: the next load rebuilds it
+    ToySource(toy_root)
+    assert ToySource.builds == 2
+
+
+def test_cache_key_is_stable_and_sensitive():
+    base = {"dataset": "X", "params": {"a": 1, "b": (1, 2), "c": 0.1}}
+    assert cache_key(base) == cache_key({"params": {"c": 0.1, "b": [1, 2], "a": 1},
+                                         "dataset": "X"})
+    assert cache_key(base) != cache_key({**base, "params": {"a": 1, "b": (1, 2), "c": 0.2}})
+    assert len(cache_key(base)) == 20
+    with pytest.raises(TypeError, match="cannot hash"):
+        cache_key({"x": object()})
+
+
+def test_cached_build_direct_and_corrupt_entry(tmp_path):
+    from deepstrf.testing.synthetic import make_ragged_dataset
+
+    ds = make_ragged_dataset(2, 2, n_bands=3, seed=1)
+
+    def build():
+        return BuiltData(stims=ds.stims, store=ds.response_store, stim_meta=ds.stim_meta,
+                         nrn_meta=ds.nrn_meta, attributes={})
+
+    data, manifest, hit = cached_build(tmp_path, "k1", "use", build, {"x": 1})
+    assert not hit and manifest["x"] == 1
+    data, manifest, hit = cached_build(tmp_path, "k1", "use", build, {"x": 1})
+    assert hit and np.allclose(data.stims[0].numpy(), ds.stims[0].numpy())
+    (tmp_path / "k1" / "meta.json").write_text("{")  # same size check fails -> rebuilt
+    data, manifest, hit = cached_build(tmp_path, "k1", "use", build, {"x": 1})
+    assert not hit
+    with pytest.raises(CacheError, match="incomplete or corrupt"):
+        cache_mod.load_entry(tmp_path / "nothing")
