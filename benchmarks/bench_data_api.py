@@ -138,9 +138,43 @@ def run_scale(scale: str) -> dict:
     return out
 
 
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux >= 4.0); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_now() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def extra_measurements(ds) -> dict:
-    """Hook for whole-dataset operations measured at each scale (filled by later modules)."""
-    return {}
+    """Whole-dataset operations: time and peak RSS during each, against the stored data."""
+    stored = ds.response_store.nbytes + sum(x.numel() * x.element_size() for x in ds.stims)
+    out = {}
+    for name, call in (("compute_neuron_quality", lambda: ds.compute_neuron_quality()),
+                       ("smooth_responses", lambda: ds.smooth_responses()),
+                       ("normalize_responses", lambda: ds.normalize_responses("max"))):
+        supported = _reset_peak_rss()
+        t0 = time.perf_counter()
+        call()
+        elapsed = time.perf_counter() - t0
+        peak = _peak_rss_now() if supported else 0
+        text = f"{elapsed:8.2f} s"
+        if supported:
+            text += f"   peak RSS {peak / 1e6:.0f} MB = {peak / stored:.2f}x stored data"
+        out[f"op_{name}"] = text
+        out[f"{name}_s"] = elapsed
+        out[f"{name}_peak_over_stored"] = peak / stored if supported else None
+    return out
 
 
 def report(r: dict) -> None:
@@ -159,9 +193,12 @@ def report(r: dict) -> None:
     print(f"  (into fresh memory at {r['fresh_copy_bandwidth_Bps'] / 1e9:.1f} GB/s the floor is "
           f"{r['epoch_bytes'] / r['fresh_copy_bandwidth_Bps']:.2f} s -> "
           f"{r['epoch_over_fresh_floor']:.2f}x)")
+    targets = {"medium": {"compute_neuron_quality": "< 3 s", "smooth_responses": "< 0.5 s"},
+               "large": {"compute_neuron_quality": "< 60 s, peak < 1.2x stored"}}
     for key, value in r.items():
         if key.startswith("op_"):
-            print(f"  {key[3:]:<24} {value}")
+            target = targets.get(r["scale"], {}).get(key[3:])
+            print(f"  {key[3:]:<24} {value}" + (f"  [target {target}]" if target else ""))
     print(f"  peak RSS                 {r['peak_rss_bytes'] / mb:10.0f} MB = "
           f"{r['peak_rss_over_stored']:.2f}x stored data  [target < 1.5x at large]")
 

@@ -781,6 +781,50 @@ class NeuralDataset(Dataset, ABC):
         destandardize_stims(self)
         self._record("destandardize_stims")
 
+    @torch.no_grad()
+    def compute_neuron_quality(self, max_ccmax_iters: int = 126, seed: int = 0
+                               ) -> dict[str, torch.Tensor]:
+        """Add each neuron's ``snr`` and ``ccmax`` to its ``nrn_meta`` entry.
+
+        ``snr`` is the signal-to-noise ratio of Sahani & Linden (2003) and
+        ``ccmax`` the noise ceiling of Hsu, Borst & Theunissen (2004), computed
+        from the responses as they are now (after any smoothing), over all of
+        the neuron's stimuli; see :mod:`deepstrf.metrics` for the formulas and
+        the degenerate cases (NaN when no stimulus has two repeats). Both are
+        written as plain floats, so they can be used in predicates and queries
+        (``"snr > 0.5"``). The stimuli are streamed one block at a time, so
+        memory stays bounded by the largest single-stimulus block.
+
+        Parameters
+        ----------
+        max_ccmax_iters : int, default 126
+            Half-splits per (stimulus, neuron): all of them when there are at
+            most this many (126 for 10 repeats), else this many random ones.
+        seed : int, default 0
+            Seed of the random half-splits; the result is reproducible.
+
+        Returns
+        -------
+        dict
+            ``snr``, ``ccmax``, ``signal_power``, ``noise_power``: float64
+            tensors of shape ``(N,)``.
+        """
+        from deepstrf.metrics.quality import NeuronQualityAccumulator
+
+        acc = NeuronQualityAccumulator(self.N_neurons, max_ccmax_iters=max_ccmax_iters, seed=seed)
+        store = self._require_store()
+        for s in range(store.n_stims):
+            neurons, block = store.padded_block(s)
+            if len(neurons):
+                acc.add_block(torch.from_numpy(neurons), block)
+        snr, ccmax, sp, np_ = acc.result()
+        for meta, a, b in zip(self.nrn_meta, snr.tolist(), ccmax.tolist()):
+            meta["snr"] = float(a)
+            meta["ccmax"] = float(b)
+        self._record("compute_neuron_quality", max_ccmax_iters=int(max_ccmax_iters),
+                     seed=int(seed))
+        return {"snr": snr, "ccmax": ccmax, "signal_power": sp, "noise_power": np_}
+
     # ------------------------------------------------------------------ provenance
     def _record(self, operation: str, **parameters: Any) -> None:
         self._operations.append({"operation": operation, "parameters": parameters,
