@@ -71,11 +71,19 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class ArchiveSpec:
-    """An archive among the remote files and how it unpacks into the raw folder."""
+    """An archive among the remote files and how it unpacks into the raw folder.
+
+    ``strip_components="auto"`` strips one leading folder when every member
+    sits in the same folder and that folder is not itself expected in the raw
+    folder (for releases whose archive layout is not documented). ``provides``
+    lists what the archive unpacks to (relative to the raw folder): when all
+    of it is present, the archive is neither fetched nor unpacked.
+    """
 
     name: str                          #: the RemoteFile name of the archive
-    strip_components: int = 0
+    strip_components: int | str = 0
     members: tuple[str, ...] | None = None
+    provides: tuple[str, ...] = ()
 
 
 class SourceDataset(ABC):
@@ -155,10 +163,20 @@ class SourceDataset(ABC):
         from deepstrf.io.download import fetch
 
         owner = cls.__name__
+        unpacked = {a.name for a in archives
+                    if a.provides and all((raw_dir / p).exists() for p in a.provides)}
+        files = tuple(f for f in files if f.name not in unpacked)
+        archives = tuple(a for a in archives if a.name not in unpacked)
         paths = fetch(files, raw_dir, download=download, username=username,
                       password=password, progress=progress, owner=owner)
         for spec in archives:
-            extract_archive(paths[spec.name], raw_dir, strip_components=spec.strip_components,
+            strip = spec.strip_components
+            if strip == "auto":
+                from deepstrf.io.archive import top_level_names
+
+                tops = top_level_names(paths[spec.name])
+                strip = 1 if len(tops) == 1 and not tops & set(required) else 0
+            extract_archive(paths[spec.name], raw_dir, strip_components=strip,
                             members=spec.members)
         missing = [m for m in required if not (raw_dir / m).exists()]
         if missing:
@@ -198,10 +216,11 @@ class SourceDataset(ABC):
         paths = self.default_paths(path)
         owner = type(self).__name__
         params = dict(params)
-        key_params = {"dataset": owner, "cache_version": self.cache_version,
-                      "storage_format": STORAGE_FORMAT_VERSION, "params": params}
-        params_key = cache_key(key_params)
         raw = paths.raw
+        key_params = {"dataset": owner, "cache_version": self.cache_version,
+                      "storage_format": STORAGE_FORMAT_VERSION, "params": params,
+                      "raw_dir": str(raw)}
+        params_key = cache_key(key_params)
         files, archives, required, fingerprinted = self._needs(params)
         data = manifest = None
         if not all((raw / m).exists() for m in required):

@@ -342,6 +342,27 @@ def _extract_to(archive: Path, root: Path, strip: int,
     return writer.n_files
 
 
+def top_level_names(archive: str | os.PathLike[str]) -> set[str]:
+    """The first path components of an archive's members (``.`` parts ignored).
+
+    Lets a caller tell a flat archive from one that wraps everything in a
+    single folder, whose layout some releases do not document.
+    """
+    path = _check_path_arg("archive", archive)
+    if _is_zip(path):
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    else:
+        with tarfile.open(path, "r:*") as tf:
+            names = tf.getnames()
+    tops = set()
+    for name in names:
+        parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+        if parts:
+            tops.add(parts[0])
+    return tops
+
+
 def _is_zip(archive: Path) -> bool:
     # The name decides when it is explicit: an uncompressed tar whose last
     # member is a zip would otherwise pass the zip sniff.

@@ -75,10 +75,11 @@ def dataset_paths(folder: str, path: str | os.PathLike[str] | None = None,
     folder : str
         The dataset's folder name under the data home (e.g. ``"AA1"``).
     path : path-like, optional
-        The dataset's own folder. If it holds the raw files directly (any of
-        ``raw_markers`` exists there, e.g. ``all_stims``), they are used in
-        place and ``processed/`` is created beside them; otherwise raw files
-        are expected in (or downloaded to) ``path/raw``.
+        The dataset's own folder: raw files in (or downloaded to)
+        ``path/raw``, the cache in ``path/processed``. If instead it holds the
+        raw files directly (any of ``raw_markers`` exists there, e.g.
+        ``all_stims``), they are read in place and never written to: the
+        cache then goes to the data home's ``<folder>/processed``.
     raw_markers : tuple of str
         Names whose presence marks a folder holding the raw files directly.
     """
@@ -90,6 +91,8 @@ def dataset_paths(folder: str, path: str | os.PathLike[str] | None = None,
             raise NotADirectoryError(f"path must be a folder; {root} is a file. Point it at the "
                                      "folder that holds the dataset.")
     raw = root / "raw"
+    processed = root / "processed"
     if not raw.is_dir() and any((root / m).exists() for m in raw_markers):
         raw = root
-    return DatasetPaths(root=root, raw=raw, processed=root / "processed")
+        processed = data_home() / folder / "processed"
+    return DatasetPaths(root=root, raw=raw, processed=processed)
