@@ -141,7 +141,8 @@ def standardize_stims(ds: NeuralDataset, stim_indices: Sequence[int] | None, per
     if ds.stim_normalization is not None:
         destandardize_stims(ds)
     first = ds.stims[stims[0]]
-    band_axis = first.dim() - 2 if per_band and first.dim() >= 2 else None
+    # (1, F, T) spectrograms have bands on axis -2; a (1, T) waveform has none
+    band_axis = first.dim() - 2 if per_band and first.dim() >= 3 else None
     if per_band and band_axis is None:
         raise ValueError("per_band=True needs stims with a band axis (..., F, T); these stims "
                          f"have shape {tuple(first.shape)}. Use per_band=False for waveforms.")
