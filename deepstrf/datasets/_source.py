@@ -228,6 +228,7 @@ class SourceDataset(ABC):
                 if cache in ("use", "readonly") and not download else None
             if found is not None:
                 data, manifest = found
+                self._cache_hit = True
                 logger.info("%s: raw files absent under %s; using the processed cache entry %s",
                             owner, raw, manifest.get("key"))
             else:
@@ -241,7 +242,7 @@ class SourceDataset(ABC):
             record = {"dataset": owner, "info": self.info.to_dict(), "parameters": params,
                       "params_key": params_key, "cache_version": self.cache_version,
                       "raw_dir": str(raw), "raw_fingerprint": fingerprint}
-            data, manifest, _ = cached_build(
+            data, manifest, self._cache_hit = cached_build(
                 processed, key, cache, lambda: self._build(raw, params, n_jobs, progress),
                 record, owner=owner)
         self._fill(data, manifest)

@@ -130,6 +130,7 @@ class NeuralDataset(Dataset, ABC):
         self._operations: list[dict] = []
         self._manifest: dict | None = None
         self._concat_sources: list[str] | None = None
+        self._cache_hit = False
         self._init_attributes()
 
     def _init_attributes(self) -> None:
@@ -832,8 +833,14 @@ class NeuralDataset(Dataset, ABC):
 
     @property
     def provenance(self) -> dict[str, Any]:
-        """Where the numbers came from: the cache manifest (if loaded from one) and the
-        operations applied since (smoothing, normalisation, ...) with their parameters."""
+        """Where the numbers came from.
+
+        ``manifest``: the processed cache entry's record (parameters, raw
+        sources, library versions, build time), None for data built in memory;
+        ``cache_hit``: whether this instance was read from the cache rather
+        than built; ``operations``: what was applied since (smoothing,
+        normalisation, ...) with its parameters.
+        """
         return {
             "class": type(self).__name__,
             "path": self.path,
@@ -841,6 +848,7 @@ class NeuralDataset(Dataset, ABC):
             "n_stims": self.get_S(),
             "n_neurons": self.N_neurons,
             "manifest": copy.deepcopy(self._manifest),
+            "cache_hit": self._cache_hit,
             "operations": copy.deepcopy(self._operations),
         }
 

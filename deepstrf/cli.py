@@ -1,0 +1,270 @@
+"""The ``deepstrf`` command: the dataset catalogue, downloads, the processed cache, the demo.
+
+Exit codes: 0 success, 1 the operation failed (the message says why), 2 the
+command line was wrong. Errors print one message, without a traceback
+(``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+class CLIError(Exception):
+    """A failure to report with exit code 1."""
+
+
+def _human(n_bytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n_bytes < 1000 or unit == "TB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1000
+    return f"{n_bytes} B"
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _dataset(name: str) -> Any:
+    from deepstrf.datasets.registry import get_dataset
+
+    try:
+        return get_dataset(name)
+    except KeyError as err:
+        raise CLIError(err.args[0]) from None
+
+
+def _selected(name: str | None) -> list[Any]:
+    from deepstrf.datasets.registry import DATASETS
+
+    return [_dataset(name)] if name else [_dataset(n) for n in DATASETS]
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_list(args: argparse.Namespace) -> int:
+    from deepstrf.datasets.registry import list_datasets
+
+    rows = [("name", "species", "area", "signal", "N", "S", "download", "access")]
+    for info in list_datasets():
+        rows.append((info.name, info.species, info.area, info.signal,
+                     "?" if info.n_neurons is None else str(info.n_neurons),
+                     "?" if info.n_stims is None else str(info.n_stims),
+                     info.download_size, info.access))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for k, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from deepstrf.io.cache import list_entries
+
+    cls = _dataset(args.name)
+    info = cls.info
+    paths = cls.default_paths(args.path)
+    print(f"{info.title}  ({cls.__name__}, name '{info.name}')")
+    print(f"  species   {info.species}")
+    print(f"  area      {info.area}")
+    print(f"  signal    {info.signal}")
+    print(f"  size      N={info.n_neurons if info.n_neurons is not None else '?'} neurons, "
+          f"S={info.n_stims if info.n_stims is not None else '?'} stimuli, R {info.repeats}")
+    print(f"  access    {info.access}; download {info.download_size}")
+    print(f"  web       {info.url}")
+    print("  cite      " + textwrap.fill(f"{info.citation} doi:{info.doi}", 90,
+                                         subsequent_indent=" " * 12))
+    for paper in info.papers:
+        print(f"            {paper}")
+    print("  files")
+    for f in cls.remote_files:
+        check = f"{f.checksum[0]} known" if f.checksum else "no published checksum"
+        size = _human(f.size) if f.size is not None else "size from the host"
+        print(f"    {f.name}  ({size}; {check}; {f.describe_source()})")
+    raw_ok = all((paths.raw / m).exists() for m in cls.raw_markers)
+    print(f"  raw       {paths.raw}  ({'present' if raw_ok else 'absent'})")
+    entries = list_entries(paths.processed)
+    print(f"  processed {paths.processed}  ({len(entries)} cache entr"
+          f"{'y' if len(entries) == 1 else 'ies'})")
+    for entry, manifest in entries:
+        _print_entry(entry, manifest, indent="    ")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    cls = _dataset(args.name)
+    raw = cls.download_raw(args.path, username=args.username,
+                           progress=False if args.quiet else None)
+    print(f"{cls.__name__}: raw files ready in {raw}")
+    return 0
+
+
+def _print_entry(entry: Path, manifest: dict | None, indent: str = "  ") -> None:
+    size = _human(_dir_size(entry))
+    if manifest is None:
+        print(f"{indent}{entry.name}  {size}  INCOMPLETE or unreadable (remove with "
+              "`deepstrf cache clear`)")
+        return
+    params = manifest.get("parameters", {})
+    shown = ", ".join(f"{k}={v}" for k, v in params.items() if k != "front_end")
+    front = params.get("front_end", {})
+    if front:
+        shown += f", dt_ms={front.get('dt_ms')}"
+        shown += ", waveform" if front.get("return_waveform") else \
+            f", {front.get('spectrogram', {}).get('n_bands')} bands"
+    counts = manifest.get("counts", {})
+    print(f"{indent}{entry.name}  {size}  created {manifest.get('created', '?')}  "
+          f"N={counts.get('neurons', '?')} S={counts.get('stims', '?')}  {shown}")
+
+
+def _entries(args: argparse.Namespace) -> list[tuple[Any, Path, dict | None]]:
+    from deepstrf.io.cache import list_entries
+
+    out = []
+    for cls in _selected(args.name):
+        for entry, manifest in list_entries(cls.default_paths(args.path).processed):
+            if args.key is None or entry.name.startswith(args.key):
+                out.append((cls, entry, manifest))
+    return out
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from deepstrf.io.cache import verify_entry
+
+    if args.path is not None and args.name is None:
+        raise CLIError("--path needs a dataset NAME (it is that dataset's folder).")
+    entries = _entries(args)
+    if args.action == "ls":
+        if not entries:
+            print("no processed cache entries")
+        current = None
+        for cls, entry, manifest in entries:
+            if cls is not current:
+                print(f"{cls.__name__}  ({entry.parent})")
+                current = cls
+            _print_entry(entry, manifest)
+        return 0
+    if args.action == "size":
+        total = 0
+        for cls in _selected(args.name):
+            processed = cls.default_paths(args.path).processed
+            size = _dir_size(processed) if processed.is_dir() else 0
+            total += size
+            print(f"{cls.__name__:<20} {_human(size):>10}  {processed}")
+        print(f"{'total':<20} {_human(total):>10}")
+        return 0
+    if args.action == "verify":
+        bad = 0
+        for cls, entry, _ in entries:
+            problems = verify_entry(entry)
+            status = "OK" if not problems else "DAMAGED: " + "; ".join(problems)
+            print(f"{cls.__name__} {entry.name}: {status}")
+            bad += bool(problems)
+        if bad:
+            raise CLIError(f"{bad} damaged cache entr{'y' if bad == 1 else 'ies'}; remove with "
+                           "`deepstrf cache clear NAME --key KEY` (the next load rebuilds).")
+        return 0
+    # clear
+    if not entries:
+        print("nothing to clear")
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CLIError(f"this would delete {len(entries)} cache entr"
+                           f"{'y' if len(entries) == 1 else 'ies'}; add --yes to confirm.")
+        answer = input(f"Delete {len(entries)} cache entries? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 0
+    for cls, entry, _ in entries:
+        shutil.rmtree(entry)
+        lock = entry.parent / f".{entry.name}.lock"
+        lock.unlink(missing_ok=True)
+        print(f"removed {cls.__name__} {entry.name}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from deepstrf.demo import run_demo
+
+    report = run_demo(path=args.path, size=args.size, seed=args.seed, n_jobs=args.n_jobs,
+                      output=args.output, progress=False if args.quiet else None,
+                      log=print)
+    print()
+    print(report.text())
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepstrf",
+        description="Public datasets of sensory neural responses behind one PyTorch API.",
+        epilog="Data live under $DEEPSTRF_DATA_DIR (default: the user cache folder). "
+               "CRCNS datasets need a free account: https://crcns.org/register")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("list", help="every dataset with species, area, signal, size, access")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("info", help="facts, citation, files, where the data live, what is cached")
+    p.add_argument("name", help="dataset name (see `deepstrf list`)")
+    p.add_argument("--path", help="the dataset's folder (default: under the data home)")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("download", help="download and unpack a dataset's raw files")
+    p.add_argument("name")
+    p.add_argument("--path", help="the dataset's folder (default: under the data home)")
+    p.add_argument("--username", help="CRCNS user name (the password comes from "
+                                      "$CRCNS_PASSWORD or ~/.netrc, never the command line)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("cache", help="list, size, verify or clear processed cache entries")
+    p.add_argument("action", choices=("ls", "size", "verify", "clear"))
+    p.add_argument("name", nargs="?", help="one dataset (default: all)")
+    p.add_argument("--path", help="the dataset's folder (needs NAME)")
+    p.add_argument("--key", help="only the entry whose key starts with this")
+    p.add_argument("--yes", action="store_true", help="clear without asking")
+    p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("demo", help="simulate an AA1-format dataset, load it, fit STRFs, report")
+    p.add_argument("--path", help="where to write the simulated dataset (default: the cache)")
+    p.add_argument("--size", choices=("small", "default", "large"), default="default")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-jobs", type=int, default=2)
+    p.add_argument("--output", default="deepstrf-demo.png", help="figure file (PNG)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, OSError, ValueError, TypeError, RuntimeError, KeyError) as err:
+        if args.debug:
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"deepstrf: error: {message}", file=sys.stderr)
+        return 1
