@@ -273,3 +273,32 @@ def test_compute_rejects_bad_inputs():
         compute_spectrogram(np.zeros(100), 16000, SpectrogramParams(dt_ms=5, f_max=10000))
     with pytest.raises(ValueError, match="window_ms"):
         compute_spectrogram(np.zeros(100), 1000, SpectrogramParams(dt_ms=5, window_ms=1))
+
+
+def test_numpy_front_end_is_exactly_librosa():
+    """The STFT, mel filter bank and resampler equal librosa's (they stand in for it)."""
+    import librosa
+
+    from deepstrf.preprocessing import spectrogram as sp
+
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal(6000).astype(np.float32)
+    for n_fft, hop, win in ((512, 160, 321), (256, 24, 241), (1024, 32, 320)):
+        ours = sp._power_frames(y, n_fft, hop, win)
+        ref = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, win_length=win,
+                                  window="hann", center=False)) ** 2
+        np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-3)
+    for rate, n_fft, n_bands, f_min, f_max in ((32000.0, 512, 32, 0.0, 16000.0),
+                                               (24000.0, 256, 18, 200.0, 8000.0)):
+        ours = sp._filterbank("mel", rate, n_fft, n_bands, f_min, f_max)
+        ref = librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_bands, fmin=f_min,
+                                  fmax=f_max, htk=True, norm=None)
+        filled = (ref > 0).any(axis=1)  # ours gives empty bands their nearest FFT bin
+        np.testing.assert_allclose(ours[filled], ref[filled], atol=1e-6)
+        np.testing.assert_allclose(sp._band_centres("mel", n_bands, f_min, f_max),
+                                   librosa.mel_frequencies(n_bands + 2, fmin=f_min, fmax=f_max,
+                                                           htk=True)[1:-1])
+    x = rng.standard_normal(24414).astype(np.float32)
+    np.testing.assert_allclose(sp._resample(x, 24414.0, 24000.0),
+                               librosa.resample(x, orig_sr=24414, target_sr=24000,
+                                                res_type="soxr_hq"), atol=1e-6)

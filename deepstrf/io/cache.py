@@ -111,30 +111,39 @@ def cache_key(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def _listing(root: str, rel: str) -> Iterator[tuple[str, os.stat_result]]:
+    """``(relative path, stat)`` of every non-hidden file under ``root``, sorted, depth first."""
+    with os.scandir(root) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        if entry.name.startswith(".") or entry.name.endswith(".part"):
+            continue
+        child = f"{rel}/{entry.name}" if rel else entry.name
+        if entry.is_dir(follow_symlinks=True):
+            yield from _listing(entry.path, child)
+        elif entry.is_file(follow_symlinks=True):
+            yield child, entry.stat(follow_symlinks=True)
+
+
 def raw_fingerprint(raw_dir: Path, subpaths: Sequence[str] = ()) -> dict[str, Any]:
     """Sizes and modification times of the raw files a dataset reads, hashed.
 
     Walks ``raw_dir / p`` for each of ``subpaths`` (the whole folder when
-    empty), skipping hidden files (download and extraction markers).
+    empty), skipping hidden files (download and extraction markers) and
+    partial downloads. Plain ``os.scandir`` keeps this to a few
+    microseconds per file, since it runs at every warm load.
     """
     digest = hashlib.sha256()
     n_files = total = 0
-    roots = [raw_dir / p for p in subpaths] if subpaths else [raw_dir]
-    for root in roots:
-        if root.is_file():
-            entries = [(root.name, root.stat())]
-        elif root.is_dir():
-            entries = []
-            for dirpath, dirnames, filenames in os.walk(root):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(filenames):
-                    if name.startswith(".") or name.endswith(".part"):
-                        continue
-                    full = Path(dirpath) / name
-                    entries.append((str(full.relative_to(raw_dir)), full.stat()))
+    for sub in (subpaths or [""]):
+        root = os.path.join(raw_dir, sub) if sub else str(raw_dir)
+        if os.path.isfile(root):
+            listing: Iterator[tuple[str, os.stat_result]] = iter([(sub, os.stat(root))])
+        elif os.path.isdir(root):
+            listing = _listing(root, sub)
         else:
             continue
-        for rel, st in entries:
+        for rel, st in listing:
             digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
             n_files += 1
             total += st.st_size

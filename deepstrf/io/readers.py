@@ -34,6 +34,7 @@ from deepstrf.errors import RawDataError
 
 __all__ = [
     "read_spike_times",
+    "read_spike_times_flat",
     "read_stim_file",
     "read_wav",
     "read_mat",
@@ -89,6 +90,18 @@ def read_spike_times(path: PathType) -> list[np.ndarray]:
     A file holding ``"\\n1.5 -2.25 \\n\\n"`` gives three trials:
     ``[array([]), array([1.5, -2.25]), array([])]``.
     """
+    values, counts = read_spike_times_flat(path)
+    if len(counts) == 0:
+        return []
+    return np.split(values, np.cumsum(counts)[:-1])
+
+
+def read_spike_times_flat(path: PathType) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_spike_times` as one array: ``(all spike times, spikes per trial)``.
+
+    ``np.split(times, np.cumsum(counts)[:-1])`` gives the trials. One array
+    per file is much cheaper to send between processes than one per trial.
+    """
     path = Path(path)
     # latin-1 maps every byte to one character, so decoding never fails and a
     # stray non-ASCII byte is reported below as a bad token with its line.
@@ -97,7 +110,7 @@ def read_spike_times(path: PathType) -> list[np.ndarray]:
     if lines[-1] == "":
         lines.pop()  # the final LF ends the last trial
     if not lines:
-        return []
+        return np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.intp)
     per_line = [line.split() for line in lines]
     counts = np.fromiter((len(tokens) for tokens in per_line), dtype=np.intp,
                          count=len(per_line))
@@ -111,7 +124,7 @@ def read_spike_times(path: PathType) -> list[np.ndarray]:
             values = None
     if values is None:
         _raise_bad_spike_token(path, text, per_line)
-    return np.split(values, np.cumsum(counts)[:-1])
+    return values, counts
 
 
 def _raise_bad_spike_token(path: Path, text: str, per_line: list[list[str]]) -> NoReturn:

@@ -1,4 +1,4 @@
-"""Spectrogram front ends on the response time grid (librosa-based).
+"""Spectrogram front ends on the response time grid (librosa's definitions, numpy speed).
 
 One parameters object, :class:`SpectrogramParams`, describes a front end;
 :func:`compute_spectrogram` applies it to a waveform and returns a float32
@@ -29,7 +29,11 @@ Filter banks and compression
 ----------------------------
 ``"mel"``: librosa's mel filter bank on the HTK mel scale, triangles peaking
 at 1 (``htk=True, norm=None``), as torchaudio's defaults that the published
-deepSTRF used. ``"logfreq"``: triangles peaking at 1 with centres equally
+deepSTRF used. The STFT, the filter banks and the resampling are exactly
+librosa's (``librosa.stft(center=False)``, ``librosa.filters.mel``,
+``librosa.resample(res_type="soxr_hq")``; the tests compare them), written
+with numpy and soxr so that a worker process does not import librosa, whose
+import (1-2 s, numba compiling) outweighed the work of a whole small build. ``"logfreq"``: triangles peaking at 1 with centres equally
 spaced in log frequency between ``f_min`` and ``f_max`` (``f_min = 0``
 means :data:`LOGFREQ_DEFAULT_FMIN_HZ`). In both, a band narrower than the
 FFT bin spacing, which would otherwise be all zeros, takes the FFT bin
@@ -47,7 +51,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,12 +251,16 @@ def _check_waveform(waveform: Any) -> np.ndarray:
 
 
 def _resample(y: np.ndarray, rate: float, target_rate: float) -> np.ndarray:
+    """librosa.resample(..., res_type="soxr_hq"), calling its soxr backend directly."""
     if rate == target_rate or y.size == 0:
         return y
-    import librosa
+    import soxr
 
-    return librosa.resample(y, orig_sr=rate, target_sr=target_rate,
-                            res_type="soxr_hq").astype(np.float32, copy=False)
+    out = soxr.resample(y, rate, target_rate, quality="soxr_hq")
+    n = int(np.ceil(y.size * target_rate / rate))  # librosa's fixed output length
+    if out.size < n:
+        out = np.pad(out, (0, n - out.size))
+    return np.asarray(out[:n], dtype=np.float32)
 
 
 def _analysis_rate(params: SpectrogramParams, sample_rate: float) -> tuple[float, int]:
@@ -293,25 +300,38 @@ def _window_length(window_ms: float, rate: float, hop: int) -> int:
     return win
 
 
+def _hz_to_mel(f: Any) -> Any:
+    """HTK mel scale (librosa's ``htk=True``)."""
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz(m: Any) -> Any:
+    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def _edges(kind: str, n_bands: int, f_min: float, f_max: float) -> np.ndarray:
+    """The n_bands + 2 corner frequencies of the triangles (equally spaced in mel or log)."""
+    if kind == "mel":
+        return _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_bands + 2))
+    return np.geomspace(f_min, f_max, n_bands + 2)
+
+
 @functools.lru_cache(maxsize=64)
 def _filterbank(kind: str, rate: float, n_fft: int, n_bands: int, f_min: float,
                 f_max: float) -> np.ndarray:
-    """(n_bands, 1 + n_fft // 2) float32 weights; read-only, cached."""
-    import librosa
+    """(n_bands, 1 + n_fft // 2) float32 weights; read-only, cached.
 
-    fft_freqs = librosa.fft_frequencies(sr=rate, n_fft=n_fft)
-    if kind == "mel":
-        with warnings.catch_warnings():
-            # Empty bands are repaired below rather than reported.
-            warnings.filterwarnings("ignore", message="Empty filters detected")
-            weights = librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_bands, fmin=f_min,
-                                          fmax=f_max, htk=True, norm=None, dtype=np.float64)
-    else:
-        edges = np.geomspace(f_min, f_max, n_bands + 2)
-        lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-        rising = (fft_freqs[None, :] - lower) / (centre - lower)
-        falling = (upper - fft_freqs[None, :]) / (upper - centre)
-        weights = np.maximum(0.0, np.minimum(rising, falling))
+    Triangles peaking at 1 between consecutive corner frequencies: for "mel"
+    exactly ``librosa.filters.mel(htk=True, norm=None)`` (tested), written with
+    numpy so that worker processes need not import librosa (1-2 s each, which
+    would outweigh the work of a small build).
+    """
+    fft_freqs = np.linspace(0.0, rate / 2.0, 1 + n_fft // 2)
+    edges = _edges(kind, n_bands, f_min, f_max)
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (fft_freqs[None, :] - lower) / (centre - lower)
+    falling = (upper - fft_freqs[None, :]) / (upper - centre)
+    weights = np.maximum(0.0, np.minimum(rising, falling))
     centres = _band_centres(kind, n_bands, f_min, f_max)
     empty = ~(weights > 0).any(axis=1)
     if empty.any():
@@ -325,11 +345,7 @@ def _filterbank(kind: str, rate: float, n_fft: int, n_bands: int, f_min: float,
 
 
 def _band_centres(kind: str, n_bands: int, f_min: float, f_max: float) -> np.ndarray:
-    if kind == "mel":
-        import librosa
-
-        return librosa.mel_frequencies(n_bands + 2, fmin=f_min, fmax=f_max, htk=True)[1:-1]
-    return np.geomspace(f_min, f_max, n_bands + 2)[1:-1]
+    return _edges(kind, n_bands, f_min, f_max)[1:-1]
 
 
 def band_frequencies(params: SpectrogramParams, sample_rate: float) -> np.ndarray:
@@ -363,6 +379,23 @@ def _compress(power: np.ndarray, compression: str) -> np.ndarray:
     if compression == "log":
         return np.log(power + np.float32(LOG_FLOOR))
     return power
+
+
+@functools.lru_cache(maxsize=16)
+def _padded_hann(win: int, n_fft: int) -> np.ndarray:
+    """Periodic Hann window of ``win`` samples centred in ``n_fft`` (librosa's layout)."""
+    window = np.zeros(n_fft, dtype=np.float32)
+    offset = (n_fft - win) // 2
+    window[offset:offset + win] = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(win) / win)
+    window.setflags(write=False)
+    return window
+
+
+def _power_frames(padded: np.ndarray, n_fft: int, hop: int, win: int) -> np.ndarray:
+    """``|STFT|^2`` as ``(1 + n_fft // 2, n_frames)``: librosa.stft(center=False), squared."""
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
+    spectrum = np.fft.rfft(frames * _padded_hann(win, n_fft), axis=1)
+    return (spectrum.real ** 2 + spectrum.imag ** 2).T
 
 
 def compute_spectrogram(waveform: np.ndarray, sample_rate: float,
@@ -405,21 +438,17 @@ def compute_spectrogram(waveform: np.ndarray, sample_rate: float,
         return np.zeros((params.n_bands, 0), dtype=np.float32)
     y = _resample(y, sample_rate, rate)
 
-    import librosa
-
-    # Padded sample j holds sound sample j - lead. librosa centres a window of
-    # win samples at offset (n_fft - win) // 2 + win / 2 of each n_fft frame;
-    # lead puts that point of frame k on sample k*hop + (hop - 1) / 2, the
-    # middle of response bin k.
+    # Padded sample j holds sound sample j - lead. A window of win samples sits
+    # at offset (n_fft - win) // 2 of each n_fft frame (as librosa pads it), so
+    # its centre is at (n_fft - win) // 2 + win / 2; lead puts that point of
+    # frame k on sample k*hop + (hop - 1) / 2, the middle of response bin k.
     lead = (n_fft - win) // 2 + (win - hop + 1) // 2
     padded = np.zeros((n_frames - 1) * hop + n_fft, dtype=np.float32)
     src, dst = max(0, -lead), max(0, lead)
     n_copy = min(y.size - src, padded.size - dst)
     if n_copy > 0:
         padded[dst:dst + n_copy] = y[src:src + n_copy]
-    stft = librosa.stft(padded, n_fft=n_fft, hop_length=hop, win_length=win, window="hann",
-                        center=False)
-    power = np.abs(stft) ** 2
+    power = _power_frames(padded, n_fft, hop, win)
     weights = _filterbank(params.kind, rate, n_fft, params.n_bands, f_min, f_max)
     spec = _compress(weights @ power, params.compression)
     return np.ascontiguousarray(spec, dtype=np.float32)

@@ -29,13 +29,14 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-import torch
 
 from deepstrf._validation import check_int, check_positive
 
-__all__ = ["bin_spike_times", "n_bins_for_duration", "hanning_kernel", "smooth_rows"]
+__all__ = ["bin_flat_spike_times", "bin_spike_times", "n_bins_for_duration", "hanning_kernel",
+           "smooth_rows"]
 
 _EPS = np.finfo(np.float64).eps
 # Relative slack for "this float is really a whole number": far above float64
@@ -103,9 +104,6 @@ def bin_spike_times(trials: Sequence[np.ndarray], dt_ms: float, n_bins: int, *,
     array([[2., 1., 0.],
            [0., 0., 0.]], dtype=float32)
     """
-    dt_ms = check_positive("dt_ms", dt_ms)
-    n_bins = check_int("n_bins", n_bins, minimum=0)
-    onset_ms = _check_finite("onset_ms", onset_ms)
     arrays = []
     for i, trial in enumerate(trials):
         spikes = np.asarray(trial, dtype=np.float64)
@@ -115,19 +113,49 @@ def bin_spike_times(trials: Sequence[np.ndarray], dt_ms: float, n_bins: int, *,
                 "Pass one array per trial."
             )
         arrays.append(spikes.reshape(-1))
-    n_trials = len(arrays)
+    lengths = np.fromiter((a.size for a in arrays), dtype=np.intp, count=len(arrays))
+    times = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.float64)
+    return bin_flat_spike_times(times, lengths, dt_ms, n_bins, onset_ms=onset_ms)
+
+
+def bin_flat_spike_times(times: np.ndarray, lengths: np.ndarray, dt_ms: float, n_bins: int, *,
+                         onset_ms: float = 0.0) -> np.ndarray:
+    """:func:`bin_spike_times` for trials given as one flat array (the same rule).
+
+    Parameters
+    ----------
+    times : numpy.ndarray
+        Every trial's spike times (ms), one after the other.
+    lengths : numpy.ndarray
+        Spikes per trial (``sum(lengths) == len(times)``), e.g. from
+        :func:`deepstrf.io.readers.read_spike_times_flat`.
+    dt_ms, n_bins, onset_ms
+        As for :func:`bin_spike_times`.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(len(lengths), n_bins)`` counts.
+    """
+    dt_ms = check_positive("dt_ms", dt_ms)
+    n_bins = check_int("n_bins", n_bins, minimum=0)
+    onset_ms = _check_finite("onset_ms", onset_ms)
+    times = np.asarray(times, dtype=np.float64).reshape(-1)
+    lengths = np.asarray(lengths, dtype=np.intp).reshape(-1)
+    n_trials = len(lengths)
+    if int(lengths.sum()) != times.size or (lengths < 0).any():
+        raise ValueError(f"lengths must be non-negative and sum to the number of spike times; "
+                         f"got {int(lengths.sum())} for {times.size} times.")
     if n_trials == 0 or n_bins == 0:
         return np.zeros((n_trials, n_bins), dtype=np.float32)
-    counts = np.fromiter((a.size for a in arrays), dtype=np.intp, count=n_trials)
-    times = np.concatenate(arrays)
     if not np.isfinite(times).all():
         first_bad = int(np.flatnonzero(~np.isfinite(times))[0])
-        bad_trial = int(np.searchsorted(np.cumsum(counts), first_bad, side="right"))
+        bad_trial = int(np.searchsorted(np.cumsum(lengths), first_bad, side="right"))
         raise ValueError(
             f"spike times must be finite; trial {bad_trial} holds {float(times[first_bad])!r}. Remove "
             "missing-value markers (NaN, inf) before binning."
         )
-    rows = np.repeat(np.arange(n_trials, dtype=np.intp), counts)
+    rows = np.repeat(np.arange(n_trials, dtype=np.intp), lengths)
     tol = (16.0 * _EPS) * (np.abs(times) + (abs(onset_ms) + dt_ms)) / dt_ms
     position = np.floor((times - onset_ms) / dt_ms + tol)
     keep = (position >= 0) & (position < n_bins)
@@ -245,7 +273,7 @@ def hanning_kernel(window_ms: float, dt_ms: float) -> np.ndarray:
     return taps / taps.sum()
 
 
-def smooth_rows(rows: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
+def smooth_rows(rows: Any, kernel: np.ndarray) -> Any:
     """Convolve each row (a repeat's time course) with ``kernel``, same length.
 
     The one smoothing routine of the package: dataset builders and
@@ -253,34 +281,42 @@ def smooth_rows(rows: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
 
     Parameters
     ----------
-    rows : torch.Tensor
-        ``(n_rows, T)`` float tensor.
+    rows : numpy.ndarray or torch.Tensor
+        ``(n_rows, T)`` float array.
     kernel : numpy.ndarray
         Odd-length kernel, e.g. from :func:`hanning_kernel`.
 
     Returns
     -------
-    torch.Tensor
-        New float32 ``(n_rows, T)`` tensor: the zero-padded ("same")
-        convolution, so bins near the ends only receive the part of the
-        kernel that falls inside the response. NaN values (missing samples)
-        count as 0 for their neighbours and stay NaN.
+    numpy.ndarray or torch.Tensor
+        A new float32 ``(n_rows, T)`` array of the input's kind: the
+        zero-padded ("same") convolution, so bins near the ends only receive
+        the part of the kernel that falls inside the response. NaN values
+        (missing samples) count as 0 for their neighbours and stay NaN.
     """
-    if len(kernel) == 1 and float(kernel[0]) == 1.0:
-        return rows.to(torch.float32).clone()
-    if rows.dim() != 2:
-        raise ValueError(f"rows must be 2-D (n_rows, T); got shape {tuple(rows.shape)}.")
-    if len(kernel) % 2 != 1:
-        raise ValueError(f"kernel must have an odd length (a centre tap); got {len(kernel)} taps.")
     from scipy.ndimage import convolve1d
 
-    x = rows.detach().to("cpu", torch.float32).numpy()
+    is_tensor = not isinstance(rows, np.ndarray)
+    x = rows.detach().to("cpu").numpy() if is_tensor else rows
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"rows must be 2-D (n_rows, T); got shape {tuple(x.shape)}.")
+    if len(kernel) % 2 != 1:
+        raise ValueError(f"kernel must have an odd length (a centre tap); got {len(kernel)} taps.")
     nan = np.isnan(x)
     has_nan = bool(nan.any())
     if has_nan:
         x = np.where(nan, np.float32(0), x)
-    # scipy's C loop beats torch.conv1d by 4-8x on these one-channel signals
-    out = convolve1d(x, np.asarray(kernel, dtype=np.float32), axis=1, mode="constant", cval=0.0)
+    if len(kernel) == 1 and float(kernel[0]) == 1.0:
+        out = x.copy()
+    else:
+        # scipy's C loop beats torch.conv1d by 4-8x on these one-channel signals
+        out = convolve1d(x, np.asarray(kernel, dtype=np.float32), axis=1, mode="constant",
+                         cval=0.0)
     if has_nan:
         out[nan] = np.nan
-    return torch.from_numpy(out)
+    if is_tensor:
+        import torch
+
+        return torch.from_numpy(out)
+    return out

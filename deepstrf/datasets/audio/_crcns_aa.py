@@ -1,5 +1,8 @@
-"""Reading the Theunissen lab's cell folders (CRCNS AA1 and AA2 share the format).
+"""Readers of the Theunissen lab's CRCNS releases (AA1 and AA2 text folders, AA4 HDF5 units).
 
+They run in joblib worker processes, so this module imports no torch.
+
+AA1 and AA2 share the text format.
 A cell folder holds one subfolder per stimulus class (``conspecific``,
 ``flatrip``, ``songrip``), each with pairs of text files: ``stimN`` names the
 wav (one line, ``<MD5>.wav``) and ``spikeN`` lists the trials (one line per
@@ -12,18 +15,21 @@ protocol (its trials are merged: they are repeats of one stimulus).
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from deepstrf.datasets.audio._spike_tasks import SpikeTrains
 from deepstrf.errors import DataQuirkWarning, RawDataError
 
-__all__ = ["CellProtocol", "ProtocolEntry", "collect_trials", "parse_cell_name",
-           "read_cell_protocol"]
+__all__ = ["CellProtocol", "ProtocolEntry", "UnitRead", "collect_trials", "parse_cell_name",
+           "read_cell_protocol", "read_unit"]
 
 _FILE = re.compile(r"(stim|spike)(\d+)")
 _CELL = re.compile(r"(?P<animal>[^_]+)_(?P<seq>\d+)(?:_(?P<rig>[A-Za-z]))?")
@@ -31,13 +37,22 @@ _CELL = re.compile(r"(?P<animal>[^_]+)_(?P<seq>\d+)(?:_(?P<rig>[A-Za-z]))?")
 
 @dataclass
 class ProtocolEntry:
-    """One presentation block of a cell: stimulus class, wav name and its trials."""
+    """One presentation block of a cell: stimulus class, wav name and its trials.
+
+    The spike times are kept as one flat array plus the spikes per trial, the
+    cheap form to send back from a worker process.
+    """
 
     stim_class: str
     number: int
     wav: str
-    trials: list[np.ndarray]
+    times: np.ndarray
+    lengths: np.ndarray
     spike_file: Path
+
+    @property
+    def trains(self) -> SpikeTrains:
+        return SpikeTrains(self.times, self.lengths)
 
 
 @dataclass
@@ -63,7 +78,7 @@ def read_cell_protocol(task: tuple[Path, Sequence[str]]) -> CellProtocol:
     Module-level (picklable) so :func:`~deepstrf.preprocessing.parallel_map`
     can run it in worker processes.
     """
-    from deepstrf.io.readers import read_spike_times, read_stim_file
+    from deepstrf.io.readers import read_spike_times_flat, read_stim_file
 
     cell_dir, classes = task
     out = CellProtocol(cell=cell_dir.name)
@@ -82,16 +97,16 @@ def read_cell_protocol(task: tuple[Path, Sequence[str]]) -> CellProtocol:
             if number not in stims or number not in spikes:
                 out.unpaired.append(stims.get(number) or spikes[number])
                 continue
+            times, lengths = read_spike_times_flat(spikes[number])
             out.entries.append(ProtocolEntry(stim_class=stim_class, number=number,
-                                             wav=read_stim_file(stims[number]),
-                                             trials=read_spike_times(spikes[number]),
-                                             spike_file=spikes[number]))
+                                             wav=read_stim_file(stims[number]), times=times,
+                                             lengths=lengths, spike_file=spikes[number]))
     return out
 
 
 def collect_trials(protocols: Sequence[CellProtocol],
                    stim_index: Mapping[tuple[str, str], int], *, owner: str,
-                   wav_dir_for: Mapping[str, Path]) -> dict[tuple[int, int], list[np.ndarray]]:
+                   wav_dir_for: Mapping[str, Path]) -> dict[tuple[int, int], SpikeTrains]:
     """Map every protocol entry to ``trials[(stim, neuron)]``; report quirks once.
 
     ``protocols[n]`` belongs to neuron n (read for the requested classes
@@ -99,7 +114,7 @@ def collect_trials(protocols: Sequence[CellProtocol],
     every wav present; an entry naming a wav that is absent raises
     :class:`~deepstrf.errors.RawDataError` naming its ``stimN`` file.
     """
-    trials: dict[tuple[int, int], list[np.ndarray]] = {}
+    trials: dict[tuple[int, int], SpikeTrains] = {}
     unpaired: list[Path] = []
     duplicates: list[str] = []
     for n, protocol in enumerate(protocols):
@@ -114,9 +129,9 @@ def collect_trials(protocols: Sequence[CellProtocol],
                     "belongs to another release; re-extract the archives.")
             if (s, n) in trials:
                 duplicates.append(f"{protocol.cell}/{entry.stim_class}/{entry.wav}")
-                trials[(s, n)] = trials[(s, n)] + list(entry.trials)
+                trials[(s, n)] = trials[(s, n)].merged(entry.trains)
             else:
-                trials[(s, n)] = list(entry.trials)
+                trials[(s, n)] = entry.trains
     if unpaired:
         shown = ", ".join(str(p) for p in unpaired[:3])
         warnings.warn(f"{owner}: {len(unpaired)} stimN/spikeN file(s) have no partner and were "
@@ -126,3 +141,105 @@ def collect_trials(protocols: Sequence[CellProtocol],
                       f"already in the same cell's protocol; their trials were merged as extra "
                       f"repeats (e.g. {duplicates[0]}).", DataQuirkWarning, stacklevel=3)
     return trials
+
+
+# ---------------------------------------------------------------------------- AA4 units
+_METADATA_GROUPS = frozenset({"class_info", "extra_info"})
+_SUBSORT = re.compile(r"_ss(\d+)$")
+_EMPTY_TRIAL = -999.0
+
+
+@dataclass
+class UnitRead:
+    """Everything read from one unit file."""
+
+    meta: dict[str, Any]
+    # stim md5 -> (stim attrs, its trials, ms from onset)
+    stims: dict[str, tuple[dict[str, Any], SpikeTrains]] = field(default_factory=dict)
+
+
+def _scalar(value: Any) -> Any:
+    from deepstrf.io.readers import decode_attr
+
+    value = decode_attr(value)
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(-1)[0]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def read_unit(task: tuple[Path, str, tuple[str, ...]]) -> UnitRead | None:
+    """Read one unit's HDF5 file; None if its sort type is not wanted (picklable)."""
+    import h5py
+
+    path, animal, unit_types = task
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: _scalar(v) for k, v in f.attrs.items()}
+            sort_type = str(attrs.get("sortType", "")).strip().lower()
+            sort_type = {"singl": "single"}.get(sort_type, sort_type)
+            if sort_type not in unit_types:
+                return None
+            sub = _SUBSORT.search(path.stem)
+            meta = {"cell_id": path.stem, "animal_id": animal, "sex": animal[-1],
+                    "site": attrs.get("site"), "electrode": _int_or_none(attrs.get("electrode")),
+                    "ldepth": _float_or_nan(attrs.get("ldepth")),
+                    "rdepth": _float_or_nan(attrs.get("rdepth")),
+                    "sort_type": sort_type, "sort_id": _int_or_none(attrs.get("sortid")),
+                    "subsort_id": int(sub[1]) if sub else None}
+            unit = UnitRead(meta=meta)
+            for protocol_name, protocol in f.items():
+                if protocol_name in _METADATA_GROUPS or not isinstance(protocol, h5py.Group):
+                    continue
+                for stim_name, stim in protocol.items():
+                    if not isinstance(stim, h5py.Group):
+                        continue
+                    where = f"{protocol_name}/{stim_name}"
+                    s_attrs = {k: _scalar(v) for k, v in stim.attrs.items()}
+                    md5 = s_attrs.get("stim_md5")
+                    if not md5:
+                        raise RawDataError(f"{path}: group {where!r} has no 'stim_md5' attribute; "
+                                           "every stimulus group must name its stimulus.")
+                    trials = [_trial(path, f"{where}/{name}", stim[name])
+                              for name in sorted(stim, key=_trial_order)]
+                    if not trials:
+                        raise RawDataError(f"{path}: stimulus group {where!r} has no trial groups "
+                                           "('1', '2', ...); the file is incomplete.")
+                    s_attrs["number"] = stim_name
+                    trains = SpikeTrains.from_trials(trials)
+                    if md5 in unit.stims:
+                        unit.stims[md5] = (unit.stims[md5][0], unit.stims[md5][1].merged(trains))
+                    else:
+                        unit.stims[md5] = (s_attrs, trains)
+            return unit
+    except OSError as err:
+        raise RawDataError(f"{path}: not a readable HDF5 unit file ({err}).") from err
+
+
+def _trial_order(name: str) -> tuple[int, str]:
+    return (int(name), name) if name.isdigit() else (1 << 30, name)
+
+
+def _trial(path: Path, where: str, group: Any) -> np.ndarray:
+    import h5py
+
+    if not isinstance(group, h5py.Group) or "spike_times" not in group:
+        raise RawDataError(f"{path}: trial {where!r} has no 'spike_times' dataset; the file is "
+                           "incomplete or not an AA4 unit file.")
+    times = np.asarray(group["spike_times"][()], dtype=np.float64).reshape(-1)
+    if times.size == 1 and times[0] == _EMPTY_TRIAL:
+        return np.zeros(0, dtype=np.float64)
+    return times * 1000.0
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _float_or_nan(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan

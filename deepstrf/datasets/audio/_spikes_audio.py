@@ -4,20 +4,17 @@ A dataset module's parse hook returns a :class:`SpikeRecording`: the stimuli
 (a wav file each, with metadata), the neurons (metadata), and for every
 (stimulus, neuron) pair that was recorded the trials as arrays of spike times
 in ms relative to stimulus onset. :func:`build_spike_audio` turns it into
-tensors, one task per stimulus through :func:`~deepstrf.preprocessing.parallel_map`:
-read the wav, compute the spectrogram (or fit the waveform to the response
-grid), bin every neuron's trials on the same T bins
-(:func:`~deepstrf.preprocessing.spikes.bin_spike_times`, spikes before onset
-and after the end dropped), and smooth them if asked. Empty trials stay as
-zero-count repeats. Stimuli no neuron heard and neurons with no data are
-dropped.
+tensors, one task per stimulus through
+:func:`~deepstrf.preprocessing.parallel_map`: put its audio on the response
+grid (a spectrogram, or the waveform fitted to the grid), bin every neuron's
+trials on the same T bins (spikes before onset and after the end dropped) and
+smooth them if asked. Empty trials stay as zero-count repeats. Stimuli no
+neuron heard and neurons with no data are dropped.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,133 +24,35 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepstrf._validation import check_choice, check_int, check_positive
 from deepstrf.datasets._source import SourceDataset
 from deepstrf.datasets._storage import ResponseStore
+from deepstrf.datasets.audio._spike_tasks import (
+    AudioFrontEnd,
+    SpikeTrains,
+    StimSource,
+    make_front_end,
+    stim_task,
+)
 from deepstrf.datasets.audio.audio_dataset import AudioNeuralDataset
 from deepstrf.io.cache import BuiltData
 
-__all__ = ["AudioFrontEnd", "SpikeAudioDataset", "SpikeRecording", "StimSource",
+__all__ = ["AudioFrontEnd", "SpikeAudioDataset", "SpikeRecording", "SpikeTrains", "StimSource",
            "build_spike_audio", "make_front_end"]
 
 logger = logging.getLogger(__name__)
-
-#: Window of the PSTH smoothing when ``smooth=True`` (Hsu, Borst & Theunissen 2004).
-DEFAULT_SMOOTH_MS = 21.0
-
-
-@dataclass(frozen=True)
-class StimSource:
-    """One stimulus of a recording: its wav file and metadata."""
-
-    path: Path
-    meta: dict[str, Any]
-    expected_sr: float | None = None
-
 
 @dataclass
 class SpikeRecording:
     """What a spike-train dataset's parse hook returns.
 
-    ``trials[(s, n)]`` lists the spike-time arrays (ms from onset) of every
-    trial of neuron n on stimulus s; a missing key is a pair not recorded.
+    ``trials[(s, n)]`` holds the spike trains (ms from onset) of every trial
+    of neuron n on stimulus s; a missing key is a pair not recorded.
     """
 
     stims: list[StimSource]
     neurons: list[dict[str, Any]]
-    trials: dict[tuple[int, int], list[np.ndarray]]
+    trials: dict[tuple[int, int], SpikeTrains]
     sources: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class AudioFrontEnd:
-    """How stimuli and responses are put on the response grid."""
-
-    dt_ms: float
-    spectrogram: Any                  # SpectrogramParams
-    return_waveform: bool
-    audio_fs: float | None
-    smooth_ms: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"dt_ms": self.dt_ms, "spectrogram": self.spectrogram.to_dict(),
-                "return_waveform": self.return_waveform, "audio_fs": self.audio_fs,
-                "smooth_ms": self.smooth_ms}
-
-
-def make_front_end(*, dt_ms: Any, smooth: Any, n_mels: Any, compression: Any, window_ms: Any,
-                   return_waveform: Any, audio_fs: Any, spectrogram: Any = None,
-                   kind: str = "mel") -> AudioFrontEnd:
-    """Check the audio arguments shared by the datasets (before any I/O).
-
-    Parameters are those of the dataset constructors; ``spectrogram`` (a
-    :class:`~deepstrf.preprocessing.spectrogram.SpectrogramParams`) replaces
-    ``n_mels``/``compression``/``window_ms`` when given.
-    """
-    from deepstrf.preprocessing.spectrogram import SpectrogramParams
-
-    dt_ms = check_positive("dt_ms", dt_ms)
-    if isinstance(smooth, bool):
-        smooth_ms = DEFAULT_SMOOTH_MS if smooth else None
-    elif isinstance(smooth, numbers.Real):
-        smooth_ms = check_positive("smooth (window in ms)", smooth)
-    else:
-        raise TypeError(f"smooth must be True, False or a window in ms; got {smooth!r}.")
-    if not isinstance(return_waveform, bool):
-        raise TypeError(f"return_waveform must be True or False; got {return_waveform!r}.")
-    if spectrogram is None:
-        spectrogram = SpectrogramParams(dt_ms=dt_ms, kind=kind,
-                                        n_bands=check_int("n_mels", n_mels, minimum=1),
-                                        window_ms=check_positive("window_ms", window_ms),
-                                        compression=check_choice(
-                                            "compression", compression,
-                                            ("cubic", "log1p", "log", "none")))
-    elif not isinstance(spectrogram, SpectrogramParams):
-        raise TypeError(f"spectrogram must be a SpectrogramParams or None; got "
-                        f"{type(spectrogram).__name__}.")
-    elif not math.isclose(spectrogram.dt_ms, dt_ms):
-        raise ValueError(f"spectrogram.dt_ms={spectrogram.dt_ms:g} differs from dt_ms={dt_ms:g}; "
-                         "they must match (the spectrogram frames are the response bins).")
-    rate = None
-    if return_waveform:
-        rate = check_positive("audio_fs", audio_fs)
-        hop = rate * dt_ms / 1000.0
-        if abs(hop - round(hop)) > 1e-6 or round(hop) < 1:
-            raise ValueError(f"audio_fs * dt_ms / 1000 must be a whole number of samples per "
-                             f"response bin in waveform mode; got {rate:g} * {dt_ms:g} / 1000 = "
-                             f"{hop:g}. Try audio_fs={max(1, round(hop)) * 1000 / dt_ms:g}.")
-    return AudioFrontEnd(dt_ms=dt_ms, spectrogram=spectrogram, return_waveform=return_waveform,
-                         audio_fs=rate, smooth_ms=smooth_ms)
-
-
-def _stim_task(task: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-    """Process one stimulus: audio to the grid, bin and smooth every neuron's trials."""
-    from deepstrf.io.readers import read_wav
-    from deepstrf.preprocessing.spectrogram import compute_spectrogram, waveform_on_grid
-    from deepstrf.preprocessing.spikes import (
-        bin_spike_times,
-        hanning_kernel,
-        n_bins_for_duration,
-        smooth_rows,
-    )
-
-    source, front, pairs = task
-    wave, sr = read_wav(source.path, expected_sr=source.expected_sr)
-    T = n_bins_for_duration(len(wave), sr, front.dt_ms)
-    if front.return_waveform:
-        stim = waveform_on_grid(wave, sr, front.dt_ms, front.audio_fs)[None, :]
-    else:
-        stim = compute_spectrogram(wave, sr, front.spectrogram)[None, :, :]
-    neurons = np.array([n for n, _ in pairs], dtype=np.int64)
-    reps = np.array([len(trials) for _, trials in pairs], dtype=np.int64)
-    rows = [bin_spike_times(trials, front.dt_ms, T) for _, trials in pairs]
-    counts = np.concatenate(rows, axis=0) if rows else np.zeros((0, T), np.float32)
-    if front.smooth_ms is not None and len(counts):
-        kernel = hanning_kernel(front.smooth_ms, front.dt_ms)
-        counts = smooth_rows(torch.from_numpy(counts), kernel).numpy()
-    audio = {"sample_rate": float(sr), "n_samples": int(len(wave)),
-             "duration_s": float(len(wave)) / float(sr), "n_bins": int(T)}
-    return stim.astype(np.float32, copy=False), neurons, reps, counts, audio
 
 
 def build_spike_audio(recording: SpikeRecording, front: AudioFrontEnd, *,
@@ -162,10 +61,10 @@ def build_spike_audio(recording: SpikeRecording, front: AudioFrontEnd, *,
     """Turn a parsed recording into a dataset's tensors (see the module docstring)."""
     from deepstrf.preprocessing.parallel import parallel_map
 
-    by_stim: dict[int, list[tuple[int, list[np.ndarray]]]] = {}
-    for (s, n), trials in sorted(recording.trials.items()):
-        if len(trials):
-            by_stim.setdefault(s, []).append((n, trials))
+    by_stim: dict[int, list[tuple[int, SpikeTrains]]] = {}
+    for (s, n), trains in sorted(recording.trials.items()):
+        if trains.n_trials:
+            by_stim.setdefault(s, []).append((n, trains))
     heard_by = {n for pairs in by_stim.values() for n, _ in pairs}
     keep_neurons = [n for n in range(len(recording.neurons)) if n in heard_by]
     new_index = {n: i for i, n in enumerate(keep_neurons)}
@@ -177,16 +76,18 @@ def build_spike_audio(recording: SpikeRecording, front: AudioFrontEnd, *,
     if len(keep_stims) < len(recording.stims):
         logger.info("%s: %d stimulus/stimuli heard by no selected neuron are left out", owner,
                     len(recording.stims) - len(keep_stims))
-    tasks = [(recording.stims[s], front, [(new_index[n], t) for n, t in by_stim[s]])
-             for s in keep_stims]
-    results = parallel_map(_stim_task, tasks, n_jobs=n_jobs, progress=progress,
+    tasks = [(recording.stims[s], front, np.concatenate([t.times for _, t in by_stim[s]]),
+              np.concatenate([t.lengths for _, t in by_stim[s]])) for s in keep_stims]
+    results = parallel_map(stim_task, tasks, n_jobs=n_jobs, progress=progress,
                            desc=f"{owner}: stimuli" if owner else "stimuli")
     stims, blocks, stim_meta = [], [], []
-    for s, (stim, neurons, reps, counts, audio) in zip(keep_stims, results):
+    for s, (stim, counts, facts) in zip(keep_stims, results):
+        pairs = by_stim[s]
         stims.append(torch.from_numpy(stim))
-        blocks.append((neurons, reps, torch.from_numpy(counts)))
+        blocks.append(([new_index[n] for n, _ in pairs], [t.n_trials for _, t in pairs],
+                       torch.from_numpy(counts)))
         meta = dict(recording.stims[s].meta)
-        for key, value in audio.items():
+        for key, value in facts.items():
             meta.setdefault(key, value)
         stim_meta.append(meta)
     store = ResponseStore.from_blocks(len(keep_neurons), blocks)

@@ -56,24 +56,19 @@ PLoS Comput Biol 15:e1006698. doi:10.1371/journal.pcbi.1006698
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from deepstrf._validation import check_names, check_subset
 from deepstrf.datasets._source import ArchiveSpec, DatasetInfo
+from deepstrf.datasets.audio._crcns_aa import read_unit
 from deepstrf.datasets.audio._spikes_audio import (
     SpikeAudioDataset,
     SpikeRecording,
     StimSource,
     make_front_end,
 )
-from deepstrf.errors import RawDataError
 from deepstrf.io.download import RemoteFile
 
 __all__ = ["CRCNSAA4Dataset"]
@@ -82,104 +77,6 @@ ANIMALS = ("BlaBro09xxF", "GreBlu9508M", "LblBlu2028M", "WhiBlu5396M", "WhiWhi45
            "YelBlu6903F")
 STIMULI = ("song", "call", "mlnoise")
 UNIT_TYPES = ("single", "multi", "noise", "tdt")
-_METADATA_GROUPS = frozenset({"class_info", "extra_info"})
-_SUBSORT = re.compile(r"_ss(\d+)$")
-_EMPTY_TRIAL = -999.0
-
-
-@dataclass
-class UnitRead:
-    """Everything read from one unit file."""
-
-    meta: dict[str, Any]
-    # stim md5 -> (stim attrs, list of trials in ms)
-    stims: dict[str, tuple[dict[str, Any], list[np.ndarray]]] = field(default_factory=dict)
-
-
-def _scalar(value: Any) -> Any:
-    from deepstrf.io.readers import decode_attr
-
-    value = decode_attr(value)
-    if isinstance(value, np.ndarray) and value.size == 1:
-        value = value.reshape(-1)[0]
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def read_unit(task: tuple[Path, str, tuple[str, ...]]) -> UnitRead | None:
-    """Read one unit's HDF5 file; None if its sort type is not wanted (picklable)."""
-    import h5py
-
-    path, animal, unit_types = task
-    try:
-        with h5py.File(path, "r") as f:
-            attrs = {k: _scalar(v) for k, v in f.attrs.items()}
-            sort_type = str(attrs.get("sortType", "")).strip().lower()
-            sort_type = {"singl": "single"}.get(sort_type, sort_type)
-            if sort_type not in unit_types:
-                return None
-            sub = _SUBSORT.search(path.stem)
-            meta = {"cell_id": path.stem, "animal_id": animal, "sex": animal[-1],
-                    "site": attrs.get("site"), "electrode": _int_or_none(attrs.get("electrode")),
-                    "ldepth": _float_or_nan(attrs.get("ldepth")),
-                    "rdepth": _float_or_nan(attrs.get("rdepth")),
-                    "sort_type": sort_type, "sort_id": _int_or_none(attrs.get("sortid")),
-                    "subsort_id": int(sub[1]) if sub else None}
-            unit = UnitRead(meta=meta)
-            for protocol_name, protocol in f.items():
-                if protocol_name in _METADATA_GROUPS or not isinstance(protocol, h5py.Group):
-                    continue
-                for stim_name, stim in protocol.items():
-                    if not isinstance(stim, h5py.Group):
-                        continue
-                    where = f"{protocol_name}/{stim_name}"
-                    s_attrs = {k: _scalar(v) for k, v in stim.attrs.items()}
-                    md5 = s_attrs.get("stim_md5")
-                    if not md5:
-                        raise RawDataError(f"{path}: group {where!r} has no 'stim_md5' attribute; "
-                                           "every stimulus group must name its stimulus.")
-                    trials = [_trial(path, f"{where}/{name}", stim[name])
-                              for name in sorted(stim, key=_trial_order)]
-                    if not trials:
-                        raise RawDataError(f"{path}: stimulus group {where!r} has no trial groups "
-                                           "('1', '2', ...); the file is incomplete.")
-                    s_attrs["number"] = stim_name
-                    if md5 in unit.stims:
-                        unit.stims[md5][1].extend(trials)
-                    else:
-                        unit.stims[md5] = (s_attrs, trials)
-            return unit
-    except OSError as err:
-        raise RawDataError(f"{path}: not a readable HDF5 unit file ({err}).") from err
-
-
-def _trial_order(name: str) -> tuple[int, str]:
-    return (int(name), name) if name.isdigit() else (1 << 30, name)
-
-
-def _trial(path: Path, where: str, group: Any) -> np.ndarray:
-    import h5py
-
-    if not isinstance(group, h5py.Group) or "spike_times" not in group:
-        raise RawDataError(f"{path}: trial {where!r} has no 'spike_times' dataset; the file is "
-                           "incomplete or not an AA4 unit file.")
-    times = np.asarray(group["spike_times"][()], dtype=np.float64).reshape(-1)
-    if times.size == 1 and times[0] == _EMPTY_TRIAL:
-        return np.zeros(0, dtype=np.float64)
-    return times * 1000.0
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _float_or_nan(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 class CRCNSAA4Dataset(SpikeAudioDataset):

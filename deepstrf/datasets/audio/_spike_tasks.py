@@ -1,0 +1,157 @@
+"""Worker-side pieces of the spike-train audio pipeline (no torch import).
+
+:func:`stim_task` runs in joblib worker processes, which import this module to
+unpickle their work; it and the types it receives (:class:`StimSource`,
+:class:`AudioFrontEnd`, :class:`SpikeTrains`) import only numpy, scipy, soxr,
+soundfile and the raw readers, so a worker starts in a fraction of a second
+instead of loading torch.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from deepstrf._validation import check_choice, check_int, check_positive
+
+__all__ = ["AudioFrontEnd", "DEFAULT_SMOOTH_MS", "SpikeTrains", "StimSource", "make_front_end",
+           "stim_task"]
+
+#: Window of the PSTH smoothing when ``smooth=True`` (Hsu, Borst & Theunissen 2004).
+DEFAULT_SMOOTH_MS = 21.0
+
+
+class SpikeTrains(NamedTuple):
+    """The trials of one (stimulus, neuron) pair: all spike times (ms from onset)
+    one trial after the other, and the number of spikes of each trial.
+
+    One pair of arrays instead of one array per trial: sending thousands of
+    small arrays between processes cost more than the work they carried.
+    """
+
+    times: np.ndarray
+    lengths: np.ndarray
+
+    @classmethod
+    def from_trials(cls, trials: Sequence[np.ndarray]) -> SpikeTrains:
+        arrays = [np.asarray(t, dtype=np.float64).reshape(-1) for t in trials]
+        return cls(np.concatenate(arrays) if arrays else np.zeros(0, np.float64),
+                   np.array([a.size for a in arrays], dtype=np.intp))
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.lengths)
+
+    def merged(self, other: SpikeTrains) -> SpikeTrains:
+        """These trials followed by ``other``'s (a stimulus presented twice)."""
+        return SpikeTrains(np.concatenate([self.times, other.times]),
+                           np.concatenate([self.lengths, other.lengths]))
+
+
+@dataclass(frozen=True)
+class StimSource:
+    """One stimulus of a recording: its wav file and metadata."""
+
+    path: Path
+    meta: dict[str, Any]
+    expected_sr: float | None = None
+
+
+@dataclass(frozen=True)
+class AudioFrontEnd:
+    """How stimuli and responses are put on the response grid."""
+
+    dt_ms: float
+    spectrogram: Any                  # SpectrogramParams
+    return_waveform: bool
+    audio_fs: float | None
+    smooth_ms: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dt_ms": self.dt_ms, "spectrogram": self.spectrogram.to_dict(),
+                "return_waveform": self.return_waveform, "audio_fs": self.audio_fs,
+                "smooth_ms": self.smooth_ms}
+
+
+def make_front_end(*, dt_ms: Any, smooth: Any, n_mels: Any, compression: Any, window_ms: Any,
+                   return_waveform: Any, audio_fs: Any, spectrogram: Any = None,
+                   kind: str = "mel") -> AudioFrontEnd:
+    """Check the audio arguments shared by the datasets (before any I/O).
+
+    Parameters are those of the dataset constructors; ``spectrogram`` (a
+    :class:`~deepstrf.preprocessing.spectrogram.SpectrogramParams`) replaces
+    ``n_mels``/``compression``/``window_ms`` when given.
+    """
+    from deepstrf.preprocessing.spectrogram import SpectrogramParams
+
+    dt_ms = check_positive("dt_ms", dt_ms)
+    if isinstance(smooth, bool):
+        smooth_ms = DEFAULT_SMOOTH_MS if smooth else None
+    elif isinstance(smooth, numbers.Real):
+        smooth_ms = check_positive("smooth (window in ms)", smooth)
+    else:
+        raise TypeError(f"smooth must be True, False or a window in ms; got {smooth!r}.")
+    if not isinstance(return_waveform, bool):
+        raise TypeError(f"return_waveform must be True or False; got {return_waveform!r}.")
+    if spectrogram is None:
+        spectrogram = SpectrogramParams(dt_ms=dt_ms, kind=kind,
+                                        n_bands=check_int("n_mels", n_mels, minimum=1),
+                                        window_ms=check_positive("window_ms", window_ms),
+                                        compression=check_choice(
+                                            "compression", compression,
+                                            ("cubic", "log1p", "log", "none")))
+    elif not isinstance(spectrogram, SpectrogramParams):
+        raise TypeError(f"spectrogram must be a SpectrogramParams or None; got "
+                        f"{type(spectrogram).__name__}.")
+    elif not math.isclose(spectrogram.dt_ms, dt_ms):
+        raise ValueError(f"spectrogram.dt_ms={spectrogram.dt_ms:g} differs from dt_ms={dt_ms:g}; "
+                         "they must match (the spectrogram frames are the response bins).")
+    rate = None
+    if return_waveform:
+        rate = check_positive("audio_fs", audio_fs)
+        hop = rate * dt_ms / 1000.0
+        if abs(hop - round(hop)) > 1e-6 or round(hop) < 1:
+            raise ValueError(f"audio_fs * dt_ms / 1000 must be a whole number of samples per "
+                             f"response bin in waveform mode; got {rate:g} * {dt_ms:g} / 1000 = "
+                             f"{hop:g}. Try audio_fs={max(1, round(hop)) * 1000 / dt_ms:g}.")
+    return AudioFrontEnd(dt_ms=dt_ms, spectrogram=spectrogram, return_waveform=return_waveform,
+                         audio_fs=rate, smooth_ms=smooth_ms)
+
+
+def stim_task(task: tuple) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """One stimulus: its audio on the response grid, and every neuron's trials binned.
+
+    ``task`` is ``(StimSource, AudioFrontEnd, times, lengths)`` with the spike
+    trains of all the stimulus's neurons one after the other. Returns the stim
+    array (``(1, F, T)`` spectrogram or ``(1, T * hop)`` waveform), the
+    ``(n_trials, T)`` counts (smoothed if asked) and the audio facts, among
+    them ``n_bins`` (T).
+    """
+    from deepstrf.io.readers import read_wav
+    from deepstrf.preprocessing.spectrogram import compute_spectrogram, waveform_on_grid
+    from deepstrf.preprocessing.spikes import (
+        bin_flat_spike_times,
+        hanning_kernel,
+        n_bins_for_duration,
+        smooth_rows,
+    )
+
+    source, front, times, lengths = task
+    wave, sr = read_wav(source.path, expected_sr=source.expected_sr)
+    T = n_bins_for_duration(len(wave), sr, front.dt_ms)
+    if front.return_waveform:
+        stim = waveform_on_grid(wave, sr, front.dt_ms, front.audio_fs)[None, :]
+    else:
+        stim = compute_spectrogram(wave, sr, front.spectrogram)[None, :, :]
+    counts = bin_flat_spike_times(times, lengths, front.dt_ms, T)
+    if front.smooth_ms is not None and len(counts):
+        counts = smooth_rows(counts, hanning_kernel(front.smooth_ms, front.dt_ms))
+    facts = {"sample_rate": float(sr), "n_samples": int(len(wave)),
+             "duration_s": float(len(wave)) / float(sr), "n_bins": int(T)}
+    return stim.astype(np.float32, copy=False), counts, facts
