@@ -181,14 +181,9 @@ def run_demo(path: str | Path | None = None, *, size: str = "default", seed: int
 
     t0 = time.perf_counter()
     say("[5/5] evaluating on the test stimuli")
-    from torch.utils.data import DataLoader, Subset
+    from deepstrf.utils.data import stim_loader
 
-    from deepstrf.utils.data import neural_collate
-
-    position = {s: i for i, s in enumerate(ds.iterable_stims)}
-    loader = DataLoader(Subset(ds, [position[s] for s in test if s in position]),
-                        batch_size=len(test), collate_fn=neural_collate)
-    batch = next(iter(loader))
+    batch = next(iter(stim_loader(ds, test, batch_size=len(test))))
     with torch.no_grad():
         pred = fit.model(batch["stims"])
     cc_raw = corrcoef(pred, batch["responses"], reduction="none").numpy()

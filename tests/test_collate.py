@@ -173,3 +173,18 @@ def test_round_trip_to_exactly_the_stored_numbers(ds):
             assert torch.equal(resp[b, j, :R, :T], stored)
             assert torch.isnan(resp[b, j, R:]).all() and torch.isnan(resp[b, j, :, T:]).all()
     assert torch.equal(batch["valid_mask"], ~torch.isnan(resp))
+
+
+def test_stim_loader_keeps_the_neuron_axis(toy):
+    from deepstrf.utils.data import stim_loader
+
+    batches = list(stim_loader(toy, [1], batch_size=4))
+    assert len(batches) == 1 and batches[0]["responses"].shape[1] == 4  # all neurons kept
+    toy.select_stims([1])
+    assert toy.selected_neurons == [1]  # whereas a stim selection hides them
+    toy.reset_stim_selection()
+    assert [m["name"] for b in stim_loader(toy, [0, 2, 1]) for m in b["stim_meta"]] == ["s0", "s1"]
+    with pytest.raises(ValueError, match="none of the given stimuli"):
+        stim_loader(toy, [2])
+    with pytest.raises(TypeError, match="neural_collate"):
+        stim_loader(toy, [0], collate_fn=list)

@@ -129,22 +129,11 @@ class RidgeFit:
     alpha_grid: torch.Tensor
 
 
-def _subset_loader(ds: Any, stims: Sequence[int], batch_size: int):
-    """A DataLoader over the given stimuli (of the current neuron selection)."""
-    from torch.utils.data import DataLoader
-
-    from deepstrf.utils.data import neural_collate
-
-    iterable = ds.iterable_stims
-    position = {s: i for i, s in enumerate(iterable)}
-    chosen = [position[s] for s in stims if s in position]
-    subset = torch.utils.data.Subset(ds, chosen)
-    return DataLoader(subset, batch_size=batch_size, shuffle=False, collate_fn=neural_collate)
-
-
 def _batches(ds: Any, stims: Sequence[int], n_lags: int, batch_size: int):
     """Yield ``(X, psth, has)`` per stimulus: lagged design, PSTH ``(T, N)``, neuron mask."""
-    for batch in _subset_loader(ds, stims, batch_size):
+    from deepstrf.utils.data import stim_loader
+
+    for batch in stim_loader(ds, stims, batch_size=batch_size):
         resp, valid = batch["responses"], batch["valid_mask"]
         counts = valid.sum(2)                                   # (B, N, T)
         total = torch.where(valid, resp, torch.zeros((), dtype=resp.dtype)).sum(2)

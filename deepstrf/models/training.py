@@ -28,23 +28,18 @@ def fit_gradient(model: torch.nn.Module, ds: Any, train_stims: Sequence[int], *,
     list of float
         The mean training loss of each epoch.
     """
-    from torch.utils.data import DataLoader, Subset
     from tqdm.auto import tqdm
 
     from deepstrf._config import progress_disable
     from deepstrf.metrics import mse_loss, poisson_loss
-    from deepstrf.utils.data import neural_collate
+    from deepstrf.utils.data import stim_loader
 
     check_choice("loss", loss, ("poisson", "mse"))
     epochs = check_int("epochs", epochs, minimum=1)
     lr = check_positive("lr", lr)
     criterion = poisson_loss if loss == "poisson" else mse_loss
-    position = {s: i for i, s in enumerate(ds.iterable_stims)}
-    subset = Subset(ds, [position[s] for s in train_stims if s in position])
-    if len(subset) == 0:
-        raise ValueError("none of train_stims has data for the selected neurons.")
-    loader = DataLoader(subset, batch_size=batch_size, shuffle=True, collate_fn=neural_collate,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = stim_loader(ds, train_stims, batch_size=batch_size, shuffle=True,
+                         generator=torch.Generator().manual_seed(seed))
     optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     history = []
     for _ in tqdm(range(epochs), desc="training", disable=progress_disable(progress)):

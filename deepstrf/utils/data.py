@@ -10,7 +10,7 @@ import torch
 from deepstrf.datasets._storage import ResponseStore, is_sentinel
 from deepstrf.datasets.neural_dataset import NeuralDataset
 
-__all__ = ["neural_collate", "concat_neural_datasets", "assemble_batch"]
+__all__ = ["neural_collate", "concat_neural_datasets", "assemble_batch", "stim_loader"]
 
 _NAN = float("nan")
 _CORE_KEYS = ("stims", "responses", "valid_mask", "stim_meta")
@@ -163,6 +163,38 @@ def neural_collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     for key in extra:
         out[key] = [it.get(key) for it in items]
     return out
+
+
+def stim_loader(ds: NeuralDataset, stims: Sequence[int], *, batch_size: int = 8,
+                shuffle: bool = False, **kwargs: Any) -> torch.utils.data.DataLoader:
+    """A ``DataLoader`` (with :func:`neural_collate`) over the given stimuli only.
+
+    Unlike ``ds.select_stims(stims)``, this keeps the current neuron axis:
+    the bidirectional rule would hide neurons that have no data on these
+    stimuli, so a model fitted on other stimuli would no longer line up with
+    the batch. Stimuli with no data for the selected neurons are skipped.
+
+    Parameters
+    ----------
+    ds : NeuralDataset
+    stims : sequence of int
+        Stimulus indices into the whole dataset (e.g. a test split).
+    batch_size, shuffle, **kwargs
+        Passed to ``torch.utils.data.DataLoader`` (``num_workers``,
+        ``generator``...).
+    """
+    from torch.utils.data import DataLoader, Subset
+
+    if "collate_fn" in kwargs:
+        raise TypeError("stim_loader always collates with neural_collate; use DataLoader "
+                        "directly for another collate_fn.")
+    position = {s: i for i, s in enumerate(ds.iterable_stims)}
+    chosen = [position[int(s)] for s in stims if int(s) in position]
+    if not chosen:
+        raise ValueError("none of the given stimuli has data for the selected neurons; check "
+                         "the stimulus indices and the neuron selection.")
+    return DataLoader(Subset(ds, chosen), batch_size=batch_size, shuffle=shuffle,
+                      collate_fn=neural_collate, **kwargs)
 
 
 def _common_class(datasets: Sequence[NeuralDataset]) -> type:
