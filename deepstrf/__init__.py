@@ -6,8 +6,7 @@ touches no file or network.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from deepstrf._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -21,12 +20,4 @@ _LAZY = {
 
 __all__ = ["__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'deepstrf' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -6,15 +6,10 @@ reader, say) do not pay for importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from deepstrf._lazy import lazy_exports
 
 _LAZY = {"NeuralDataset": "deepstrf.datasets.neural_dataset"}
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'deepstrf.datasets' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -12,8 +12,7 @@ Submodules load on first use; importing this package touches nothing.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from deepstrf._lazy import lazy_exports
 
 _LAZY = {
     "make_ragged_dataset": "deepstrf.testing.synthetic",
@@ -46,12 +45,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'deepstrf.testing' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
