@@ -16,19 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from deepstrf.io.download import human_size
+
 __all__ = ["main"]
 
 
 class CLIError(Exception):
     """A failure to report with exit code 1."""
-
-
-def _human(n_bytes: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n_bytes < 1000 or unit == "TB":
-            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
-        n_bytes /= 1000
-    return f"{n_bytes} B"
 
 
 def _dir_size(path: Path) -> int:
@@ -89,7 +83,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("  files")
     for f in cls.remote_files:
         check = f"{f.checksum[0]} known" if f.checksum else "no published checksum"
-        size = _human(f.size) if f.size is not None else "size from the host"
+        size = human_size(f.size) if f.size is not None else "size from the host"
         print(f"    {f.name}  ({size}; {check}; {f.describe_source()})")
     raw_ok = all((paths.raw / m).exists() for m in cls.raw_markers)
     print(f"  raw       {paths.raw}  ({'present' if raw_ok else 'absent'})")
@@ -110,7 +104,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def _print_entry(entry: Path, manifest: dict | None, indent: str = "  ") -> None:
-    size = _human(_dir_size(entry))
+    size = human_size(_dir_size(entry))
     if manifest is None:
         print(f"{indent}{entry.name}  {size}  INCOMPLETE or unreadable (remove with "
               "`deepstrf cache clear`)")
@@ -160,8 +154,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
             processed = cls.default_paths(args.path).processed
             size = _dir_size(processed) if processed.is_dir() else 0
             total += size
-            print(f"{cls.__name__:<20} {_human(size):>10}  {processed}")
-        print(f"{'total':<20} {_human(total):>10}")
+            print(f"{cls.__name__:<20} {human_size(size):>10}  {processed}")
+        print(f"{'total':<20} {human_size(total):>10}")
         return 0
     if args.action == "verify":
         bad = 0

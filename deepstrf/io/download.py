@@ -71,6 +71,7 @@ __all__ = [
     "RemoteFile",
     "crcns_file_list",
     "fetch",
+    "human_size",
     "missing_files",
     "offline_mode",
 ]
@@ -374,12 +375,13 @@ def _prefix(owner: str) -> str:
     return f"{owner}: " if owner else ""
 
 
-def _human_size(n_bytes: int | None) -> str:
+def human_size(n_bytes: float | None) -> str:
+    """``1234567`` -> ``'1.2 MB'`` (decimal units); None -> ``'size unknown'``."""
     if n_bytes is None:
         return "size unknown"
     size = float(n_bytes)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     return f"{n_bytes} B"
@@ -435,7 +437,7 @@ def _local_problem(path: Path, rf: RemoteFile) -> str | None:
         return None
     import pooch
 
-    logger.info("verifying the %s checksum of %s (%s)", algo, path, _human_size(stat.st_size))
+    logger.info("verifying the %s checksum of %s (%s)", algo, path, human_size(stat.st_size))
     got = pooch.file_hash(str(path), alg=algo)
     if got != expected:
         return f"its {algo} is {got}, expected {expected}"
@@ -501,7 +503,7 @@ def _missing_message(files: Sequence[RemoteFile], root: Path, owner: str, reason
     lines = [f"{_prefix(owner)}{len(files)} raw file(s) missing under {root}:"]
     for rf in files:
         path = root / rf.name
-        line = f"  - {path}  ({_human_size(rf.size)}; from {rf.describe_source()})"
+        line = f"  - {path}  ({human_size(rf.size)}; from {rf.describe_source()})"
         part = _part_path(path)
         if part.is_file():
             line += f" [a partial download of {part.stat().st_size} bytes is kept in {part.name}]"
