@@ -76,8 +76,8 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"S={info.n_stims if info.n_stims is not None else '?'} stimuli, R {info.repeats}")
     print(f"  access    {info.access}; download {info.download_size}")
     print(f"  web       {info.url}")
-    print("  cite      " + textwrap.fill(f"{info.citation} doi:{info.doi}", 90,
-                                         subsequent_indent=" " * 12))
+    print(textwrap.fill(f"{info.citation} doi:{info.doi}", 90, initial_indent="  cite      ",
+                        subsequent_indent=" " * 12))
     for paper in info.papers:
         print(f"            {paper}")
     print("  files")
@@ -85,8 +85,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         check = f"{f.checksum[0]} known" if f.checksum else "no published checksum"
         size = human_size(f.size) if f.size is not None else "size from the host"
         print(f"    {f.name}  ({size}; {check}; {f.describe_source()})")
-    raw_ok = all((paths.raw / m).exists() for m in cls.raw_markers)
-    print(f"  raw       {paths.raw}  ({'present' if raw_ok else 'absent'})")
+    present = [m for m in cls.raw_markers if (paths.raw / m).exists()]
+    state = ("present" if len(present) == len(cls.raw_markers) else
+             f"partly present: {', '.join(present)}" if present else "absent")
+    print(f"  raw       {paths.raw}  ({state})")
     entries = list_entries(paths.processed)
     print(f"  processed {paths.processed}  ({len(entries)} cache entr"
           f"{'y' if len(entries) == 1 else 'ies'})")
@@ -256,6 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`deepstrf list | head`): not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (CLIError, OSError, ValueError, TypeError, RuntimeError, KeyError) as err:
         if args.debug:
             raise

@@ -160,7 +160,14 @@ def run_demo(path: str | Path | None = None, *, size: str = "default", seed: int
 
     t0 = time.perf_counter()
     say("[2/5] loading it with CRCNSAA1Dataset")
-    ds = CRCNSAA1Dataset(root, dt_ms=DT_MS, smooth=False, n_jobs=n_jobs, progress=progress)
+    # a simulated release of another size than the real one is expected here
+    quiet = logging.getLogger("deepstrf.datasets._source")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        ds = CRCNSAA1Dataset(root, dt_ms=DT_MS, smooth=False, n_jobs=n_jobs, progress=progress)
+    finally:
+        quiet.setLevel(level)
     from_cache = ds.provenance["cache_hit"]
     seconds["load"] = time.perf_counter() - t0
 

@@ -268,3 +268,14 @@ def test_cached_build_direct_and_corrupt_entry(tmp_path):
     assert not hit
     with pytest.raises(CacheError, match="incomplete or corrupt"):
         cache_mod.load_entry(tmp_path / "nothing")
+
+
+def test_moving_the_data_keeps_the_cache(toy_root, tmp_path):
+    a = ToySource(toy_root)
+    moved = tmp_path / "elsewhere"
+    toy_root.rename(moved)
+    b = ToySource(moved)
+    assert ToySource.builds == 1 and b.provenance["cache_hit"] and same_data(a, b)
+    (moved / "raw" / "values.txt").unlink()  # and still found once the raw files are gone
+    c = ToySource(moved)
+    assert ToySource.builds == 1 and same_data(a, c)

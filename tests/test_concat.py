@@ -121,3 +121,29 @@ def test_base_class_concat():
     y = NeuralDataset.from_data([torch.rand(4)], [[torch.ones(1, 4)]], dt_ms=1.0)
     z = x + y
     assert type(z) is NeuralDataset and z.get_N() == 2 and len(z) == 2
+
+
+def test_common_class_skips_abstract_bases():
+    from abc import abstractmethod
+
+    class Family(AudioNeuralDataset):
+        @abstractmethod
+        def _hook(self): ...
+
+    class One(Family):
+        def _hook(self): return 1
+
+    class Two(Family):
+        def _hook(self): return 2
+
+    a = make_ragged_dataset(2, 2, n_bands=4, seed=1, cls=One)
+    b = make_ragged_dataset(2, 2, n_bands=4, seed=2, cls=Two)
+    assert type(a + b) is AudioNeuralDataset  # Family is abstract: cannot be the result
+
+
+def test_chained_concat_tags_stay_distinct():
+    a, b, c = (make_ragged_dataset(2, 2, n_bands=4, seed=k) for k in (1, 2, 3))
+    abc = (a + b) + c
+    tags = [m["dataset"] for m in abc.nrn_meta]
+    assert len(set(tags)) == 3 and tags[:2] == [tags[0]] * 2 and tags[4:] == [tags[4]] * 2
+    assert abc.select_pop_by_nrn_attr("dataset", tags[4]) == [4, 5]

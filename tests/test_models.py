@@ -145,3 +145,12 @@ def test_split_errors():
         split_stimuli(ds, "abc")
     with pytest.raises(IndexError, match=r"\[0, 4\]"):
         split_stimuli(ds, stims=[7])
+
+
+def test_fitting_refuses_an_active_stim_selection():
+    ds, *_ = linear_dataset()
+    ds.select_stims([0, 1, 8])
+    with pytest.raises(ValueError, match="reset_stim_selection"):
+        fit_ridge(ds, range(8), range(8, 12), n_lags=3)
+    with pytest.raises(ValueError, match="reset_stim_selection"):
+        fit_gradient(PopulationLinearSTRF(3, 4, 3), ds, range(8), epochs=1)

@@ -58,8 +58,8 @@ def test_keys_text_and_hash():
 @pytest.mark.parametrize("text, message, bad", [
     ("len(area) > 2", "function calls are not allowed", "len(area)"),
     ("area.upper() == 'X'", "function calls are not allowed", "area.upper()"),
-    ("area.real == 1", "attribute access are not allowed", "area.real"),
-    ("snr + 1 > 2", "arithmetic are not allowed", "snr + 1"),
+    ("area.real == 1", "attribute access is not allowed", "area.real"),
+    ("snr + 1 > 2", "arithmetic is not allowed", "snr + 1"),
     ("tags[0] == 'x'", "subscripts are not allowed", "tags[0]"),
     ("[x for x in area] == []", "comprehensions are not allowed", "[x for x in area]"),
     ("area == 'L' if snr else False", "conditional expressions cannot be used", None),

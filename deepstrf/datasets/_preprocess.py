@@ -121,7 +121,7 @@ def normalize_responses(ds: NeuralDataset, method: str, stim_indices: Sequence[i
 
 
 def denormalize_responses(ds: NeuralDataset) -> None:
-    """Undo :func:`normalize_responses` exactly (``x * scale + offset``)."""
+    """Undo :func:`normalize_responses` (``x * scale + offset``, to float32 rounding)."""
     record = ds.response_normalization
     if record is None:
         raise RuntimeError(f"{type(ds).__name__}: the responses are not normalised; there is "

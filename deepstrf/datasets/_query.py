@@ -44,22 +44,23 @@ _ALLOWED = ("comparisons (== != < <= > >=, chained), 'in' / 'not in', 'is None' 
             "'is not None', 'and' / 'or' / 'not', metadata keys, numbers, strings, "
             "True/False/None and tuples/lists/sets of literals")
 
+# what is refused, as the subject of "... not allowed"
 _DESCRIBE = {
-    ast.Call: "function calls",
-    ast.Attribute: "attribute access",
-    ast.Subscript: "subscripts",
-    ast.BinOp: "arithmetic",
-    ast.Lambda: "lambdas",
-    ast.ListComp: "comprehensions",
-    ast.SetComp: "comprehensions",
-    ast.DictComp: "comprehensions",
-    ast.GeneratorExp: "comprehensions",
-    ast.IfExp: "conditional expressions",
-    ast.NamedExpr: "assignments",
-    ast.Dict: "dict literals",
-    ast.Starred: "starred expressions",
-    ast.JoinedStr: "f-strings",
-    ast.Await: "await",
+    ast.Call: "function calls are",
+    ast.Attribute: "attribute access is",
+    ast.Subscript: "subscripts are",
+    ast.BinOp: "arithmetic is",
+    ast.Lambda: "lambdas are",
+    ast.ListComp: "comprehensions are",
+    ast.SetComp: "comprehensions are",
+    ast.DictComp: "comprehensions are",
+    ast.GeneratorExp: "comprehensions are",
+    ast.IfExp: "conditional expressions are",
+    ast.NamedExpr: "assignments are",
+    ast.Dict: "dict literals are",
+    ast.Starred: "starred expressions are",
+    ast.JoinedStr: "f-strings are",
+    ast.Await: "await is",
 }
 
 
@@ -128,8 +129,8 @@ class _Compiler:
             return lambda meta: const
         if isinstance(node, (ast.Compare, ast.BoolOp)):
             return self.boolean(node)
-        raise self.fail(node, f"{_DESCRIBE.get(type(node), type(node).__name__)} "
-                              "are not allowed")
+        raise self.fail(node, f"{_DESCRIBE.get(type(node), type(node).__name__ + ' is')} "
+                              "not allowed")
 
     def boolean(self, node: ast.AST) -> Callable[[Mapping], bool | None]:
         """Compile a condition to a function returning True, False or None (unknown)."""
@@ -178,8 +179,8 @@ class _Compiler:
         if isinstance(node, ast.Constant) and isinstance(node.value, bool):
             const = node.value
             return lambda meta: const
-        raise self.fail(node, f"{_DESCRIBE.get(type(node), 'this expression')} "
-                              "cannot be used as a condition")
+        what = _DESCRIBE.get(type(node), "this expression is").rsplit(" ", 1)[0]
+        raise self.fail(node, f"{what} cannot be used as a condition")
 
     def compare(self, node: ast.Compare) -> Callable[[Mapping], bool | None]:
         operands = [self.value(node.left)] + [self.value(c) for c in node.comparators]

@@ -737,7 +737,7 @@ class NeuralDataset(Dataset, ABC):
         return record
 
     def denormalize_responses(self) -> None:
-        """Undo :meth:`normalize_responses` (``x * scale + offset``)."""
+        """Undo :meth:`normalize_responses` (``x * scale + offset``, to float32 rounding)."""
         from deepstrf.datasets._preprocess import denormalize_responses
 
         denormalize_responses(self)

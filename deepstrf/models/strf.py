@@ -153,11 +153,13 @@ def fit_ridge(ds: Any, train_stims: Sequence[int], val_stims: Sequence[int], *, 
               output_nonlinearity: str | None = None) -> RidgeFit:
     """Fit a :class:`PopulationLinearSTRF` in closed form (ridge regression).
 
-    For each selected neuron, ``w`` minimises
-    ``sum_t (y_t - b - w . x_t)^2 + alpha |w|^2`` over the valid bins of the
-    training stimuli it heard (``y`` the PSTH, the mean over repeats; ``x_t``
-    the lagged spectrogram). The bias is not penalised (features and targets
-    are centred). Neurons that heard the same training stimuli share their
+    For each selected neuron, ``w`` and ``b`` minimise
+    ``mean_t (y_t - b - w . x_t)^2 + alpha * lambda_mean * |w|^2`` over the
+    valid bins of the training stimuli it heard (``y`` the PSTH, the mean over
+    repeats; ``x_t`` the lagged spectrogram; ``lambda_mean`` the mean
+    eigenvalue of the centred feature covariance, so ``alpha`` is relative to
+    the stimulus power). The bias is not penalised (features and targets are
+    centred). Neurons that heard the same training stimuli share their
     Gram matrix, which is eigen-decomposed once, so every penalty of the grid
     costs one matrix product. Each neuron keeps the penalty with the best
     correlation between prediction and PSTH on ``val_stims``.
@@ -165,8 +167,9 @@ def fit_ridge(ds: Any, train_stims: Sequence[int], val_stims: Sequence[int], *, 
     Parameters
     ----------
     ds : AudioNeuralDataset
-        In spectrogram mode; its current neuron selection is fitted (stim
-        selection is ignored: the stimuli are given here).
+        In spectrogram mode; its current neuron selection is fitted. No
+        stimulus selection may be active (the stimuli are given here; see
+        :func:`~deepstrf.utils.data.stim_loader`).
     train_stims, val_stims : sequence of int
         Stimulus indices (e.g. from :func:`~deepstrf.models.split_stimuli`).
     n_lags : int

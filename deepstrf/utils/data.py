@@ -185,6 +185,10 @@ def stim_loader(ds: NeuralDataset, stims: Sequence[int], *, batch_size: int = 8,
     """
     from torch.utils.data import DataLoader, Subset
 
+    if ds.S_sel is not None:
+        raise ValueError("stim_loader takes the stimuli explicitly, but a stimulus selection is "
+                         f"active ({len(ds.S_sel)} stims), which would silently drop the others "
+                         "and can hide neurons; call ds.reset_stim_selection() first.")
     if "collate_fn" in kwargs:
         raise TypeError("stim_loader always collates with neural_collate; use DataLoader "
                         "directly for another collate_fn.")
@@ -198,13 +202,18 @@ def stim_loader(ds: NeuralDataset, stims: Sequence[int], *, batch_size: int = 8,
 
 
 def _common_class(datasets: Sequence[NeuralDataset]) -> type:
+    """The most specific concrete class every input is an instance of."""
+    import inspect
+
     for cls in type(datasets[0]).__mro__:
-        if issubclass(cls, NeuralDataset) and all(isinstance(d, cls) for d in datasets):
+        if issubclass(cls, NeuralDataset) and not inspect.isabstract(cls) \
+                and all(isinstance(d, cls) for d in datasets):
             return cls
     return NeuralDataset
 
 
-def _source_names(datasets: Sequence[NeuralDataset], names: Sequence[str] | None) -> list[str]:
+def _source_names(datasets: Sequence[NeuralDataset], names: Sequence[str] | None,
+                  taken: set[str]) -> list[str]:
     if names is not None:
         if isinstance(names, str):
             raise TypeError("names must be a sequence of strings, one per dataset; got a string.")
@@ -223,7 +232,7 @@ def _source_names(datasets: Sequence[NeuralDataset], names: Sequence[str] | None
     for d in datasets:
         base = type(d).__name__
         name, k = base, 2
-        while name in out:
+        while name in out or name in taken:
             name, k = f"{base}_{k}", k + 1
         out.append(name)
     return out
@@ -273,7 +282,10 @@ def concat_neural_datasets(datasets: Sequence[NeuralDataset],
         first._concat_check_compat(other)
         other._concat_check_compat(first)
     explicit = names is not None
-    tags = _source_names(datasets, names)
+    # without explicit names, inner concatenations keep their tags: new ones must differ
+    inner = set() if explicit else {t for d in datasets
+                                     for t in (getattr(d, "_concat_sources", None) or ())}
+    tags = _source_names(datasets, names, inner)
     cls = _common_class(datasets)
     out = cls.__new__(cls)
     NeuralDataset.__init__(out, "+".join(d.path or type(d).__name__ for d in datasets), first.dt)
@@ -291,7 +303,7 @@ def concat_neural_datasets(datasets: Sequence[NeuralDataset],
         out.nrn_meta.extend(tagged(m, tag, keep) for m in d.nrn_meta)
     out.N_neurons = len(out.nrn_meta)
     out._set_store(ResponseStore.concat([d.response_store for d in datasets]))
-    out._concat_sources = tags
+    out._concat_sources = sorted(inner | set(tags))
     out._manifest = {"sources": {tag: d.provenance for d, tag in zip(datasets, tags)}}
     out._record("concatenate", names=tags)
     out.validate()

@@ -16,8 +16,10 @@ Preprocessing
   without spikes and is kept as a zero-count repeat); spike times, in ms from
   stimulus onset, are binned at ``dt_ms`` on ``[k dt, (k+1) dt)`` from onset
   to the end of the stimulus, dropping spikes before onset and after the end.
-  deepSTRF 0.1.0 drops the last spike of each line and, through its
-  line-length padding, mishandles empty trials; here every spike counts.
+  Lines are split on any whitespace, so every spike counts whether or not the
+  line ends with the lab writer's trailing space; deepSTRF 0.1.0 splits on
+  single spaces and drops the last token, which loses the last spike of any
+  line written without that space.
 * ``smooth=True`` (default) convolves each trial with a 21 ms Hanning window
   of unit sum (Hsu, Borst & Theunissen 2004), so values stay spike counts;
   deepSTRF 0.1.0's kernel is not normalised (its smoothed counts are scaled by

@@ -22,8 +22,7 @@ the response bins (or the waveform on the grid).
   (12 wavs are played both as conspecific song and as song ripple context, so
   they appear once per class, as in the release's own counts); the 40 wavs in
   ``all_stims/`` that no cell heard are not loaded.
-* ``cell_regions.csv`` (``cell,region`` rows, no header: the first row is a
-  cell, not a header, unlike deepSTRF 0.1.0's reading) gives each cell's
+* ``cell_regions.csv`` (``cell,region`` rows, no header) gives each cell's
   label, kept as ``area``; ``area_group`` maps it to ``Field_L`` (L, L1, L2a,
   L2b, L3), ``MLd``, ``OV``, ``CM`` or ``None``. The ``areas`` filter accepts
   the labels, the groups and ``'Field_L'``/``'L'`` for all of Field L. A cell
@@ -31,6 +30,10 @@ the response bins (or the waveform on the grid).
   :class:`~deepstrf.errors.DataQuirkWarning`.
 * Unpaired ``stimN``/``spikeN`` files (cell ``oo1220_6_B`` has some) are
   skipped, repeated stimuli in a protocol merged, both with a warning.
+* The cell folders are authoritative: ``cell_stim_classes.csv`` is not read
+  (deepSTRF 0.1.0 reads it with a header row, which loses its first cell;
+  the file has none) and ``stim_data.csv`` is not needed, since durations
+  come from the wavs themselves.
 
 Parameters
 ----------
