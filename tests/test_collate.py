@@ -188,3 +188,18 @@ def test_stim_loader_keeps_the_neuron_axis(toy):
         stim_loader(toy, [2])
     with pytest.raises(TypeError, match="neural_collate"):
         stim_loader(toy, [0], collate_fn=list)
+
+
+def test_large_batches_on_huge_pages_match_and_cross_workers():
+    from deepstrf.utils.data import _HUGE_PAGE_MIN_BYTES
+
+    ds = make_ragged_dataset(16, 300, n_bands=4, T_range=(400, 400), coverage=1.0,
+                             repeats=(10, 10), seed=1)
+    fast = neural_collate(ds.__getitems__(list(range(8))))
+    assert fast["responses"].numel() * 4 >= _HUGE_PAGE_MIN_BYTES  # the mmap path ran
+    slow = neural_collate([ds[i] for i in range(8)])
+    assert same(fast["responses"], slow["responses"])
+    assert torch.equal(fast["valid_mask"], slow["valid_mask"])
+    loader = DataLoader(ds, batch_size=8, collate_fn=neural_collate, num_workers=2)
+    first = next(iter(loader))
+    assert same(first["responses"], fast["responses"])
