@@ -26,7 +26,8 @@ def test_ridge_strf_recovers_ground_truth(realistic, tmp_path, monkeypatch, capl
     caplog.set_level(logging.ERROR)
     ds = CRCNSAA1Dataset(realistic.root, dt_ms=5.0, smooth=False, progress=False)
     quality = ds.compute_neuron_quality()
-    train, val, test = split_stimuli(ds, seed=0, stratify="type")
+    # no test stimuli needed here: everything but validation trains the fit
+    train, val, _ = split_stimuli(ds, (0.8, 0.2, 0.0), seed=0, stratify="type")
     ds.standardize_stims(train + val)
     n_lags = realistic.truth.population.strfs.shape[-1]
     fit = fit_ridge(ds, train, val, n_lags=n_lags)  # streams DataLoader + neural_collate batches
@@ -36,9 +37,11 @@ def test_ridge_strf_recovers_ground_truth(realistic, tmp_path, monkeypatch, capl
     corr = np.array([np.corrcoef(fitted[n].ravel(), truth[n].ravel())[0, 1]
                      for n in range(len(truth))])
     good = quality["snr"].numpy() > 0.5
+    # over fixture seeds 0-3 the neurons with SNR > 0.5 give medians 0.88-0.90, 85-100% of
+    # them above 0.8 and the worst at 0.75-0.80 (estimation noise of 30 stims x 10 repeats)
     assert good.sum() >= 5
-    assert np.median(corr[good]) > 0.8
-    assert (corr[good] > 0.8).mean() >= 2 / 3
+    assert np.median(corr[good]) > 0.85
+    assert (corr[good] > 0.8).mean() >= 0.8
     assert corr[good].min() > 0.7
     # frames and bins are aligned: the fitted kernel peaks at the true latency
     peak = lambda k: np.unravel_index(np.abs(k).argmax(), k.shape)[1]  # noqa: E731
