@@ -135,3 +135,34 @@ def test_dask_cluster_gives_identical_results(monkeypatch):
             with pytest.raises(ValueError, match="must be finite") as info:
                 parallel_map(BIN, bad, n_jobs=-1, desc="dask binning")
         assert "item 3" in "\n".join(info.value.__notes__)
+
+
+def _blas_threads(_: object) -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return sorted({pool["num_threads"] for pool in threadpool_info()})
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_every_task_runs_single_threaded(n_jobs):
+    # the main process has as many BLAS threads as cores; its tasks must not
+    from threadpoolctl import threadpool_info
+
+    before = [pool["num_threads"] for pool in threadpool_info()]
+    assert parallel_map(_blas_threads, range(4), n_jobs=n_jobs) == [[1]] * 4
+    assert [pool["num_threads"] for pool in threadpool_info()] == before  # restored
+
+
+def _matmul_bits(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    a = rng.random((64, 513), dtype=np.float32)
+    b = rng.random((513, 400), dtype=np.float32)
+    return (a @ b).tobytes()
+
+
+def test_float32_products_equal_in_process_and_in_workers():
+    # the rounding of a multi-threaded sgemm differs from a one-thread one;
+    # tasks must give the same bits whichever process ran them
+    here = parallel_map(_matmul_bits, range(3), n_jobs=1)
+    there = parallel_map(_matmul_bits, range(3), n_jobs=2)
+    assert here == there

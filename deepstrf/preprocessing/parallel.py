@@ -17,6 +17,16 @@ No deepstrf code changes for that: joblib hands each task to the backend.
 Functions and items must be picklable (module-level functions, not lambdas,
 for process-based backends), and the worker processes must be able to
 import deepstrf.
+
+Every task runs with its BLAS and OpenMP pools limited to one thread
+(threadpoolctl), wherever it runs: in this process (``n_jobs=1``), in a loky
+worker or on a dask worker. A float32 matrix product summed by two BLAS
+threads rounds differently from one summed by one, so without the limit a
+spectrogram computed in the main process (all cores) differed in the last bit
+from the same spectrogram computed in a worker (loky gives each worker a
+share of the cores), and the cached numbers depended on how the first build
+ran. One thread per task also keeps parallel workers from oversubscribing
+the cores.
 """
 
 from __future__ import annotations
@@ -30,7 +40,10 @@ from typing import Any, TypeVar
 
 from deepstrf._config import PROGRESS_ENV, progress_disable
 
-__all__ = ["parallel_map", "PROGRESS_ENV"]
+__all__ = ["parallel_map", "PROGRESS_ENV", "TASK_THREADS"]
+
+#: BLAS/OpenMP threads each task runs with, in every process (module docstring).
+TASK_THREADS = 1
 
 # Seconds a loop must run before its bar appears, so short loops stay quiet.
 _PROGRESS_DELAY_S = 1.0
@@ -59,8 +72,12 @@ class _Call:
         self.func = func
 
     def __call__(self, index: int, item: Any) -> Any:
+        from threadpoolctl import threadpool_limits
+
         try:
-            return self.func(item)
+            # Same thread count everywhere -> same float rounding (module docstring).
+            with threadpool_limits(limits=TASK_THREADS):
+                return self.func(item)
         except Exception as err:
             return _Failure(index, err, traceback.format_exc())
 
