@@ -112,3 +112,22 @@ def check_names(name: str, values: Any) -> str | tuple[str, ...]:
         raise ValueError(f"{name} must be 'all' or a non-empty sequence of non-empty strings; got "
                          f"{_fmt(values)}.")
     return tuple(sorted(set(items)))
+
+
+def check_n_jobs(n_jobs: Any) -> int | None:
+    """joblib's ``n_jobs``: a non-zero integer or None (not a bool, float or string)."""
+    if n_jobs is None:
+        return None
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
+        raise ValueError(
+            f"n_jobs must be a non-zero integer or None (1 = no parallelism, -1 = all "
+            f"cores, -2 = all but one, None = joblib's default); got {n_jobs!r}."
+        )
+    return int(n_jobs)
+
+
+def check_credential(name: str, value: Any) -> str | None:
+    """A login field: a string or None. A wrong type never echoes the value (it may be secret)."""
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{name} must be a string or None; got a {type(value).__name__}.")
+    return value

@@ -81,6 +81,22 @@ def _error(text: str, node: ast.AST | None, message: str) -> ValueError:
     return ValueError("\n".join(lines))
 
 
+#: Deepest nesting of a query's expression tree; deeper ones are refused (the
+#: compiler and the evaluation of the compiled query recurse once per level).
+MAX_QUERY_DEPTH = 100
+
+
+def _check_depth(text: str, root: ast.AST) -> None:
+    """Refuse a query nested deeper than :data:`MAX_QUERY_DEPTH`, underlining where (no recursion)."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_QUERY_DEPTH:
+            raise _error(text, node, f"the query is nested too deeply (more than "
+                                     f"{MAX_QUERY_DEPTH} levels); simplify it")
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+
 def _literal(text: str, node: ast.AST) -> Any:
     """The value of a literal node (constants, negated numbers, containers of literals)."""
     if isinstance(node, ast.Constant):
@@ -240,6 +256,12 @@ class Query:
             text = " ".join(text.split())
         try:
             tree = ast.parse(text, mode="eval")
+        except (RecursionError, MemoryError):
+            # CPython's parser gives up on very deep nesting before we can measure it
+            whole = ast.Constant(value=None)
+            whole.col_offset, whole.end_col_offset = 0, len(text)
+            raise _error(text, whole, f"the query is nested too deeply (more than "
+                                      f"{MAX_QUERY_DEPTH} levels); simplify it") from None
         except SyntaxError as err:
             col = (err.offset or 1) - 1
             hint = ""
@@ -248,6 +270,7 @@ class Query:
             marker = ast.Constant(value=None)
             marker.col_offset, marker.end_col_offset = col, col + 1
             raise _error(text, marker, f"syntax error{hint}: {err.msg}") from None
+        _check_depth(text, tree.body)
         compiler = _Compiler(text)
         self._fn = compiler.boolean(tree.body)
         self.text = text

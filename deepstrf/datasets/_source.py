@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from deepstrf._validation import check_choice
+from deepstrf._validation import check_choice, check_credential, check_n_jobs
 from deepstrf.io.cache import (
     CACHE_MODES,
     STORAGE_FORMAT_VERSION,
@@ -213,6 +213,11 @@ class SourceDataset(ABC):
         check_choice("cache", cache, CACHE_MODES)
         if not isinstance(download, bool):
             raise TypeError(f"download must be True or False; got {download!r}.")
+        # checked here, before the cache is looked at, so a bad value fails on a
+        # warm hit too instead of only when a build needs it
+        n_jobs = check_n_jobs(n_jobs)
+        check_credential("username", username)
+        check_credential("password", password)
         paths = self.default_paths(path)
         owner = type(self).__name__
         params = dict(params)

@@ -22,6 +22,7 @@ merged); each has its own marker.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -314,18 +315,11 @@ def _extract_to(archive: Path, root: Path, strip: int,
                 prefixes: tuple[tuple[str, ...], ...] | None) -> int:
     writer = _Writer(root, archive)
     matched: set[tuple[str, ...]] = set()
-    try:
+    with _readable(archive):
         if _is_zip(archive):
             _extract_zip(archive, writer, strip, prefixes, matched)
         else:
             _extract_tar(archive, writer, strip, prefixes, matched)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as err:
-        raise RawDataError(
-            f"{archive} is not a readable zip or tar archive ({err}). Delete it and download "
-            f"it again."
-        ) from err
-    except RuntimeError as err:  # zipfile: encrypted member or unsupported compression
-        raise RawDataError(f"{archive}: cannot extract ({err}).") from err
     if prefixes is not None:
         unmatched = [p for p in prefixes if p not in matched]
         if unmatched:
@@ -349,18 +343,47 @@ def top_level_names(archive: str | os.PathLike[str]) -> set[str]:
     single folder, whose layout some releases do not document.
     """
     path = _check_path_arg("archive", archive)
-    if _is_zip(path):
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-    else:
-        with tarfile.open(path, "r:*") as tf:
-            names = tf.getnames()
+    with _readable(path):
+        if _is_zip(path):
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        else:
+            with tarfile.open(path, "r:*") as tf:
+                names = tf.getnames()
     tops = set()
     for name in names:
         parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
         if parts:
             tops.add(parts[0])
     return tops
+
+
+@contextlib.contextmanager
+def _readable(archive: Path) -> Iterator[None]:
+    """Turn the archive libraries' errors into a RawDataError naming the file and the remedy."""
+    try:
+        yield
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as err:
+        head = _sniff(archive)
+        raise RawDataError(
+            f"{archive} is not a readable zip or tar archive ({err}){head}. It may be a "
+            "truncated download or a page served in place of the file. Delete it and download "
+            "it again."
+        ) from err
+    except RuntimeError as err:  # zipfile: encrypted member or unsupported compression
+        raise RawDataError(f"{archive}: cannot extract ({err}).") from err
+
+
+def _sniff(archive: Path) -> str:
+    """', it starts like an HTML page' when it does (a login page saved as the archive)."""
+    try:
+        with open(archive, "rb") as f:
+            start = f.read(512).lstrip().lower()
+    except OSError:
+        return ""
+    if start.startswith((b"<!doctype html", b"<html")) or b"<form" in start:
+        return "; it starts like an HTML page, e.g. a login page"
+    return ""
 
 
 def _is_zip(archive: Path) -> bool:

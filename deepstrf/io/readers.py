@@ -124,7 +124,21 @@ def read_spike_times_flat(path: PathType) -> tuple[np.ndarray, np.ndarray]:
             values = None
     if values is None:
         _raise_bad_spike_token(path, text, per_line)
+    if not np.isfinite(values).all():
+        _raise_non_finite(path, values, counts, per_line)
     return values, counts
+
+
+def _raise_non_finite(path: Path, values: np.ndarray, counts: np.ndarray,
+                      per_line: list[list[str]]) -> NoReturn:
+    """Name the line and token of the first spike time that parsed to inf (e.g. ``1e400``)."""
+    first = int(np.flatnonzero(~np.isfinite(values))[0])
+    line_index = int(np.searchsorted(np.cumsum(counts), first, side="right"))
+    token = per_line[line_index][first - int(counts[:line_index].sum())]
+    raise RawDataError(
+        f"{path}: line {line_index + 1}: spike time {token!r} is not a finite number (it "
+        "overflows float64); expected spike times in ms. Fix or remove that value."
+    )
 
 
 def _raise_bad_spike_token(path: Path, text: str, per_line: list[list[str]]) -> NoReturn:

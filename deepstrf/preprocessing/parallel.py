@@ -31,7 +31,6 @@ the cores.
 
 from __future__ import annotations
 
-import numbers
 import reprlib
 import traceback
 import warnings
@@ -39,6 +38,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from deepstrf._config import PROGRESS_ENV, progress_disable
+from deepstrf._validation import check_n_jobs
 
 __all__ = ["parallel_map", "PROGRESS_ENV", "TASK_THREADS"]
 
@@ -80,17 +80,6 @@ class _Call:
                 return self.func(item)
         except Exception as err:
             return _Failure(index, err, traceback.format_exc())
-
-
-def _check_n_jobs(n_jobs: Any) -> int | None:
-    if n_jobs is None:
-        return None
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0:
-        raise ValueError(
-            f"n_jobs must be a non-zero integer or None (1 = no parallelism, -1 = all "
-            f"cores, -2 = all but one, None = joblib's default); got {n_jobs!r}."
-        )
-    return int(n_jobs)
 
 
 def parallel_map(func: Callable[[T], R], items: Iterable[T], *, n_jobs: int | None = 1,
@@ -143,7 +132,7 @@ def parallel_map(func: Callable[[T], R], items: Iterable[T], *, n_jobs: int | No
 
     if not callable(func):
         raise TypeError(f"func must be callable; got {type(func).__name__}.")
-    n_jobs = _check_n_jobs(n_jobs)
+    n_jobs = check_n_jobs(n_jobs)
     if desc is not None and not isinstance(desc, str):
         raise TypeError(f"desc must be a string or None; got {desc!r}.")
     disable = progress_disable(progress)

@@ -10,7 +10,8 @@ trial, spike times in ms from stimulus onset). Files pair by N. Real folders
 have quirks this module tolerates and reports once per build, with a
 :class:`~deepstrf.errors.DataQuirkWarning`: a ``stimN`` without its ``spikeN``
 or the reverse (skipped), and the same wav presented twice in one cell's
-protocol (its trials are merged: they are repeats of one stimulus).
+protocol (its trials are merged: they are repeats of one stimulus), and a
+zero-byte ``spikeN`` (no trial line at all; the pair is left missing).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class CellProtocol:
     cell: str
     entries: list[ProtocolEntry] = field(default_factory=list)
     unpaired: list[Path] = field(default_factory=list)
+    empty: list[Path] = field(default_factory=list)   #: zero-byte spikeN files
 
 
 def parse_cell_name(name: str) -> tuple[str, int | None, str | None]:
@@ -97,6 +99,10 @@ def read_cell_protocol(task: tuple[Path, Sequence[str]]) -> CellProtocol:
             if number not in stims or number not in spikes:
                 out.unpaired.append(stims.get(number) or spikes[number])
                 continue
+            if spikes[number].stat().st_size == 0:
+                # no trial at all, not trials without spikes (those are empty lines)
+                out.empty.append(spikes[number])
+                continue
             times, lengths = read_spike_times_flat(spikes[number])
             out.entries.append(ProtocolEntry(stim_class=stim_class, number=number,
                                              wav=read_stim_file(stims[number]), times=times,
@@ -116,9 +122,11 @@ def collect_trials(protocols: Sequence[CellProtocol],
     """
     trials: dict[tuple[int, int], SpikeTrains] = {}
     unpaired: list[Path] = []
+    empty: list[Path] = []
     duplicates: list[str] = []
     for n, protocol in enumerate(protocols):
         unpaired.extend(protocol.unpaired)
+        empty.extend(protocol.empty)
         for entry in protocol.entries:
             s = stim_index.get((entry.stim_class, entry.wav))
             if s is None:
@@ -136,6 +144,11 @@ def collect_trials(protocols: Sequence[CellProtocol],
         shown = ", ".join(str(p) for p in unpaired[:3])
         warnings.warn(f"{owner}: {len(unpaired)} stimN/spikeN file(s) have no partner and were "
                       f"skipped (e.g. {shown}).", DataQuirkWarning, stacklevel=3)
+    if empty:
+        shown = ", ".join(str(p) for p in empty[:3])
+        warnings.warn(f"{owner}: {len(empty)} spikeN file(s) are empty (0 bytes, no trial "
+                      f"line) and were skipped; those (stimulus, cell) pairs are missing "
+                      f"(e.g. {shown}).", DataQuirkWarning, stacklevel=3)
     if duplicates:
         warnings.warn(f"{owner}: {len(duplicates)} stimulus presentation(s) repeat a stimulus "
                       f"already in the same cell's protocol; their trials were merged as extra "

@@ -75,6 +75,7 @@ single auditory neurons. J Neurosci 24:9201. doi:10.1523/JNEUROSCI.2449-04.2004
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ from deepstrf.datasets.audio._spikes_audio import (
     StimSource,
     make_front_end,
 )
+from deepstrf.errors import DataQuirkWarning
 from deepstrf.io.download import RemoteFile
 
 __all__ = ["CRCNSAA1Dataset"]
@@ -153,22 +155,46 @@ class CRCNSAA1Dataset(SpikeAudioDataset):
                 stims.append(StimSource(wav, {"name": wav.name, "type": stim_class},
                                         expected_sr=self.sample_rate))
         cells, neurons = [], []
-        for area in params["areas"]:
-            area_dir = raw_dir / f"{area}_cells"
-            for cell_dir in sorted(p for p in area_dir.iterdir() if p.is_dir()) \
-                    if area_dir.is_dir() else []:
-                animal, seq, rig = parse_cell_name(cell_dir.name)
-                if params["animals"] != "all" and animal not in params["animals"]:
-                    continue
-                if not any((cell_dir / c).is_dir() for c in params["stimuli"]):
-                    continue
-                cells.append(cell_dir)
-                neurons.append({"cell_id": cell_dir.name, "animal_id": animal, "area": area,
-                                "cell_seq": seq, "rig": rig})
+        for area, cell_dir in self._cell_folders(raw_dir):
+            animal, seq, rig = parse_cell_name(cell_dir.name)
+            if area not in params["areas"]:
+                continue
+            if params["animals"] != "all" and animal not in params["animals"]:
+                continue
+            if not any((cell_dir / c).is_dir() for c in params["stimuli"]):
+                continue
+            cells.append(cell_dir)
+            neurons.append({"cell_id": cell_dir.name, "animal_id": animal, "area": area,
+                            "cell_seq": seq, "rig": rig})
         protocols = parallel_map(read_cell_protocol, [(c, params["stimuli"]) for c in cells],
                                  n_jobs=n_jobs, progress=progress,
                                  desc=f"{type(self).__name__}: cells")
         trials = collect_trials(protocols, stim_index, owner=type(self).__name__,
                                 wav_dir_for=stim_dirs)
         return SpikeRecording(stims=stims, neurons=neurons, trials=trials)
+
+    def _cell_folders(self, raw_dir: Path) -> list[tuple[str, Path]]:
+        """``(area, cell folder)`` of every cell; a cell filed under two areas is kept once.
+
+        Every area folder is scanned, whatever the selection, so that which copy
+        is kept (the first area in :data:`AREAS` order) does not depend on it.
+        """
+        found: list[tuple[str, Path]] = []
+        first_area: dict[str, str] = {}
+        twice: list[str] = []
+        for area in AREAS:
+            area_dir = raw_dir / f"{area}_cells"
+            for cell_dir in sorted(p for p in area_dir.iterdir() if p.is_dir()) \
+                    if area_dir.is_dir() else []:
+                if cell_dir.name in first_area:
+                    twice.append(f"{cell_dir.name} (kept {first_area[cell_dir.name]}_cells, "
+                                 f"skipped {area}_cells)")
+                    continue
+                first_area[cell_dir.name] = area
+                found.append((area, cell_dir))
+        if twice:
+            warnings.warn(f"{type(self).__name__}: {len(twice)} cell folder(s) appear under "
+                          f"more than one area folder; each is loaded once: "
+                          f"{'; '.join(twice[:3])}.", DataQuirkWarning, stacklevel=3)
+        return found
 

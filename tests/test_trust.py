@@ -1,0 +1,151 @@
+"""Bad input found by probing as a new user: each answered by a clear error or a quirk report."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from deepstrf.datasets._query import MAX_QUERY_DEPTH, Query
+from deepstrf.datasets.audio.crcns_aa1 import CRCNSAA1Dataset
+from deepstrf.errors import DataQuirkWarning, RawDataError
+from deepstrf.io.cache import list_entries
+from deepstrf.io.readers import read_spike_times_flat
+from deepstrf.testing.fixtures import write_crcns_aa1
+
+DT = 5.0
+
+
+@pytest.fixture(autouse=True)
+def _data_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPSTRF_DATA_DIR", str(tmp_path / "home"))
+    monkeypatch.setenv("DEEPSTRF_PROGRESS", "0")
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return write_crcns_aa1(tmp_path / "aa1", n_cells=4, n_conspecific=2, n_flatrip=1, seed=3)
+
+
+def no_entry(root) -> bool:
+    processed = CRCNSAA1Dataset.default_paths(root).processed
+    return not processed.exists() or list_entries(processed) == []
+
+
+# ------------------------------------------------------------- item 3: not a zip
+@pytest.mark.parametrize("content", [
+    b"<!DOCTYPE html><html><body><form>username password</form></body></html>",
+    b"PK\x03\x04" + b"\x00" * 40,   # a truncated zip: the local header and nothing else
+])
+def test_a_file_that_is_not_a_zip_names_itself_and_the_remedy(tmp_path, content):
+    raw = tmp_path / "AA1" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "crcns-aa1.zip").write_bytes(content)
+    with pytest.raises(RawDataError) as err:
+        CRCNSAA1Dataset(tmp_path / "AA1", dt_ms=DT)
+    text = str(err.value)
+    assert str(raw / "crcns-aa1.zip") in text
+    assert "Delete it and download it again" in text
+    assert ("HTML" in text) == content.startswith(b"<!DOCTYPE")
+    assert no_entry(tmp_path / "AA1")
+
+
+# ------------------------------------------------------------- item 4: empty spikeN
+def test_a_zero_byte_spike_file_is_reported_and_its_pair_is_missing(tree):
+    cell = tree.cells[0]
+    entry = tree.responses_of(cell.cell_id)[0]
+    entry.spike_file.write_bytes(b"")
+    with pytest.warns(DataQuirkWarning, match=r"1 spikeN file\(s\) are empty") as record:
+        ds = CRCNSAA1Dataset(tree.root, dt_ms=DT, smooth=False, cache="off")
+    assert any(str(entry.spike_file) in str(w.message) for w in record)
+    n = [m["cell_id"] for m in ds.nrn_meta].index(cell.cell_id)
+    s = [m["name"] for m in ds.stim_meta].index(entry.stim_file.read_text().split()[0])
+    assert ds.responses[s][n].shape == (1, 1) and torch.isnan(ds.responses[s][n]).all()
+    assert not ds.nrn_masks[s, n]
+    # an empty trial (a blank line) is a real repeat with no spike, not a missing pair
+    entry.spike_file.write_bytes(b"\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQuirkWarning)
+        ds = CRCNSAA1Dataset(tree.root, dt_ms=DT, smooth=False, cache="off")
+    assert ds.responses[s][n].shape[0] == 1 and ds.responses[s][n].sum() == 0
+
+
+# ------------------------------------------------------------- item 5: cell twice
+@pytest.mark.parametrize("areas", [("Field_L", "MLd"), ("MLd",), ("Field_L",)])
+def test_a_cell_folder_under_two_areas_is_loaded_once(tree, areas):
+    cell = tree.cells[0]
+    other = "MLd" if cell.area == "Field_L" else "Field_L"
+    copy = tree.root / f"{other}_cells" / cell.cell_id
+    shutil.copytree(tree.root / f"{cell.area}_cells" / cell.cell_id, copy)
+    kept = min((cell.area, other), key=("Field_L", "MLd").index)
+    with pytest.warns(DataQuirkWarning, match=f"{cell.cell_id} .kept {kept}_cells"):
+        ds = CRCNSAA1Dataset(tree.root, dt_ms=DT, smooth=False, cache="off", areas=areas)
+    ids = [m["cell_id"] for m in ds.nrn_meta]
+    assert ids.count(cell.cell_id) == (1 if kept in areas else 0)
+    assert len(ids) == len(set(ids))
+
+
+# ------------------------------------------------------------- item 6: overflow
+def test_an_overflowing_spike_time_names_the_file_and_line(tree, tmp_path):
+    entry = tree.responses_of(tree.cells[1].cell_id)[0]
+    lines = entry.spike_file.read_text().split("\n")
+    lines[2] = lines[2] + " 1e400"
+    entry.spike_file.write_text("\n".join(lines))
+    with pytest.raises(RawDataError, match=r"line 3: spike time '1e400' is not a finite") as err:
+        CRCNSAA1Dataset(tree.root, dt_ms=DT)
+    assert str(entry.spike_file) in str(err.value)
+    assert no_entry(tree.root)
+    one = tmp_path / "spike1"
+    one.write_text("1.5 2.5\n\n3.0 -1e999 4\n")
+    with pytest.raises(RawDataError, match=r"spike1: line 3: spike time '-1e999'"):
+        read_spike_times_flat(one)
+
+
+# ------------------------------------------------------------- item 7: arguments
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"n_jobs": 0}, ValueError, "n_jobs must be a non-zero integer"),
+    ({"n_jobs": "2"}, ValueError, "n_jobs must be a non-zero integer"),
+    ({"n_jobs": 1.5}, ValueError, "n_jobs must be a non-zero integer"),
+    ({"n_jobs": True}, ValueError, "n_jobs must be a non-zero integer"),
+    ({"username": 42}, TypeError, "username must be a string or None; got a int"),
+    ({"password": b"pw"}, TypeError, "password must be a string or None; got a bytes"),
+])
+def test_n_jobs_and_credentials_are_checked_before_any_io_even_on_a_cache_hit(
+        tree, tmp_path, kwargs, error, match):
+    CRCNSAA1Dataset(tree.root, dt_ms=DT)          # a warm entry now exists
+    with pytest.raises(error, match=match) as err:
+        CRCNSAA1Dataset(tree.root, dt_ms=DT, **kwargs)
+    assert "pw" not in str(err.value)              # a password is never echoed
+    with pytest.raises(error, match=match):
+        CRCNSAA1Dataset(tmp_path / "untouched", dt_ms=DT, **kwargs)
+    assert not (tmp_path / "untouched").exists()
+
+
+# ------------------------------------------------------------- item 9: deep queries
+@pytest.mark.parametrize("text", ["not " * 1500 + "x", "(" * 3000 + "x" + ")" * 3000,
+                                  " and ".join(["(a == 1"] * 200) + ")" * 200,
+                                  "-" * 5000 + "1 < x"])
+def test_a_deeply_nested_query_is_refused_with_a_caret(text):
+    with pytest.raises(ValueError, match="invalid query") as err:
+        Query(text)
+    message = str(err.value)
+    assert "^" in message and not isinstance(err.value, RecursionError)
+
+
+def test_queries_just_under_the_depth_limit_still_work():
+    depth = MAX_QUERY_DEPTH - 2
+    q = Query("not " * depth + "x")
+    assert q({"x": True}) is (depth % 2 == 0)
+    assert q({"x": False}) is (depth % 2 == 1)
+    assert Query("x > " + "-" * 50 + "1")({"x": 0}) is (0 > (-1) ** 50 * 1)
+
+
+def test_flat_spike_reader_still_reads_ordinary_values(tmp_path):
+    path = tmp_path / "spike1"
+    path.write_text("0.5 1e3\n\n-20\n")
+    times, counts = read_spike_times_flat(path)
+    np.testing.assert_array_equal(times, [0.5, 1000.0, -20.0])
+    assert counts.tolist() == [2, 0, 1]
