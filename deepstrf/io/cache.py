@@ -84,6 +84,8 @@ class BuiltData:
     nrn_meta: list[dict]
     attributes: dict[str, Any]
     sources: list[dict] | None = None
+    #: data quirks the build tolerated, kind -> count (recorded in the manifest)
+    quirks: dict[str, int] | None = None
 
 
 def _canonical(obj: Any) -> Any:
@@ -441,6 +443,8 @@ def cached_build(processed_dir: Path, key: str, mode: str, build: Callable[[], B
         })
         if data.sources is not None:
             record["sources"] = data.sources
+        if data.quirks is not None:
+            record["quirks"] = dict(data.quirks)
         try:
             write_entry(entry, data, record)
         except OSError as err:

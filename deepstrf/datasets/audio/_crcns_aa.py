@@ -112,13 +112,15 @@ def read_cell_protocol(task: tuple[Path, Sequence[str]]) -> CellProtocol:
 
 def collect_trials(protocols: Sequence[CellProtocol],
                    stim_index: Mapping[tuple[str, str], int], *, owner: str,
-                   wav_dir_for: Mapping[str, Path]) -> dict[tuple[int, int], SpikeTrains]:
+                   wav_dir_for: Mapping[str, Path],
+                   quirks: dict[str, int] | None = None) -> dict[tuple[int, int], SpikeTrains]:
     """Map every protocol entry to ``trials[(stim, neuron)]``; report quirks once.
 
     ``protocols[n]`` belongs to neuron n (read for the requested classes
     only). ``stim_index`` maps ``(class, wav name)`` to a stimulus index for
     every wav present; an entry naming a wav that is absent raises
-    :class:`~deepstrf.errors.RawDataError` naming its ``stimN`` file.
+    :class:`~deepstrf.errors.RawDataError` naming its ``stimN`` file. The
+    number of each kind of quirk is added to ``quirks`` when given.
     """
     trials: dict[tuple[int, int], SpikeTrains] = {}
     unpaired: list[Path] = []
@@ -140,6 +142,11 @@ def collect_trials(protocols: Sequence[CellProtocol],
                 trials[(s, n)] = trials[(s, n)].merged(entry.trains)
             else:
                 trials[(s, n)] = entry.trains
+    if quirks is not None:
+        for kind, found in (("unpaired_files", unpaired), ("empty_spike_files", empty),
+                            ("merged_presentations", duplicates)):
+            if found:
+                quirks[kind] = quirks.get(kind, 0) + len(found)
     if unpaired:
         shown = ", ".join(str(p) for p in unpaired[:3])
         warnings.warn(f"{owner}: {len(unpaired)} stimN/spikeN file(s) have no partner and were "

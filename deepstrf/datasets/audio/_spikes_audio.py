@@ -53,6 +53,8 @@ class SpikeRecording:
     neurons: list[dict[str, Any]]
     trials: dict[tuple[int, int], SpikeTrains]
     sources: list[dict[str, Any]] = field(default_factory=list)
+    #: tolerated data quirks, kind -> count (each also reported as a DataQuirkWarning)
+    quirks: dict[str, int] = field(default_factory=dict)
 
 
 def build_spike_audio(recording: SpikeRecording, front: AudioFrontEnd, *,
@@ -95,9 +97,15 @@ def build_spike_audio(recording: SpikeRecording, front: AudioFrontEnd, *,
                                   "audio_fs": front.audio_fs if front.return_waveform else None}
     if attributes["audio_fs"] is not None and float(attributes["audio_fs"]).is_integer():
         attributes["audio_fs"] = int(attributes["audio_fs"])
+    logger.info("%s: built %d stimuli x %d neurons (%d pairs)%s", owner, len(stims),
+                len(keep_neurons), store.n_pairs,
+                "; quirks tolerated: " + ", ".join(f"{k}={v}" for k, v in
+                                                   sorted(recording.quirks.items()))
+                if recording.quirks else "")
     return BuiltData(stims=stims, store=store, stim_meta=stim_meta,
                      nrn_meta=[recording.neurons[n] for n in keep_neurons],
-                     attributes=attributes, sources=recording.sources or None)
+                     attributes=attributes, sources=recording.sources or None,
+                     quirks=dict(recording.quirks))
 
 
 class SpikeAudioDataset(SourceDataset, AudioNeuralDataset):

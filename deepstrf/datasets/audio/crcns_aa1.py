@@ -155,7 +155,8 @@ class CRCNSAA1Dataset(SpikeAudioDataset):
                 stims.append(StimSource(wav, {"name": wav.name, "type": stim_class},
                                         expected_sr=self.sample_rate))
         cells, neurons = [], []
-        for area, cell_dir in self._cell_folders(raw_dir):
+        quirks: dict[str, int] = {}
+        for area, cell_dir in self._cell_folders(raw_dir, quirks):
             animal, seq, rig = parse_cell_name(cell_dir.name)
             if area not in params["areas"]:
                 continue
@@ -170,10 +171,10 @@ class CRCNSAA1Dataset(SpikeAudioDataset):
                                  n_jobs=n_jobs, progress=progress,
                                  desc=f"{type(self).__name__}: cells")
         trials = collect_trials(protocols, stim_index, owner=type(self).__name__,
-                                wav_dir_for=stim_dirs)
-        return SpikeRecording(stims=stims, neurons=neurons, trials=trials)
+                                wav_dir_for=stim_dirs, quirks=quirks)
+        return SpikeRecording(stims=stims, neurons=neurons, trials=trials, quirks=quirks)
 
-    def _cell_folders(self, raw_dir: Path) -> list[tuple[str, Path]]:
+    def _cell_folders(self, raw_dir: Path, quirks: dict[str, int]) -> list[tuple[str, Path]]:
         """``(area, cell folder)`` of every cell; a cell filed under two areas is kept once.
 
         Every area folder is scanned, whatever the selection, so that which copy
@@ -193,6 +194,7 @@ class CRCNSAA1Dataset(SpikeAudioDataset):
                 first_area[cell_dir.name] = area
                 found.append((area, cell_dir))
         if twice:
+            quirks["duplicate_cell_folders"] = len(twice)
             warnings.warn(f"{type(self).__name__}: {len(twice)} cell folder(s) appear under "
                           f"more than one area folder; each is loaded once: "
                           f"{'; '.join(twice[:3])}.", DataQuirkWarning, stacklevel=3)

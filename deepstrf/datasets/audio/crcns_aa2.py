@@ -182,9 +182,13 @@ class CRCNSAA2Dataset(SpikeAudioDataset):
             stim_index[(stim_class, wav)] = len(stims)
             stims.append(StimSource(wav_dir / wav, {"name": wav, "type": stim_class},
                                     expected_sr=self.sample_rate))
+        quirks: dict[str, int] = {}
+        if unlabelled and regions:
+            quirks["cells_without_region"] = len(unlabelled)
         trials = collect_trials(protocols, stim_index, owner=owner,
-                                wav_dir_for={c: wav_dir for c in params["stimuli"]})
-        return SpikeRecording(stims=stims, neurons=neurons, trials=trials)
+                                wav_dir_for={c: wav_dir for c in params["stimuli"]},
+                                quirks=quirks)
+        return SpikeRecording(stims=stims, neurons=neurons, trials=trials, quirks=quirks)
 
 
 def _read_regions(path: Path, owner: str) -> dict[str, str]:
