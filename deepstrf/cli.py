@@ -108,16 +108,16 @@ def cmd_download(args: argparse.Namespace) -> int:
 def _print_entry(entry: Path, manifest: dict | None, indent: str = "  ") -> None:
     size = human_size(_dir_size(entry))
     if manifest is None:
-        print(f"{indent}{entry.name}  {size}  INCOMPLETE or unreadable (remove with "
-              "`deepstrf cache clear`)")
+        print(f"{indent}{entry.name}  {size}  DAMAGED or incomplete: rebuilt on use (remove "
+              "with `deepstrf cache clear`)")
         return
     params = manifest.get("parameters", {})
     shown = ", ".join(f"{k}={v}" for k, v in params.items() if k != "front_end")
     front = params.get("front_end", {})
-    if front:
+    if isinstance(front, dict) and front:
         shown += f", dt_ms={front.get('dt_ms')}"
         shown += ", waveform" if front.get("return_waveform") else \
-            f", {front.get('spectrogram', {}).get('n_bands')} bands"
+            f", {(front.get('spectrogram') or {}).get('n_bands')} bands"
     counts = manifest.get("counts", {})
     print(f"{indent}{entry.name}  {size}  created {manifest.get('created', '?')}  "
           f"N={counts.get('neurons', '?')} S={counts.get('stims', '?')}  {shown}")
@@ -263,9 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (CLIError, OSError, ValueError, TypeError, RuntimeError, KeyError) as err:
+    except Exception as err:  # the one top-level handler: no traceback unless --debug
         if args.debug:
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        if not isinstance(err, (CLIError, OSError, ValueError, TypeError, RuntimeError,
+                                KeyError)):
+            # an error the library did not phrase for users: name its type and the way out
+            message = (f"{type(err).__name__}: {message}. Rerun with --debug for the "
+                       "traceback and report it if the message does not say what to do.")
         print(f"deepstrf: error: {message}", file=sys.stderr)
         return 1

@@ -279,3 +279,25 @@ def test_moving_the_data_keeps_the_cache(toy_root, tmp_path):
     (moved / "raw" / "values.txt").unlink()  # and still found once the raw files are gone
     c = ToySource(moved)
     assert ToySource.builds == 1 and same_data(a, c)
+
+
+@pytest.mark.parametrize("damage", [
+    {"files": "oops"}, {"files": None}, {"files": ["stims.npy"]}, {"counts": "3"},
+    {"parameters": None}, "not json", [1, 2]])
+def test_damaged_manifest_marks_the_entry_invalid(toy_root, damage, capsys):
+    from deepstrf.cli import main
+
+    ToySource(toy_root)
+    (entry, _), = list_entries(toy_root / "processed")
+    path = entry / "manifest.json"
+    if isinstance(damage, dict):
+        record = json.loads(path.read_text())
+        record.update(damage)
+        path.write_text(json.dumps(record))
+    else:
+        path.write_text(damage if isinstance(damage, str) else json.dumps(damage))
+    assert list_entries(toy_root / "processed") == [(entry, None)]
+    assert verify_entry(entry)  # problems reported, no crash
+    ToySource(toy_root)  # rebuilt on use instead of an AttributeError
+    assert ToySource.builds == 2
+    assert list_entries(toy_root / "processed")[0][1]["complete"] is True

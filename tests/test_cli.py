@@ -115,3 +115,20 @@ def test_module_entry_point():
     proc = subprocess.run([sys.executable, "-m", "deepstrf", "list"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and "aa1" in proc.stdout
+
+
+def test_unexpected_error_is_one_line_without_traceback(capsys, monkeypatch):
+    import zipfile
+
+    import deepstrf.cli as cli
+
+    def boom(args):
+        raise zipfile.BadZipFile("File is not a zip file")
+
+    monkeypatch.setattr(cli, "cmd_list", boom)
+    code, out, err = run(capsys, "list")
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith("deepstrf: error: BadZipFile: File is not a zip file")
+    assert "--debug" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(zipfile.BadZipFile):
+        main(["--debug", "list"])

@@ -55,6 +55,7 @@ __all__ = [
     "cached_build",
     "list_entries",
     "load_entry",
+    "manifest_problems",
     "raw_fingerprint",
     "verify_entry",
     "write_entry",
@@ -258,19 +259,58 @@ def write_entry(entry_dir: Path, data: BuiltData, manifest: dict[str, Any]) -> P
     return entry_dir
 
 
-def read_manifest(entry_dir: Path) -> dict[str, Any] | None:
-    """The entry's manifest if the entry is complete and sane, else None."""
+def manifest_problems(manifest: Any) -> list[str]:
+    """What is wrong with a parsed manifest's schema (empty when it is usable).
+
+    The one place the manifest's shape is checked: every reader of a manifest
+    (loading, listing, verifying, the command line) goes through it, so a
+    hand-edited or damaged manifest marks its entry invalid instead of
+    crashing whoever reads it.
+    """
+    if not isinstance(manifest, dict):
+        return [f"manifest.json holds a {type(manifest).__name__}, expected a JSON object"]
+    problems = []
+    if manifest.get("complete") is not True:
+        problems.append("the entry is not marked complete")
+    if manifest.get("storage_format_version") != STORAGE_FORMAT_VERSION:
+        problems.append(f"storage_format_version is {manifest.get('storage_format_version')!r},"
+                        f" expected {STORAGE_FORMAT_VERSION}")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        problems.append(f"'files' is {files!r}, expected an object of file records")
+    else:
+        for name, info in files.items():
+            if not (isinstance(info, dict) and isinstance(info.get("bytes"), int)
+                    and isinstance(info.get("sha256"), str)):
+                problems.append(f"files[{name!r}] is {info!r}, expected "
+                                "{'bytes': int, 'sha256': str}")
+    for name in ("parameters", "counts"):
+        if name in manifest and not isinstance(manifest[name], dict):
+            problems.append(f"{name!r} is {manifest[name]!r}, expected an object")
+    for name in ("key", "created", "params_key"):
+        if name in manifest and not isinstance(manifest[name], str):
+            problems.append(f"{name!r} is {manifest[name]!r}, expected a string")
+    return problems
+
+
+def _parse_manifest(entry_dir: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """``(manifest, problems)``: the manifest only when its schema is sane."""
     try:
         manifest = json.loads((Path(entry_dir) / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError) as err:
+        return None, [f"manifest.json unreadable: {err}"]
+    problems = manifest_problems(manifest)
+    return (None if problems else manifest), problems
+
+
+def read_manifest(entry_dir: Path) -> dict[str, Any] | None:
+    """The entry's manifest if the entry is complete and sane, else None."""
+    manifest, _ = _parse_manifest(entry_dir)
+    if manifest is None:
         return None
-    if not isinstance(manifest, dict) or manifest.get("complete") is not True:
-        return None
-    if manifest.get("storage_format_version") != STORAGE_FORMAT_VERSION:
-        return None
-    for name, info in manifest.get("files", {}).items():
+    for name, info in manifest["files"].items():
         path = Path(entry_dir) / name
-        if not path.is_file() or path.stat().st_size != info.get("bytes"):
+        if not path.is_file() or path.stat().st_size != info["bytes"]:
             return None
     return manifest
 
@@ -308,20 +348,16 @@ def load_entry(entry_dir: Path) -> tuple[BuiltData, dict[str, Any]]:
 def verify_entry(entry_dir: Path) -> list[str]:
     """Re-hash an entry's files; return a list of problems (empty when intact)."""
     entry_dir = Path(entry_dir)
-    try:
-        manifest = json.loads((entry_dir / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        return [f"manifest.json unreadable: {err}"]
-    problems = []
-    if manifest.get("complete") is not True:
-        problems.append("the entry is not marked complete")
-    for name, info in manifest.get("files", {}).items():
+    manifest, problems = _parse_manifest(entry_dir)
+    if manifest is None:
+        return problems
+    for name, info in manifest["files"].items():
         path = entry_dir / name
         if not path.is_file():
             problems.append(f"{name} is missing")
-        elif path.stat().st_size != info.get("bytes"):
-            problems.append(f"{name} has {path.stat().st_size} bytes, expected {info.get('bytes')}")
-        elif _sha256_file(path) != info.get("sha256"):
+        elif path.stat().st_size != info["bytes"]:
+            problems.append(f"{name} has {path.stat().st_size} bytes, expected {info['bytes']}")
+        elif _sha256_file(path) != info["sha256"]:
             problems.append(f"{name} does not match its recorded sha256")
     return problems
 
