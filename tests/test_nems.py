@@ -548,6 +548,19 @@ def test_duplicate_and_unknown_members(tmp_path: Path, mini: Mini) -> None:
     assert rec.quirks == {"unknown_members": 2}
 
 
+def test_later_views_are_skipped_and_reported(tmp_path: Path, mini: Mini) -> None:
+    extra = {f"01.{REC}.resp.json": b"{}", f"01.{REC}.resp.h5": b"",
+             f"02.OTHER.pop.csv": b"1\n"}
+    path = fx.write_nems_recording(tmp_path / "v.tgz", REC, mini.meta, mini.signals,
+                                   extra_files=extra)
+    with pytest.warns(DataQuirkWarning) as caught:
+        rec = nems.read_recording(path)
+    assert rec.quirks == {"ignored_views": 2, "unknown_members": 1}
+    assert any("later NEMS0 views" in str(w.message) for w in caught)
+    np.testing.assert_array_equal(rec["resp"].spike_times[mini.spk_chans[1]],
+                                  mini.spikes[mini.spk_chans[1]])
+
+
 def test_tolerated_sidecar_gaps(tmp_path: Path, mini: Mini) -> None:
     side = _sidecar(mini, "pop")
     del side["segments"], side["signal_type"]

@@ -817,8 +817,8 @@ def _read_h5(stream: IO[bytes], size: int, archive: str, member: str) -> dict[st
     return datasets
 
 
-def _quirk(quirks: dict[str, int], kind: str, message: str) -> None:
-    quirks[kind] = quirks.get(kind, 0) + 1
+def _quirk(quirks: dict[str, int], kind: str, message: str, count: int = 1) -> None:
+    quirks[kind] = quirks.get(kind, 0) + count
     warnings.warn(message, DataQuirkWarning, stacklevel=4)
 
 
@@ -826,6 +826,7 @@ def _quirk(quirks: dict[str, int], kind: str, message: str) -> None:
 # One pass over a recording's members
 # ---------------------------------------------------------------------------
 
+_VIEW = re.compile(r"^\d+\.")
 _KIND_BY_SUFFIX = ((".meta.json", "meta"), (".epoch.csv", "epochs"), (".json", "sidecar"),
                    (".csv", "csv"), (".h5", "h5"))
 
@@ -852,6 +853,7 @@ class _Pieces:
     text: dict[tuple[str, str], tuple[str, str, bytes]] = field(default_factory=dict)
     data: dict[str, tuple[str, str, Any]] = field(default_factory=dict)  # sig -> (member, ext, x)
     prefixes: dict[str, set[str]] = field(default_factory=dict)          # sig -> prefixes
+    views: list[tuple[str, str]] = field(default_factory=list)           # (member, prefix)
 
 
 def _collect(members: Iterator[tuple[str, int, IO[bytes]]], archive: str,
@@ -867,6 +869,10 @@ def _collect(members: Iterator[tuple[str, int, IO[bytes]]], archive: str,
         kind, prefix, signal = found
         if kind == "meta":
             pieces.meta.append((member, prefix, stream.read()))
+            continue
+        if _VIEW.match(prefix):
+            # '<view>.<rec>.<sig>.*': a signal NEMS0 saved again for a later view
+            pieces.views.append((member, prefix))
             continue
         pieces.prefixes.setdefault(signal, set()).add(prefix)
         if kind in ("sidecar", "epochs"):
@@ -906,14 +912,18 @@ def _assemble(pieces: _Pieces, archive: str, wanted: frozenset[str] | None, load
     if not isinstance(meta, dict):
         raise NemsFormatError(archive, meta_member, f"the recording meta must be a JSON object; "
                                                     f"got {type(meta).__name__}.")
-    # NEMS0 saves a signal changed in a later view as '<view>.<rec>.<sig>.*'; view 0 is the data.
-    view = re.compile(r"^\d+\." + re.escape(rec_name) + "$")
-    views = {sig for sig, prefixes in pieces.prefixes.items() if all(view.match(p) for p in
-                                                                       prefixes)}
-    available = tuple(s for s in pieces.prefixes if s not in views)
-    if views:
-        _quirk(quirks, "ignored_views", f"{archive}: signals saved only as later NEMS views "
-                                        f"({', '.join(sorted(views))}) were skipped.")
+    if pieces.views:
+        later = [m for m, p in pieces.views if p.split(".", 1)[1] == rec_name]
+        other = [m for m, p in pieces.views if p.split(".", 1)[1] != rec_name]
+        if later:
+            _quirk(quirks, "ignored_views", f"{archive}: {len(later)} member(s) of later NEMS0 "
+                                            f"views were skipped; view 0 is read (e.g. "
+                                            f"{later[0]!r}).", len(later))
+        if other:
+            _quirk(quirks, "unknown_members", f"{archive}: {len(other)} member(s) named like "
+                                              f"no signal of recording {rec_name!r} were "
+                                              f"skipped (e.g. {other[0]!r}).", len(other))
+    available = tuple(pieces.prefixes)
     if wanted is None:
         selected = available
     else:
@@ -954,7 +964,7 @@ def _assemble(pieces: _Pieces, archive: str, wanted: frozenset[str] | None, load
             default_end = len(payload)
         segments = _parse_segments(raw, default_end, archive, side_member, quirks)
         chans = tuple(raw["chans"]) if raw.get("chans") is not None else None
-        sidecar = SignalSidecar(name=sig, recording=str(raw.get("recording", prefix)),
+        sidecar = SignalSidecar(name=sig, recording=str(raw.get("recording") or prefix),
                                 signal_type=kind, fs=fs, chans=chans, segments=segments,
                                 meta=raw.get("meta") or {}, raw=raw, archive=archive,
                                 member=side_member)
