@@ -893,9 +893,9 @@ def _collect(members: Iterator[tuple[str, int, IO[bytes]]], archive: str,
                 payload = _read_h5(stream, size, archive, member)
         pieces.data[signal] = (member, kind, payload)
     if unknown:
-        quirks["unknown_members"] = quirks.get("unknown_members", 0) + len(unknown)
-        warnings.warn(f"{archive}: {len(unknown)} member(s) that are not NEMS0 recording files "
-                      f"were skipped (e.g. {unknown[0]!r}).", DataQuirkWarning, stacklevel=3)
+        _quirk(quirks, "unknown_members", f"{archive}: {len(unknown)} member(s) that are not "
+                                          f"NEMS0 recording files were skipped (e.g. "
+                                          f"{unknown[0]!r}).", len(unknown))
     return pieces
 
 
@@ -927,7 +927,7 @@ def _assemble(pieces: _Pieces, archive: str, wanted: frozenset[str] | None, load
     if wanted is None:
         selected = available
     else:
-        missing = [s for s in wanted if s not in available]
+        missing = sorted(s for s in wanted if s not in available)
         if missing:
             raise NemsFormatError(archive, None, f"no signal {', '.join(map(repr, missing))}; "
                                                  f"the archive holds {', '.join(available)}.")
@@ -1103,7 +1103,10 @@ def _read_stream(fileobj: IO[bytes], archive: str, wanted: frozenset[str] | None
     with _archive_errors(archive):
         pieces = _collect(_tar_members(fileobj, archive), archive, wanted, load_data, dtype,
                           quirks)
-    return _assemble(pieces, archive, wanted, load_data, quirks)
+    recording = _assemble(pieces, archive, wanted, load_data, quirks)
+    logger.debug("read %s: signals %s of %s", archive, ", ".join(recording.sidecars),
+                 ", ".join(recording.available))
+    return recording
 
 
 def _check_path(path: PathType) -> Path:
