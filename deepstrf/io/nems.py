@@ -115,8 +115,6 @@ _RECORDING_SUFFIXES = (".tgz", ".tar.gz")
 _EPS = float(np.finfo(np.float64).eps)
 # HDF5 members up to this size are read in memory, larger ones via a temporary file.
 _H5_IN_MEMORY = 64 << 20
-# Raw CSV bytes parsed per chunk (lines are never split between chunks).
-_CSV_CHUNK = 16 << 20
 
 
 class NemsFormatError(RawDataError):
@@ -732,66 +730,33 @@ def _check_epochs_in_segments(epochs: EpochTable, fs: float, segments: np.ndarra
 
 def _read_raster_csv(stream: IO[bytes], archive: str, member: str,
                      dtype: np.dtype) -> np.ndarray:
-    """Parse a RasterizedSignal CSV chunk by chunk; ``(rows, columns)``."""
-    blocks: list[np.ndarray] = []
-    n_cols: int | None = None
-    line0 = 0
-    tail = b""
-    while True:
-        data = stream.read(_CSV_CHUNK)
-        chunk = tail + data
-        if data:
-            cut = chunk.rfind(b"\n") + 1
-            if cut == 0:
-                tail = chunk
-                continue
-            chunk, tail = chunk[:cut], chunk[cut:]
-        else:
-            tail = b""
-        if chunk.strip():
-            block = _parse_csv_block(chunk, line0, archive, member)
-            if n_cols is None:
-                n_cols = block.shape[1]
-            elif block.shape[1] != n_cols:
-                raise NemsFormatError(archive, member, f"line {line0 + 1} has {block.shape[1]} "
-                                                       f"columns, the lines before {n_cols}.")
-            blocks.append(block.astype(dtype, copy=False))
-            line0 += chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
-        if not data:
-            break
-    if not blocks:
-        return np.zeros((0, 0), dtype=dtype)
-    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    """Parse a RasterizedSignal CSV as it streams out of the archive; ``(rows, columns)``.
+
+    numpy's C reader fills the array in place (no second copy). Blank lines
+    are skipped, as NEMS0's ``pandas.read_csv`` skips them; the row count is
+    checked against the sidecar's segments afterwards.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="loadtxt: input contained no data")
+        try:
+            return np.loadtxt(stream, delimiter=",", dtype=dtype, ndmin=2, comments=None)
+        except ValueError as err:
+            raise NemsFormatError(archive, member, _csv_problem(str(err))) from err
 
 
-def _parse_csv_block(chunk: bytes, line0: int, archive: str, member: str) -> np.ndarray:
-    if chunk.startswith(b"\n") or b"\n\n" in chunk or b"\n\r\n" in chunk:
-        lines = chunk.split(b"\n")
-        i = next(j for j, text in enumerate(lines[:-1]) if not text.strip())
-        raise NemsFormatError(archive, member, f"line {line0 + i + 1} is empty; a "
-                                               f"RasterizedSignal CSV has one row per sample.")
-    try:
-        return np.loadtxt(io.BytesIO(chunk), delimiter=",", dtype=np.float64, ndmin=2,
-                          comments=None)
-    except ValueError as err:
-        lines = chunk.split(b"\n")
-        expected = lines[0].count(b",") + 1
-        for j, text in enumerate(lines):
-            if not text.strip():
-                continue
-            fields = text.split(b",")
-            if len(fields) != expected:
-                raise NemsFormatError(
-                    archive, member, f"line {line0 + j + 1} has {len(fields)} columns, the "
-                                     f"lines before {expected}.") from err
-            for value in fields:
-                try:
-                    float(value)
-                except ValueError:
-                    raise NemsFormatError(
-                        archive, member, f"line {line0 + j + 1}: {value[:40]!r} is not a "
-                                         f"number (NaN must be written 'nan').") from err
-        raise NemsFormatError(archive, member, f"unreadable CSV ({err}).") from err
+def _csv_problem(message: str) -> str:
+    """numpy's loadtxt message in terms of 1-based file lines."""
+    found = re.search(r"number of columns changed from (\d+) to (\d+) at row (\d+)", message)
+    if found:
+        before, now, row = found.groups()
+        return f"line {row} has {now} columns, the lines before {before}."
+    found = re.search(r"could not convert string (.+) to \w+ at row (\d+), column (\d+)",
+                      message)
+    if found:
+        token, row, column = found.groups()
+        return (f"line {int(row) + 1}, column {column}: {token} is not a number (NaN must be "
+                f"written 'nan').")
+    return f"unreadable RasterizedSignal CSV ({message})."
 
 
 def _read_h5(stream: IO[bytes], size: int, archive: str, member: str) -> dict[str, np.ndarray]:
