@@ -165,6 +165,21 @@ def test_raster_extract_epoch(mini: Mini) -> None:
     assert np.isnan(uneven[1, :, 5:]).all()
 
 
+def test_small_shapes_and_quoted_names(tmp_path: Path) -> None:
+    rows = [(0.0, 0.05, 'STIM_a, "quoted".wav'), (0.05, 0.1, "STIM_b.wav")]
+    path = fx.write_nems_recording(tmp_path / "s.tgz", "SML001a", {}, {
+        "one": fx.RasterSpec(np.arange(10.0).reshape(10, 1), 100, rows, chans=["c"]),
+        "none": fx.RasterSpec(np.zeros((0, 2)), 100, [], chans=["a", "b"], segments=[[0, 0]]),
+        "flat": fx.PointProcessSpec({"c": np.array([[0.01], [0.02]])}, 100, rows)})
+    rec = nems.read_recording(path)
+    np.testing.assert_array_equal(rec["one"].values, np.arange(10.0).reshape(10, 1))
+    assert rec["none"].values.shape == (0, 2) and len(rec["none"].epochs) == 0
+    assert rec["one"].epochs.name == ('STIM_a, "quoted".wav', "STIM_b.wav")
+    np.testing.assert_array_equal(rec["flat"].spike_times["c"], [0.01, 0.02])
+    np.testing.assert_array_equal(rec["one"].extract_epoch('STIM_a, "quoted".wav')[0, 0],
+                                  np.arange(5.0))
+
+
 def test_multi_segment_rows(tmp_path: Path) -> None:
     # Two stored pieces of the time line: samples [0, 30) and [50, 80) of the recording.
     values = np.arange(60 * 2, dtype=np.float64).reshape(60, 2)

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import gzip
 import io
 import json
@@ -392,10 +393,16 @@ class EpochTable:
                 counts[name] += 1
         return counts
 
+    @functools.cached_property
+    def _rows_by_name(self) -> dict[str, list[int]]:
+        rows: dict[str, list[int]] = {}
+        for i in self._order():
+            rows.setdefault(self.name[i], []).append(int(i))
+        return rows
+
     def occurrences(self, name: str) -> np.ndarray:
         """``(R, 2)`` float64 ``[start, end]`` seconds of epoch ``name``, by start time."""
-        order = self._order()
-        rows = [i for i in order if self.name[i] == name]
+        rows = self._rows_by_name.get(name, [])
         return np.stack([self.start[rows], self.end[rows]], axis=1) if rows else \
             np.zeros((0, 2))
 
