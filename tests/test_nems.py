@@ -663,3 +663,21 @@ def test_fixture_is_reproducible(tmp_path: Path) -> None:
 def test_replace_member_needs_one_match(mini: Mini) -> None:
     with pytest.raises(ValueError, match="4 members end with '.json'"):
         fx.replace_member(mini.path, ".json", None)
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    result = doctest.testmod(nems, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 2 and result.failed == 0
+
+
+def test_reader_imports_neither_torch_nor_h5py_up_front() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, deepstrf.io.nems, deepstrf.testing.fixtures.nems; "
+            "print(sorted(m for m in ('torch', 'h5py') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"
