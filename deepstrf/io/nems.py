@@ -27,8 +27,10 @@ Each holds, under one wrapper folder (any name; none is accepted too),
 
 :func:`read_recording` reads one recording in a single sequential pass over
 the archive: small members (JSON, epoch tables) are read whole, a CSV is
-parsed in chunks as it streams out of the gzip, an HDF5 member is copied to
-a temporary file (HDF5 needs random access) and read from there. Archives
+parsed by numpy's C reader as it streams out of the gzip (about 3 million
+values a second, so a NAT4-sized population raster of 75 million values
+takes some 25 s), an HDF5 member is copied to memory or, above 64 MB, to a
+temporary file (HDF5 needs random access) and read from there. Archives
 nested in archives (``<area>_single_sites.zip`` of ``.tgz``, Espejo's
 ``.tgz`` of ``.tgz``) are read the same way, member by member from disk
 (:func:`iter_recordings`, ``read_recording(container, member=...)``); the
