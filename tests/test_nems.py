@@ -189,6 +189,9 @@ def test_multi_segment_rows(tmp_path: Path) -> None:
     sig = nems.read_recording(path)["resp"]
     np.testing.assert_array_equal(sig.extract_epoch("B")[0], values[30:60].T)
     np.testing.assert_array_equal(sig.extract_epoch("A")[0], values[0:30].T)
+    np.testing.assert_array_equal(sig.extract(np.array([[55, 60]]))[0], values[35:40].T)
+    with pytest.raises(ValueError, match=r"samples \[25, 55\] are not inside one stored segment"):
+        sig.extract(np.array([[25, 55]]))
 
 
 @pytest.mark.parametrize("wrapper", ["", "some_other_folder", "a/b"])

@@ -460,7 +460,13 @@ class SignalSidecar:
         bounds = _check_bounds(bounds)
         seg = self.segments
         offsets = np.concatenate([[0], np.cumsum(seg[:, 1] - seg[:, 0])[:-1]])
-        k = np.clip(np.searchsorted(seg[:, 0], bounds[:, 0], side="right") - 1, 0, len(seg) - 1)
+        k = np.searchsorted(seg[:, 0], bounds[:, 0], side="right") - 1
+        inside = (k >= 0) & (bounds[:, 1] <= seg[np.clip(k, 0, None), 1])
+        if not inside.all():
+            i = int(np.flatnonzero(~inside)[0])
+            raise ValueError(f"{self.archive}, member {self.member!r}: samples "
+                             f"{bounds[i].tolist()} are not inside one stored segment "
+                             f"{seg.tolist()}.")
         return bounds - seg[k, :1] + offsets[k, None]
 
 
@@ -544,7 +550,7 @@ class PointProcess(_Signal):
 
 @dataclass(frozen=True, eq=False)
 class TiledSignal(_Signal):
-    """A TiledSignal: one ``(F, T)`` array per epoch name, in file order."""
+    """A TiledSignal: one ``(F, T)`` array per epoch name (HDF5's alphabetical order)."""
 
     tiles: Mapping[str, np.ndarray] = field(default_factory=dict)
 
@@ -584,11 +590,11 @@ class NemsRecording:
     def __getitem__(self, name: str) -> RasterizedSignal | PointProcess | TiledSignal:
         try:
             return self.signals[name]
-        except KeyError:
+        except KeyError as err:
             read = ", ".join(self.signals) or "none (load_data=False)"
             raise KeyError(f"{self.archive}: signal {name!r} was not read; read: {read}; in "
                            f"the archive: {', '.join(self.available)}. Pass signals=[...] "
-                           f"naming it.") from None
+                           f"naming it.") from err
 
     def __contains__(self, name: object) -> bool:
         return name in self.signals
@@ -612,7 +618,7 @@ def _parse_json(data: bytes, archive: str, member: str, what: str) -> Any:
         raise NemsFormatError(archive, member, f"the {what} is not valid JSON ({err}).") from err
 
 
-def _parse_sidecar(data: bytes, signal: str, prefix: str, archive: str, member: str,
+def _parse_sidecar(data: bytes, archive: str, member: str,
                    quirks: dict[str, int]) -> tuple[dict, str]:
     """Parse and check the sidecar except ``segments``; return (raw dict, signal type)."""
     raw = _parse_json(data, archive, member, "signal sidecar")
@@ -917,7 +923,7 @@ def _assemble(pieces: _Pieces, archive: str, wanted: frozenset[str] | None, load
             raise NemsFormatError(archive, some_member, f"signal {sig!r} has no JSON sidecar "
                                                         f"('<rec>.{sig}.json').")
         side_member, prefix, side_bytes = pieces.text[(sig, "sidecar")]
-        raw, kind = _parse_sidecar(side_bytes, sig, prefix, archive, side_member, quirks)
+        raw, kind = _parse_sidecar(side_bytes, archive, side_member, quirks)
         if (sig, "epochs") not in pieces.text:
             raise NemsFormatError(archive, side_member, f"signal {sig!r} has no epoch table "
                                                         f"('<rec>.{sig}.epoch.csv').")
