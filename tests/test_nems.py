@@ -240,8 +240,8 @@ def test_argument_errors(tmp_path: Path, mini: Mini) -> None:
 # ---------------------------------------------------------------------------
 
 def _two_sites(tmp_path: Path) -> tuple[Mini, Mini]:
-    return (Mini(tmp_path / "s1", seed=1, name=f"A1_{REC}_{'ab' * 20}.tgz"),
-            Mini(tmp_path / "s2", seed=2, name=f"A1_TST016b_{'cd' * 20}.tgz"))
+    return (Mini(tmp_path / "s1", seed=1, name=f"A1_{REC}_{fx.hex_id(REC)}.tgz"),
+            Mini(tmp_path / "s2", seed=2, name=f"A1_TST016b_{fx.hex_id('TST016b')}.tgz"))
 
 
 def test_zip_of_recordings(tmp_path: Path) -> None:
@@ -661,6 +661,11 @@ def test_fixture_is_reproducible(tmp_path: Path) -> None:
     assert zips[0].read_bytes() == zips[1].read_bytes()
     with zipfile.ZipFile(zips[0]) as zf:
         assert zf.namelist() == ["x/", "x/a.tgz"]
+
+
+def test_hex_id() -> None:
+    assert fx.hex_id("TNC015a") == fx.hex_id("TNC015a") != fx.hex_id("TNC016a")
+    assert len(fx.hex_id("x")) == 40 and int(fx.hex_id("x"), 16) >= 0
 
 
 def test_replace_member_needs_one_match(mini: Mini) -> None:
