@@ -258,6 +258,7 @@ def test_zip_of_recordings(tmp_path: Path) -> None:
             np.testing.assert_array_equal(rec["resp"].spike_times[chan], truth.spikes[chan])
     direct = nems.read_recording(container, member=names[1], signals=["pop"])
     np.testing.assert_array_equal(direct["pop"].values, two.pop)
+    _expect(container, None, "is a zip of recordings, not a recording; pass member=")
     only = list(nems.iter_recordings(container, members=[names[1]], load_data=False))
     assert [n for n, _ in only] == [names[1]]
 
@@ -276,6 +277,7 @@ def test_tgz_of_recordings(tmp_path: Path) -> None:
                                   two.tiles["STIM_v.wav"])
     direct = nems.read_recording(container, member=names[0], signals="resp")
     assert direct.archive == f"{container} > {names[0]}"
+    _expect(container, None, "It holds recording archives .'A1_natural_sounds/NAT/A1_TST015a")
     with pytest.raises(MissingRawDataError, match="holds no recording 'nope.tgz'"):
         nems.read_recording(container, member="nope.tgz")
     with pytest.raises(MissingRawDataError, match="'nope.tgz'"):

@@ -834,13 +834,14 @@ class _Pieces:
     data: dict[str, tuple[str, str, Any]] = field(default_factory=dict)  # sig -> (member, ext, x)
     prefixes: dict[str, set[str]] = field(default_factory=dict)          # sig -> prefixes
     views: list[tuple[str, str]] = field(default_factory=list)           # (member, prefix)
+    unknown: list[str] = field(default_factory=list)
 
 
 def _collect(members: Iterator[tuple[str, int, IO[bytes]]], archive: str,
              wanted: frozenset[str] | None, load_data: bool, dtype: np.dtype,
              quirks: dict[str, int]) -> _Pieces:
     pieces = _Pieces()
-    unknown: list[str] = []
+    unknown = pieces.unknown  # reported once the archive is known to be a recording
     for member, size, stream in members:
         found = _classify(posixpath.basename(member))
         if found is None:
@@ -872,21 +873,25 @@ def _collect(members: Iterator[tuple[str, int, IO[bytes]]], archive: str,
             else:
                 payload = _read_h5(stream, size, archive, member)
         pieces.data[signal] = (member, kind, payload)
-    if unknown:
-        _quirk(quirks, "unknown_members", f"{archive}: {len(unknown)} member(s) that are not "
-                                          f"NEMS0 recording files were skipped (e.g. "
-                                          f"{unknown[0]!r}).", len(unknown))
     return pieces
 
 
 def _assemble(pieces: _Pieces, archive: str, wanted: frozenset[str] | None, load_data: bool,
               quirks: dict[str, int]) -> NemsRecording:
     if not pieces.meta:
+        inner = [m for m in pieces.unknown if _is_recording_name(m)]
+        hint = (f" It holds recording archives ({inner[0]!r}, ...): read them with "
+                f"iter_recordings() or read_recording(..., member=...)." if inner else "")
         raise NemsFormatError(archive, None, "no '<recording>.meta.json' member; this is not a "
-                                             "NEMS0 recording archive (or it is truncated).")
+                                             "NEMS0 recording archive (or it is truncated)."
+                                             + hint)
     if len(pieces.meta) > 1:
         raise NemsFormatError(archive, pieces.meta[1][0], f"a second meta file (the first is "
                                                           f"{pieces.meta[0][0]!r}).")
+    if pieces.unknown:
+        _quirk(quirks, "unknown_members", f"{archive}: {len(pieces.unknown)} member(s) that are "
+                                          f"not NEMS0 recording files were skipped (e.g. "
+                                          f"{pieces.unknown[0]!r}).", len(pieces.unknown))
     meta_member, rec_name, meta_bytes = pieces.meta[0]
     meta = _parse_json(meta_bytes, archive, meta_member, "recording meta file")
     if not isinstance(meta, dict):
@@ -1145,6 +1150,11 @@ def read_recording(path: PathType, *, member: str | None = None,
         raise ValueError(f"dtype must be a floating type (NaN marks missing samples); got "
                          f"{dtype}.")
     if member is None:
+        if source.suffix.lower() == ".zip":
+            raise NemsFormatError(str(source), None, f"is a zip of recordings, not a recording; "
+                                                     f"pass member= (one of "
+                                                     f"{', '.join(list_recordings(source)[:3])}"
+                                                     f", ...) or use iter_recordings().")
         if source.is_dir():
             archive = str(source)
             quirks: dict[str, int] = {}
