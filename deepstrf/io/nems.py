@@ -1319,8 +1319,9 @@ def stim_occurrences(epochs: EpochTable, fs: float, *,
             continue
         a, b = int(s0[i]), int(s1[i])
         lengths = []
-        for table, edge, inside in ((pre, a, lambda x, y: y <= b), (post, b, lambda x, y: x >= a)):
-            spans = {y - x for x, y in table.get(edge, ()) if inside(x, y)}
+        # silences that start with the occurrence / end with it, lying inside it
+        for spans in ({y - x for x, y in pre.get(a, ()) if y <= b},
+                      {y - x for x, y in post.get(b, ()) if x >= a}):
             if len(spans) > 1:
                 raise NemsFormatError(epochs.archive, epochs.member,
                                       f"occurrence of {name!r} at {epochs.start[i]!r} s is "
