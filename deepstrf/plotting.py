@@ -1,4 +1,6 @@
-"""Plots for datasets and encoding models (needs matplotlib: ``pip install 'deepstrf[plot]'``).
+"""Plots for datasets and encoding models.
+
+Needs matplotlib: ``pip install 'deepstrf-datasets[plot]'``.
 
 Every function draws on a new :class:`matplotlib.figure.Figure`, or on the
 figure or subfigure passed as ``fig`` (so several plots can share one image),
@@ -24,7 +26,7 @@ def _figure(fig: Any, figsize: tuple[float, float]) -> Any:
         from matplotlib.figure import Figure
     except ImportError as err:
         raise ImportError("deepstrf.plotting needs matplotlib, an optional dependency. Install "
-                          "it with: pip install 'deepstrf[plot]'  (or pip install "
+                          "it with: pip install 'deepstrf-datasets[plot]'  (or pip install "
                           "matplotlib).") from err
     return Figure(figsize=figsize, layout="constrained") if fig is None else fig
 
