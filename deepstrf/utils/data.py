@@ -312,10 +312,11 @@ def concat_neural_datasets(datasets: Sequence[NeuralDataset],
                         "Use [ds_a, ds_b] or ds_a + ds_b.")
     datasets = list(datasets)
     if not datasets:
-        raise ValueError("concat_neural_datasets needs at least one dataset; got none.")
+        raise ContractError("concat_neural_datasets needs at least one dataset; got none.")
     for i, d in enumerate(datasets):
         if not isinstance(d, NeuralDataset):
-            raise TypeError(f"datasets[{i}] is a {type(d).__name__}, not a NeuralDataset.")
+            raise ContractTypeError(f"datasets[{i}] is a {type(d).__name__}, not a "
+                                    "NeuralDataset.")
     if len(datasets) == 1:
         return datasets[0]
     first = datasets[0]
