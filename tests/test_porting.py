@@ -331,6 +331,32 @@ def test_normalized_corrcoef_with_a_single_repeat(method):
         normalized_corrcoef(pred, resp, single_repeat="one")
 
 
+def _their_schoppe_one_stimulus(pred, responses) -> np.ndarray:
+    """deepSTRF's 'schoppe' CCnorm for B = 1: Cov(pred, PSTH) / sqrt(Var(pred) SP)."""
+    out = []
+    for n in range(pred.shape[1]):
+        reps = responses[0, n].double().numpy()
+        reps = reps[~np.isnan(reps).all(axis=-1)]
+        r = len(reps)
+        psth = reps.mean(axis=0)
+        p = pred[0, n, 0].double().numpy()
+        sp = (r * psth.var(ddof=1) - reps.var(axis=-1, ddof=1).mean()) / (r - 1)
+        cov = ((p - p.mean()) * (psth - psth.mean())).sum() / (len(p) - 1)
+        out.append(cov / math.sqrt(p.var(ddof=1) * sp) if sp > 0 else np.nan)
+    return np.array(out)
+
+
+def test_normalized_corrcoef_on_one_stimulus_matches_deepstrf():
+    rng = np.random.default_rng(9)
+    rate = 3.0 * (1.2 + np.sin(np.linspace(0, 8 * np.pi, 80)))[None, None, None] \
+        * rng.uniform(0.5, 1.5, size=(1, 3, 1, 1))
+    resp = torch.from_numpy(rng.poisson(np.repeat(rate, 8, axis=2))).float()
+    resp[0, 1, 5:] = float("nan")
+    pred = torch.from_numpy(rate + rng.normal(0, 0.5, rate.shape)).float()
+    np.testing.assert_allclose(normalized_corrcoef(pred, resp, reduction="none").double().numpy(),
+                               _their_schoppe_one_stimulus(pred, resp), rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------
 # coherence and predictions with several repeats
 # ----------------------------------------------------------------------------
