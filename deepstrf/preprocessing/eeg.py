@@ -10,6 +10,7 @@ segment, on the response grid of ``dt_ms``:
    ``lp_freq_hz``; None leaves that side unfiltered);
 4. bring the trace to ``1000 / dt_ms`` Hz: ``method='resample'`` uses
    :meth:`mne.io.Raw.resample` (FFT, anti-aliased) on the whole recording,
+   padded so that output sample ``j`` lies exactly at ``j * dt_ms``,
    ``method='pool'`` averages blocks of whole samples
    (:func:`~deepstrf.preprocessing.continuous.pool_mean`) within each
    segment, so the bins start exactly at the segment onset;
@@ -67,6 +68,7 @@ import struct
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -115,6 +117,13 @@ _FIFF_BLOCK_END = 105
 _FIFF_NEXT_SEQ = 0
 _FIFF_NEXT_NONE = -1
 _TAG_HEADER = struct.Struct(">iiii")  # kind, type, size, next (big-endian)
+
+# Exact-grid resampling (_resample_exact): the largest rate-ratio denominator accepted, the
+# least edge padding per side (MNE's own minimum), and how many pad lengths to try for a fast
+# FFT size.
+_MAX_RATIO_DENOMINATOR = 10_000
+_MIN_RESAMPLE_PAD = 100
+_PAD_SEARCH = 5_000
 
 
 # ---------------------------------------------------------------------------
@@ -182,7 +191,11 @@ class EEGParams:
         mean of the good EEG channels; channel names re-reference to their
         mean (none of them may be bad).
     method : {'resample', 'pool'}, default 'resample'
-        ``'resample'``: MNE's FFT resampling of the whole recording.
+        ``'resample'``: MNE's FFT resampling of the whole recording, with
+        the padding chosen so that output sample ``j`` lies exactly at
+        ``j * dt_ms`` (MNE's default padding shifts the grid by up to half an
+        output sample); the last ``q - 1`` input samples, for a rate ratio
+        ``p / q``, are left out so the last output sample is fully recorded.
         ``'pool'``: mean of each block of ``sfreq * dt_ms / 1000`` input
         samples (must be a whole number), aligned to each segment onset.
         Pooling is a boxcar low-pass with weak stop-band rejection; set
@@ -739,7 +752,7 @@ def preprocess_raw(raw: mne.io.BaseRaw, segments: Mapping[str, int] | Sequence[t
                        verbose=level)
         if params.method == "resample" and not math.isclose(params.sfreq_out, sfreq,
                                                             rel_tol=1e-12):
-            raw.resample(params.sfreq_out, verbose=level)
+            _resample_exact(raw, params.dt_ms, source, level)
 
     bad_rows = np.array([ch in bad_set for ch in ch_names], dtype=bool)
     dt_s = params.dt_ms / 1000.0
@@ -790,6 +803,56 @@ def preprocess_raw(raw: mne.io.BaseRaw, segments: Mapping[str, int] | Sequence[t
         first_samp=first_samp, n_samples_in=n_samples_in, segments=out, cuts=cuts,
         missing=missing, bad_spans=spans, other_annotations=other, params=params,
         quirks=tuple(quirks))
+
+
+def _rate_ratio(sfreq: float, dt_ms: float) -> Fraction:
+    """``sfreq_out / sfreq`` as a fraction, from the decimal values the user gave."""
+    sfreq_q = Fraction(sfreq).limit_denominator(_MAX_RATIO_DENOMINATOR)
+    dt_q = Fraction(dt_ms).limit_denominator(_MAX_RATIO_DENOMINATOR)
+    return Fraction(1000) / (dt_q * sfreq_q)
+
+
+def _resample_exact(raw: mne.io.BaseRaw, dt_ms: float, source: str, level: str) -> None:
+    """FFT-resample ``raw`` to ``1000 / dt_ms`` Hz with output sample ``j`` at exactly ``j * dt``.
+
+    MNE's FFT resampling pads the trace (``npad='auto'``: to a power of two)
+    and then drops ``round(ratio * npad)`` output samples from the front and
+    works on ``round(ratio * padded_length)`` samples. When those products are
+    not whole numbers the output grid is shifted and stretched: 500 Hz to
+    100 Hz on a 20 s recording put sample ``j`` 4 ms before ``j * 10 ms``.
+    So the recording is cut to a whole number of output periods (at most
+    ``q - 1`` input samples, where ``ratio = p / q``, leave the end: they
+    would make a part-recorded last sample) and padded on each side by a
+    multiple of ``q``, chosen so that the FFT length factors into small
+    primes.
+    """
+    from scipy.fft import next_fast_len
+
+    ratio = _rate_ratio(float(raw.info["sfreq"]), dt_ms)
+    q = ratio.denominator
+    n_keep = (raw.n_times // q) * q
+    if q > _MAX_RATIO_DENOMINATOR or n_keep == 0:
+        raise RawDataError(
+            f"{source}: cannot resample this {raw.info['sfreq']:g} Hz recording of "
+            f"{raw.n_times} samples to {1000.0 / dt_ms:g} Hz on an exact grid (rate ratio "
+            f"{ratio}); choose a dt_ms that makes a simpler ratio, or method='pool'.")
+    if n_keep < raw.n_times:
+        raw.crop(tmin=0.0, tmax=(n_keep - 1) / raw.info["sfreq"], include_tmax=True,
+                 verbose=level)
+        if raw.n_times != n_keep:  # pragma: no cover - MNE's crop rounds to samples
+            raise RuntimeError(f"{source}: cropping to {n_keep} samples kept {raw.n_times}.")
+    base = q * -(-_MIN_RESAMPLE_PAD // q)
+    npad = base
+    for k in range(_PAD_SEARCH):
+        candidate = base + k * q
+        if next_fast_len(n_keep + 2 * candidate, real=True) == n_keep + 2 * candidate:
+            npad = candidate
+            break
+    raw.resample(float(1000.0 / dt_ms), npad=npad, verbose=level)
+    expected = n_keep * ratio
+    if raw.n_times != expected:  # pragma: no cover - guards the arithmetic above
+        raise RuntimeError(f"{source}: resampling gave {raw.n_times} samples, expected "
+                           f"{expected}.")
 
 
 def _zero_nonfinite(x: np.ndarray) -> np.ndarray:
