@@ -577,3 +577,258 @@ def test_result_pickles(tmp_path):
 def test_public_names():
     for name in eeg.__all__:
         assert hasattr(eeg, name)
+
+
+# --- the Alice fixture: format ------------------------------------------------------
+
+from deepstrf.preprocessing.continuous import pool_mean, time_to_sample  # noqa: E402
+from deepstrf.testing.fixtures import alice as alice_fx  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def alice(tmp_path_factory):
+    root = tmp_path_factory.mktemp("alice")
+    return alice_fx.write_alice_eeg(root, subjects=("S01", "S26", "S44"),
+                                    first_samp={"S44": 2345}, seed=4)
+
+
+def test_alice_fixture_tree_and_file_format(alice):
+    root = alice.root
+    assert sorted(p.name for p in (root / "stimuli").iterdir()) == sorted(
+        [f"{s}.wav" for s in range(1, 13)] + ["AliceChapterOne-EEG.csv"])
+    assert sorted(p.name for p in (root / "eeg").iterdir()) == ["S01", "S26", "S44"]
+    for subject, record in alice.subjects.items():
+        assert record.path == root / "eeg" / subject / f"{subject}_alice-raw.fif"
+        raw = mne.io.read_raw_fif(record.path, verbose="error")
+        assert raw.info["sfreq"] == 500.0
+        assert tuple(raw.ch_names) == alice_fx.ALICE_FILE_CHANNELS
+        assert raw.ch_names[-4:] == ["VEOG", "Aux5", "AUD", "29"]
+        types = raw.get_channel_types()
+        assert types.count("eeg") == 61 and types[-4:-1] == ["stim"] * 3
+        assert raw.info["bads"] == list(record.bads) and record.bads
+        assert raw.info["highpass"] == pytest.approx(0.1) and raw.info["lowpass"] == 200.0
+        assert raw.info["meas_date"] is None
+        assert raw.first_samp == record.first_samp
+        assert raw.get_montage() is not None and len(raw.get_montage().ch_names) == 61
+        ann = raw.annotations
+        assert list(ann.description) == [str(s) for s in record.segments]
+        np.testing.assert_allclose(ann.duration, 0.1, atol=1e-5)   # FIF: float32 on/offsets
+        np.testing.assert_allclose(ann.onset - raw.first_samp / 500.0,
+                                   [record.onsets_s[s] for s in record.segments], atol=1e-5)
+        data = raw.get_data(picks=["25", "29"])
+        np.testing.assert_array_equal(data[0], -data[1])        # re-referenced to 25 & 29
+        assert 1e-6 < np.abs(raw.get_data(picks="eeg")).max() < 1e-3   # volts
+    assert alice.subjects["S26"].segments == tuple(range(2, 13))
+    assert alice.subjects["S26"].played == tuple(range(1, 13))
+    assert alice.subjects["S01"].segments == tuple(range(1, 13))
+
+
+def test_alice_fixture_segments_follow_each_other_like_the_real_recordings(alice):
+    for record in alice.subjects.values():
+        onsets = record.onsets_s
+        assert 1.6 <= onsets[1] <= 3.7
+        for s in range(1, 12):
+            gap = onsets[s + 1] - onsets[s] - alice.segments[s].duration_s
+            assert 0.04 <= gap <= 0.08
+        end = onsets[12] + alice.segments[12].duration_s
+        assert 0.4 <= record.n_samples / 500.0 - end <= 0.9 + 0.002
+
+
+def test_alice_fixture_stimuli(alice):
+    import soundfile
+
+    for s, seg in alice.segments.items():
+        info = soundfile.info(seg.wav)
+        assert (info.samplerate, info.channels, info.subtype) == (44100, 1, "PCM_16")
+        assert info.frames == seg.n_audio_samples == round(seg.duration_s * 44100)
+        assert seg.duration_s == pytest.approx(alice_fx.ALICE_SEGMENT_DURATIONS_S[s] / 20,
+                                               abs=1e-3)
+        # The wav's envelope is the known one: loud where it is high, quiet in pauses.
+        audio, _ = soundfile.read(seg.wav)
+        frames = np.abs(audio[:len(audio) // 441 * 441]).reshape(-1, 441).max(axis=1)
+        env = alice.truth.envelope(s, (np.arange(frames.size) + 0.5) / 100.0)
+        assert np.corrcoef(frames, env)[0, 1] > 0.9
+    text = alice.word_table.read_bytes()
+    assert text.startswith(",".join(alice_fx.WORD_TABLE_COLUMNS).encode() + b"\r\n")
+    import csv
+    rows = list(csv.DictReader(alice.word_table.open(newline="")))
+    assert tuple(rows[0]) == alice_fx.WORD_TABLE_COLUMNS
+    assert [r for r in rows] == [w for s in range(1, 13) for w in alice.segments[s].words]
+    for s in range(1, 13):
+        words = alice.segments[s].words
+        assert words and all(w["Segment"] == str(s) for w in words)
+        onsets = alice.segments[s].word_onsets_s()
+        assert (np.diff(onsets) > 0).all() and onsets[0] > 0
+        assert float(words[-1]["offset"]) < alice.segments[s].duration_s
+    orders = [int(r["Order"]) for r in rows]
+    assert orders == sorted(set(orders))
+
+
+def test_alice_fixture_sharded_layout_and_zips(tmp_path):
+    fx = alice_fx.write_alice_eeg(tmp_path / "tree", subjects=("S01", "S22", "S48"),
+                                  layout="sharded", segment_durations_s=40.0)
+    assert {s: r.shard for s, r in fx.subjects.items()} == {"S01": 0, "S22": 1, "S48": 2}
+    for s, r in fx.subjects.items():
+        assert r.path == tmp_path / "tree" / f"eeg.{r.shard}" / "eeg" / s / f"{s}_alice-raw.fif"
+    import zipfile
+    zips = alice_fx.write_alice_zips(fx, tmp_path / "zips")
+    assert sorted(zips) == sorted(alice_fx.ALICE_ZIPS)
+    names = {k: sorted(zipfile.ZipFile(p).namelist()) for k, p in zips.items()}
+    assert names["eeg.1.zip"] == ["eeg/", "eeg/S22/", "eeg/S22/S22_alice-raw.fif"]
+    assert "stimuli/12.wav" in names["stimuli.zip"]
+    assert "stimuli/AliceChapterOne-EEG.csv" in names["stimuli.zip"]
+    with zipfile.ZipFile(zips["eeg.2.zip"]) as z:
+        assert z.read("eeg/S48/S48_alice-raw.fif") == fx.subjects["S48"].path.read_bytes()
+    again = alice_fx.write_alice_zips(fx, tmp_path / "zips2")
+    assert all(zips[k].read_bytes() == again[k].read_bytes() for k in zips)
+
+
+def test_alice_fixture_is_deterministic(tmp_path):
+    a = alice_fx.write_alice_eeg(tmp_path / "a", subjects=("S03",), segment_durations_s=40.0)
+    b = alice_fx.write_alice_eeg(tmp_path / "b", subjects=("S03",), segment_durations_s=40.0)
+    np.testing.assert_array_equal(a.subjects["S03"].eeg, b.subjects["S03"].eeg)
+    assert a.word_table.read_bytes() == b.word_table.read_bytes()
+    assert a.segments[5].wav.read_bytes() == b.segments[5].wav.read_bytes()
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    (dict(subjects=("S1",)), "names like"),
+    (dict(subjects=("S01", "S01")), "twice"),
+    (dict(layout="flat"), "layout"),
+    (dict(segment_durations_s=100.0), "1 s or less"),
+    (dict(segment_durations_s={1: 3.0}), "all 12"),
+    (dict(plans={"S09": alice_fx.AliceSubjectPlan(segments=(1,))}), "not written"),
+])
+def test_alice_fixture_rejects_bad_arguments(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        alice_fx.write_alice_eeg(tmp_path, **kwargs)
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    (dict(segments=()), ValueError),
+    (dict(segments=(3, 2)), ValueError),
+    (dict(segments=(13,)), ValueError),
+    (dict(segments=(1,), bads="59"), TypeError),
+    (dict(segments=(1,), bads=("62",)), ValueError),
+    (dict(segments=(1, 2), onsets_s={1: 2.0}), ValueError),
+])
+def test_alice_plan_rejects_bad_values(kwargs, error):
+    with pytest.raises(error):
+        alice_fx.AliceSubjectPlan(**kwargs)
+
+
+# --- the Alice fixture through the EEG preprocessing ------------------------------------
+
+def _segments_grid(alice, dt_ms=10.0):
+    return {str(s): int(alice.segments[s].duration_s * 1000 / dt_ms) for s in range(1, 13)}
+
+
+def test_alice_preprocessing_recovers_the_written_samples(alice):
+    segments = _segments_grid(alice)
+    tasks = [EEGSubjectTask(r.path, segments, EEGParams(method="pool", **NO_FILTER), s)
+             for s, r in alice.subjects.items()]
+    with pytest.warns(DataQuirkWarning, match="no annotation '1'"):
+        results = preprocess_subjects(tasks, progress=False)
+    for result in results:
+        record = alice.subjects[result.subject]
+        assert result.ch_names == record.eeg_names
+        assert result.bads == tuple(c for c in record.eeg_names if c in record.bads)
+        assert result.first_samp == record.first_samp
+        assert sorted(result.segments, key=int) == [str(s) for s in record.segments]
+        good = [i for i, c in enumerate(record.eeg_names) if c not in record.bads]
+        bad = [i for i, c in enumerate(record.eeg_names) if c in record.bads]
+        for label, seg in result.segments.items():
+            start = time_to_sample(record.onsets_s[int(label)], 500.0)
+            n = segments[label]
+            expected = pool_mean(record.eeg[:, start:start + 5 * n], 5)
+            np.testing.assert_allclose(seg[good], expected[good], rtol=1e-5, atol=1e-12)
+            assert np.isnan(seg[bad]).all()
+    assert results[1].missing == ("1",) and results[0].missing == ()
+
+
+def test_alice_preprocessing_filtered_values_equal_the_filter_computed_here(alice):
+    record = alice.subjects["S44"]           # first_samp 2345
+    result = preprocess_subject(EEGSubjectTask(record.path, {"4": 200, "12": 100},
+                                               EEGParams(method="pool", hp_freq_hz=1.0,
+                                                         lp_freq_hz=40.0)))
+    filtered = mne.filter.filter_data(record.eeg, 500.0, 1.0, 40.0, verbose="error")
+    good = [i for i, c in enumerate(record.eeg_names) if c not in record.bads]
+    for label, n in (("4", 200), ("12", 100)):
+        start = time_to_sample(record.onsets_s[int(label)], 500.0)
+        expected = pool_mean(filtered[:, start:start + 5 * n], 5)
+        np.testing.assert_allclose(result.segments[label][good], expected[good], rtol=1e-4,
+                                   atol=1e-11)
+
+
+def _ridge_trf(results, alice, n_lags, dt_s, lam):
+    """Fit per channel: EEG(t) = sum_l a[l] env(t - l dt) + b[l] word(t - l dt) + c."""
+    rows_x, rows_y = [], []
+    for result in results:
+        record = alice.subjects[result.subject]
+        order = [record.eeg_names.index(c) for c in alice_fx.ALICE_EEG_CHANNELS]
+        for label, seg in result.segments.items():
+            s = int(label)
+            cut = result.cuts[label]
+            n = seg.shape[1]
+            t = cut.origin_s + np.arange(n) * dt_s - record.onsets_s[s]
+            env = alice.truth.envelope(s, t)
+            words = np.zeros(n)
+            for onset, value in zip(alice.segments[s].word_onsets_s(),
+                                    alice.segments[s].word_values(alice.truth.word_feature)):
+                k = int(np.floor((onset - t[0]) / dt_s + 0.5))
+                if 0 <= k < n:
+                    words[k] += value
+            lagged = []
+            for x in (env, words):
+                for lag in range(n_lags):
+                    lagged.append(np.r_[np.zeros(lag), x[:n - lag]])
+            X = np.column_stack(lagged + [np.ones(n)])
+            keep = slice(n_lags, n)                    # lags reach back before the cut
+            rows_x.append(X[keep])
+            rows_y.append(seg[order].T.astype(np.float64)[keep])
+    X, Y = np.vstack(rows_x), np.vstack(rows_y)
+    finite = np.isfinite(Y).all(axis=0)
+    reg = lam * np.eye(X.shape[1])
+    reg[-1, -1] = 0.0
+    coef = np.full((X.shape[1], Y.shape[1]), np.nan)
+    coef[:, finite] = np.linalg.solve(X.T @ X + reg, X.T @ Y[:, finite])
+    return coef[:n_lags].T, coef[n_lags:2 * n_lags].T
+
+
+def test_alice_trf_recovery_through_the_preprocessing(tmp_path):
+    fx = alice_fx.write_alice_eeg(tmp_path, subjects=("S01", "S03"), segment_durations_s=5.0,
+                                  seed=11)
+    dt_s = 0.01
+    segments = {str(s): int(fx.segments[s].duration_s / dt_s) for s in range(1, 13)}
+    results = preprocess_subjects([EEGSubjectTask(r.path, segments, EEGParams(hp_freq_hz=1.0),
+                                                  s) for s, r in fx.subjects.items()],
+                                  progress=False)
+    n_lags = 60
+    env_fit, word_fit = _ridge_trf(results, fx, n_lags, dt_s, lam=1.0)
+    # The truth on the 10 ms grid: the 500 Hz kernel summed over each output period's lags.
+    lag_rows = (np.arange(fx.truth.lags_s.size) + 2) // 5
+    env_true = np.zeros((61, n_lags))
+    word_true = np.zeros((61, n_lags))
+    for src, dst in ((fx.truth.kernels("envelope"), env_true),
+                     (fx.truth.kernels("word"), word_true)):
+        for lag in range(n_lags):
+            dst[:, lag] = src[:, lag_rows == lag].sum(axis=1)
+    gains = np.abs(fx.truth.envelope_gain)
+    well = np.flatnonzero(gains > 0.5 * gains.max())
+    bad_anywhere = {c for r in fx.subjects.values() for c in r.bads}
+    well = [i for i in well if alice_fx.ALICE_EEG_CHANNELS[i] not in bad_anywhere]
+    assert len(well) > 10
+    r_env = [np.corrcoef(env_fit[i], env_true[i])[0, 1] for i in well]
+    assert min(r_env) > 0.8, r_env
+    word_gains = np.abs(fx.truth.word_gain)
+    well_w = [i for i in np.flatnonzero(word_gains > 0.5 * word_gains.max())
+              if alice_fx.ALICE_EEG_CHANNELS[i] not in bad_anywhere]
+    r_word = [np.corrcoef(word_fit[i], word_true[i])[0, 1] for i in well_w]
+    assert np.median(r_word) > 0.8, r_word
+    # Bad channels of a subject are NaN rows for that subject only.
+    for result in results:
+        record = fx.subjects[result.subject]
+        for label, seg in result.segments.items():
+            rows = [record.eeg_names.index(c) for c in record.bads]
+            assert np.isnan(seg[rows]).all()
+            assert np.isfinite(np.delete(seg, rows, axis=0)).all()
