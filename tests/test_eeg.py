@@ -626,10 +626,10 @@ def test_alice_fixture_tree_and_file_format(alice):
 def test_alice_fixture_segments_follow_each_other_like_the_real_recordings(alice):
     for record in alice.subjects.values():
         onsets = record.onsets_s
-        assert 1.6 <= onsets[1] <= 3.7
+        assert 0.2 <= onsets[1] <= 17.0
         for s in range(1, 12):
             gap = onsets[s + 1] - onsets[s] - alice.segments[s].duration_s
-            assert 0.04 <= gap <= 0.08
+            assert 0.034 <= gap <= 0.109
         end = onsets[12] + alice.segments[12].duration_s
         assert 0.4 <= record.n_samples / 500.0 - end <= 0.9 + 0.002
 
@@ -824,7 +824,7 @@ def test_alice_trf_recovery_through_the_preprocessing(tmp_path):
     well_w = [i for i in np.flatnonzero(word_gains > 0.5 * word_gains.max())
               if alice_fx.ALICE_EEG_CHANNELS[i] not in bad_anywhere]
     r_word = [np.corrcoef(word_fit[i], word_true[i])[0, 1] for i in well_w]
-    assert np.median(r_word) > 0.8, r_word
+    assert min(r_word) > 0.8, r_word
     # Bad channels of a subject are NaN rows for that subject only.
     for result in results:
         record = fx.subjects[result.subject]
@@ -832,3 +832,151 @@ def test_alice_trf_recovery_through_the_preprocessing(tmp_path):
             rows = [record.eeg_names.index(c) for c in record.bads]
             assert np.isnan(seg[rows]).all()
             assert np.isfinite(np.delete(seg, rows, axis=0)).all()
+
+
+# --- the real Alice source files (read in place; skipped when absent) -----------------------
+
+def _alice_real(realdata):
+    path = realdata / "alice"
+    if not path.is_dir():
+        pytest.skip(f"real Alice files not available at {path}")
+    return path
+
+
+def _segments_table(path):
+    import csv
+
+    with open(path / "SEGMENTS_per_subject.tsv", newline="") as fh:
+        return {row["subject"]: row for row in csv.DictReader(fh, delimiter="\t")}
+
+
+@pytest.mark.realdata
+def test_real_subjects_and_their_segments_and_bads(realdata):
+    """The converter's per-subject inputs give what the fixture writes (segments, bads)."""
+    from scipy.io import loadmat
+
+    path = _alice_real(realdata)
+    use = [str(s)[:3] for s in loadmat(path / "datasets.mat", squeeze_me=True)["use"]]
+    assert tuple(use) == alice_fx.ALICE_SUBJECTS
+    table = _segments_table(path)
+    assert sorted(table) == sorted(use)
+    without_1 = []
+    for subject in use:
+        name, plan = alice_fx.plan_from_proc(path / "proc" / f"{subject}.mat")
+        assert name == subject
+        row = table[subject]
+        assert list(plan.segments) == [int(s) for s in row["segments_present"].split(",")]
+        assert list(plan.bads) == [b for b in row["bad_channels_after_conversion"].split(",")
+                                   if b]
+        assert set(plan.bads) <= set(alice_fx.ALICE_EEG_CHANNELS)
+        # Segments follow each other with 34-109 ms between them, as the fixture draws them.
+        onsets = plan.onsets_s
+        for a, b in zip(plan.segments, plan.segments[1:]):
+            gap = onsets[b] - onsets[a] - alice_fx.ALICE_SEGMENT_DURATIONS_S[a]
+            assert 0.0339 <= gap <= 0.1091, (subject, a, gap)
+        if 1 not in plan.segments:
+            without_1.append(subject)
+        else:
+            assert 0.2 <= onsets[1] <= 17.0, (subject, onsets[1])
+    assert tuple(without_1) == alice_fx.ALICE_SUBJECTS_WITHOUT_SEGMENT_1
+    # S12's bad-channel list is a bare string in the .mat file.
+    assert alice_fx.plan_from_proc(path / "proc" / "S12.mat")[1].bads == ("59",)
+
+
+def _assert_offsets_are_next_onsets_plus_a_constant(words):
+    onsets = np.array([float(r["onset"]) for r in words])
+    offsets = np.array([float(r["offset"]) for r in words])
+    shift = np.round(offsets[:-1] - onsets[1:], 6)
+    values, counts = np.unique(shift, return_counts=True)
+    constant = values[counts.argmax()]
+    assert -0.053 <= constant <= 0.047
+    assert counts.max() >= 0.75 * shift.size
+    assert (shift[shift != constant] < constant).all()        # the rest are pauses
+    np.testing.assert_allclose([float(r["Length"]) for r in words], offsets - onsets,
+                               atol=2e-6)
+
+
+@pytest.mark.realdata
+def test_real_word_table_has_the_fixture_format(realdata, alice):
+    import csv
+
+    path = _alice_real(realdata) / "AliceChapterOne-EEG.csv"
+    raw = path.read_bytes()
+    assert raw.startswith(",".join(alice_fx.WORD_TABLE_COLUMNS).encode() + b"\r\n")
+    assert raw.count(b"\r\n") == raw.count(b"\n")
+    rows = list(csv.DictReader(path.open(newline="")))
+    assert len(rows) == 2129
+    assert {r["Segment"] for r in rows} == {str(s) for s in range(1, 13)}
+    assert {r["IsLexical"] for r in rows} == {"0", "1", "NaN"}
+    assert {r["Trigger"] for r in rows} == {"1"}
+    for s in range(1, 13):
+        seg = [r for r in rows if r["Segment"] == str(s)]
+        onsets = np.array([float(r["onset"]) for r in seg])
+        assert (np.diff(onsets) > 0).all()
+        assert float(seg[-1]["offset"]) < alice_fx.ALICE_SEGMENT_DURATIONS_S[s]
+        assert 0.04 <= onsets[0] <= 1.06
+        _assert_offsets_are_next_onsets_plus_a_constant(seg)
+    # The fixture draws words the same way (checked on full-length segments: a miniature
+    # segment holds too few words for the statistic).
+    for s in range(1, 13):
+        words = alice_fx._words_for_segment(s, alice_fx.ALICE_SEGMENT_DURATIONS_S[s], 1, 1,
+                                            np.random.default_rng(s))
+        assert 80 <= len(words) <= 250
+        _assert_offsets_are_next_onsets_plus_a_constant(words)
+    fixture_rows = list(csv.DictReader(alice.word_table.open(newline="")))
+    assert list(fixture_rows[0]) == list(rows[0])
+    for column in ("onset", "offset", "LogFreq", "SndPower", "NGRAM", "RNN", "CFG"):
+        float(fixture_rows[0][column]), float(rows[0][column])
+
+
+@pytest.mark.realdata
+def test_real_segment_12_wav_has_the_fixture_format(realdata):
+    import soundfile
+
+    path = _alice_real(realdata) / "DownTheRabbitHoleFinal_SoundFile12.wav"
+    info = soundfile.info(path)
+    assert (info.samplerate, info.channels, info.subtype, info.frames) == \
+        (alice_fx.ALICE_AUDIO_FS, 1, "PCM_16", 2_071_953)
+    assert round(info.frames / info.samplerate, 3) == alice_fx.ALICE_SEGMENT_DURATIONS_S[12]
+    assert path.read_bytes()[36:40] == b"data"                    # plain 44-byte header
+
+
+@pytest.mark.realdata
+def test_real_montage_positions_reach_the_result(realdata, tmp_path):
+    sfp = _alice_real(realdata) / "easycapM10-acti61_elec.sfp"
+    fx = alice_fx.write_alice_eeg(tmp_path, subjects=("S05",), montage_path=sfp,
+                                  segment_durations_s=40.0)
+    assert fx.montage == sfp
+    result = preprocess_subject(EEGSubjectTask(fx.subjects["S05"].path, {"3": 50}))
+    montage = mne.channels.read_custom_montage(sfp).get_positions()["ch_pos"]
+    assert sorted(result.positions, key=int) == list(alice_fx.ALICE_EEG_CHANNELS)
+    for name, xyz in montage.items():
+        assert result.positions[name] == pytest.approx(tuple(xyz), abs=1e-6)
+    # The vertex electrode 33 sits at the top of the 95 mm head.
+    assert result.positions["33"] == pytest.approx((0.0, 0.0, 0.095), abs=1e-4)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_real_subject_at_full_size(realdata, tmp_path):
+    """S26 as the converter would write it: real onsets, bads, montage, length; 11 segments."""
+    path = _alice_real(realdata)
+    subject, plan = alice_fx.plan_from_proc(path / "proc" / "S26.mat")
+    fx = alice_fx.write_alice_eeg(tmp_path, subjects=(subject,), plans={subject: plan},
+                                  segment_durations_s="full", keep_signals=False,
+                                  montage_path=path / "easycapM10-acti61_elec.sfp")
+    record = fx.subjects[subject]
+    assert record.n_samples / 500.0 > 720.0
+    segments = {str(s): int(round(d * 100)) for s, d in
+                alice_fx.ALICE_SEGMENT_DURATIONS_S.items()}
+    with pytest.warns(DataQuirkWarning, match="no annotation '1'"):
+        [result] = preprocess_subjects([EEGSubjectTask(record.path, segments,
+                                                       subject=subject)], progress=False)
+    assert result.missing == ("1",)
+    assert sorted(result.segments, key=int) == [str(s) for s in range(2, 13)]
+    for label, seg in result.segments.items():
+        assert seg.shape == (61, segments[label])
+        assert result.cuts[label].onset_s == pytest.approx(plan.onsets_s[int(label)], abs=1e-4)
+        bad_rows = [result.ch_names.index(c) for c in plan.bads]
+        assert np.isnan(seg[bad_rows]).all()
+        assert np.isfinite(np.delete(seg, bad_rows, axis=0)).all()
