@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import csv
 import datetime
 import logging
 import pickle
 import warnings
+import zipfile
 from fractions import Fraction
 
 import numpy as np
 import pytest
+import soundfile
 
 mne = pytest.importorskip("mne")
 
 from deepstrf.errors import DataQuirkWarning, MissingRawDataError, RawDataError  # noqa: E402
 from deepstrf.preprocessing import eeg  # noqa: E402
+from deepstrf.preprocessing.continuous import pool_mean, time_to_sample  # noqa: E402
 from deepstrf.preprocessing.eeg import (  # noqa: E402
     EEGParams,
     EEGSubjectTask,
@@ -27,6 +31,7 @@ from deepstrf.preprocessing.eeg import (  # noqa: E402
     report_quirks,
     segment_onsets,
 )
+from deepstrf.testing.fixtures import alice as alice_fx  # noqa: E402
 
 SF = 500.0
 NAN = np.nan
@@ -130,7 +135,7 @@ def test_task_normalises_and_pickles(tmp_path):
 # --- onsets and first_samp -----------------------------------------------------
 
 @pytest.mark.parametrize("first_samp", [0, 1000, 12345])
-@pytest.mark.parametrize("meas_date", [None, datetime.datetime(2019, 5, 1, tzinfo=datetime.UTC)])
+@pytest.mark.parametrize("meas_date", [None, datetime.datetime(2019, 5, 1, tzinfo=datetime.timezone.utc)])
 def test_onsets_account_for_first_samp(tmp_path, first_samp, meas_date):
     raw = make_raw(ramp(2, 3000), first_samp=first_samp, meas_date=meas_date,
                    annotations=[(2.0, 0.1, "1"), (3.5, 0.1, "2")])
@@ -581,9 +586,6 @@ def test_public_names():
 
 # --- the Alice fixture: format ------------------------------------------------------
 
-from deepstrf.preprocessing.continuous import pool_mean, time_to_sample  # noqa: E402
-from deepstrf.testing.fixtures import alice as alice_fx  # noqa: E402
-
 
 @pytest.fixture(scope="module")
 def alice(tmp_path_factory):
@@ -635,7 +637,6 @@ def test_alice_fixture_segments_follow_each_other_like_the_real_recordings(alice
 
 
 def test_alice_fixture_stimuli(alice):
-    import soundfile
 
     for s, seg in alice.segments.items():
         info = soundfile.info(seg.wav)
@@ -650,10 +651,9 @@ def test_alice_fixture_stimuli(alice):
         assert np.corrcoef(frames, env)[0, 1] > 0.9
     text = alice.word_table.read_bytes()
     assert text.startswith(",".join(alice_fx.WORD_TABLE_COLUMNS).encode() + b"\r\n")
-    import csv
     rows = list(csv.DictReader(alice.word_table.open(newline="")))
     assert tuple(rows[0]) == alice_fx.WORD_TABLE_COLUMNS
-    assert [r for r in rows] == [w for s in range(1, 13) for w in alice.segments[s].words]
+    assert rows == [w for s in range(1, 13) for w in alice.segments[s].words]
     for s in range(1, 13):
         words = alice.segments[s].words
         assert words and all(w["Segment"] == str(s) for w in words)
@@ -670,7 +670,6 @@ def test_alice_fixture_sharded_layout_and_zips(tmp_path):
     assert {s: r.shard for s, r in fx.subjects.items()} == {"S01": 0, "S22": 1, "S48": 2}
     for s, r in fx.subjects.items():
         assert r.path == tmp_path / "tree" / f"eeg.{r.shard}" / "eeg" / s / f"{s}_alice-raw.fif"
-    import zipfile
     zips = alice_fx.write_alice_zips(fx, tmp_path / "zips")
     assert sorted(zips) == sorted(alice_fx.ALICE_ZIPS)
     names = {k: sorted(zipfile.ZipFile(p).namelist()) for k, p in zips.items()}
@@ -844,8 +843,6 @@ def _alice_real(realdata):
 
 
 def _segments_table(path):
-    import csv
-
     with open(path / "SEGMENTS_per_subject.tsv", newline="") as fh:
         return {row["subject"]: row for row in csv.DictReader(fh, delimiter="\t")}
 
@@ -898,8 +895,6 @@ def _assert_offsets_are_next_onsets_plus_a_constant(words):
 
 @pytest.mark.realdata
 def test_real_word_table_has_the_fixture_format(realdata, alice):
-    import csv
-
     path = _alice_real(realdata) / "AliceChapterOne-EEG.csv"
     raw = path.read_bytes()
     assert raw.startswith(",".join(alice_fx.WORD_TABLE_COLUMNS).encode() + b"\r\n")
@@ -931,8 +926,6 @@ def test_real_word_table_has_the_fixture_format(realdata, alice):
 
 @pytest.mark.realdata
 def test_real_segment_12_wav_has_the_fixture_format(realdata):
-    import soundfile
-
     path = _alice_real(realdata) / "DownTheRabbitHoleFinal_SoundFile12.wav"
     info = soundfile.info(path)
     assert (info.samplerate, info.channels, info.subtype, info.frames) == \
@@ -980,3 +973,21 @@ def test_real_subject_at_full_size(realdata, tmp_path):
         bad_rows = [result.ch_names.index(c) for c in plan.bads]
         assert np.isnan(seg[bad_rows]).all()
         assert np.isfinite(np.delete(seg, bad_rows, axis=0)).all()
+
+
+def test_alice_fixture_signal_is_the_driven_part_plus_the_stated_noise(alice):
+    record = alice.subjects["S01"]
+    # Above 5 Hz (98 % of the white noise's power; the drift and offsets are slower) what is
+    # left on a good channel is n_c - (n_25 + n_29) / 2, variance 1.5 noise_v^2; '25' and '29'
+    # themselves carry (n_25 - n_29) / 2.
+    residual = mne.filter.filter_data(record.eeg - record.driven, 500.0, 5.0, None,
+                                      verbose="error")[:, 2000:-2000] / np.sqrt(0.98)
+    for channel in ("1", "33", "50"):
+        if channel in record.bads:
+            continue
+        sd = residual[record.row(channel)].std()
+        assert sd == pytest.approx(np.sqrt(1.5) * alice.truth.noise_v, rel=0.05)
+    assert residual[record.row("25")].std() == pytest.approx(
+        np.sqrt(0.5) * alice.truth.noise_v, rel=0.05)
+    bad = record.row(record.bads[0])
+    assert residual[bad].std() > 10 * alice.truth.noise_v
