@@ -9,8 +9,10 @@ segment, on the response grid of ``dt_ms``:
 3. band-pass with MNE's default zero-phase FIR (``hp_freq_hz``,
    ``lp_freq_hz``; None leaves that side unfiltered);
 4. bring the trace to ``1000 / dt_ms`` Hz: ``method='resample'`` uses
-   :meth:`mne.io.Raw.resample` (FFT, anti-aliased) on the whole recording,
-   padded so that output sample ``j`` lies exactly at ``j * dt_ms``,
+   MNE's FFT resampling (:func:`mne.filter.resample`, as
+   :meth:`mne.io.Raw.resample` does) on the whole recording, padded so that
+   output sample ``j`` lies exactly at ``j * dt_ms`` (MNE's default padding
+   puts it up to half a sample off),
    ``method='pool'`` averages blocks of whole samples
    (:func:`~deepstrf.preprocessing.continuous.pool_mean`) within each
    segment, so the bins start exactly at the segment onset;
