@@ -876,6 +876,15 @@ def test_real_subjects_and_their_segments_and_bads(realdata):
         else:
             assert 0.2 <= onsets[1] <= 17.0, (subject, onsets[1])
     assert tuple(without_1) == alice_fx.ALICE_SUBJECTS_WITHOUT_SEGMENT_1
+    # The ICA channel lists (FieldTrip labels after the implicit reference '29' was appended)
+    # run in the fixture's file order: '1'..'28', '30'..'61', then '29'.
+    eeg_order = [c for c in alice_fx.ALICE_FILE_CHANNELS if c in alice_fx.ALICE_EEG_CHANNELS]
+    for subject in use:
+        proc = loadmat(path / "proc" / f"{subject}.mat", squeeze_me=True,
+                       struct_as_record=False)["proc"]
+        labels = [str(c) for c in proc.ica.topolabel]
+        assert labels == sorted(labels, key=eeg_order.index), subject
+        assert len(labels) >= 50
     # S12's bad-channel list is a bare string in the .mat file.
     assert alice_fx.plan_from_proc(path / "proc" / "S12.mat")[1].bads == ("59",)
 
