@@ -884,7 +884,7 @@ def test_real_subjects_and_their_segments_and_bads(realdata):
                        struct_as_record=False)["proc"]
         labels = [str(c) for c in proc.ica.topolabel]
         assert labels == sorted(labels, key=eeg_order.index), subject
-        assert len(labels) >= 50
+        assert len(labels) >= 61 - 18          # at most 18 channels rejected (S25)
     # S12's bad-channel list is a bare string in the .mat file.
     assert alice_fx.plan_from_proc(path / "proc" / "S12.mat")[1].bads == ("59",)
 
