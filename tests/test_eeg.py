@@ -506,12 +506,13 @@ def subject_files(tmp_path, n=3):
     return paths
 
 
-def test_n_jobs_1_and_2_give_identical_results(tmp_path):
+def test_n_jobs_1_and_2_give_identical_results(tmp_path, caplog):
     paths = subject_files(tmp_path)
     params = EEGParams(hp_freq_hz=1.0, lp_freq_hz=30.0)
     tasks = [EEGSubjectTask(p, {"1": 300, "2": 800}, params, f"S{k + 1:02d}")
              for k, p in enumerate(paths)]
     runs = {}
+    caplog.set_level(logging.INFO, logger="deepstrf.preprocessing.eeg")
     for n_jobs in (1, 2):
         counts = {}
         with pytest.warns(DataQuirkWarning) as record:
@@ -520,6 +521,9 @@ def test_n_jobs_1_and_2_give_identical_results(tmp_path):
         # Subject 2 lacks segment 1; every subject's segment 2 runs past the end (12 s).
         assert counts == {"missing_segment": 1, "segment_past_end": 3}
         assert len(record) == 4
+    summary = [r.getMessage() for r in caplog.records if r.name == "deepstrf.preprocessing.eeg"]
+    assert summary[-1] == ("preprocessed 3 EEG recording(s): 5 segment(s), 3 bad channel(s); "
+                           "quirks missing_segment=1, segment_past_end=3")
     for a, b in zip(runs[1], runs[2]):
         assert a.subject == b.subject and a.path == b.path
         assert a.bads == b.bads and a.cuts == b.cuts and a.missing == b.missing

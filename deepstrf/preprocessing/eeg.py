@@ -1005,5 +1005,13 @@ def preprocess_subjects(tasks: Iterable[EEGSubjectTask], *, n_jobs: int | None =
             raise TypeError(f"tasks must be EEGSubjectTask items; got {type(task).__name__}.")
     results = parallel_map(preprocess_subject, tasks, n_jobs=n_jobs, desc="EEG recordings",
                            progress=progress)
-    report_quirks(results, counts)
+    found = report_quirks(results, {})
+    if counts is not None:
+        for kind, n in found.items():
+            counts[kind] = counts.get(kind, 0) + n
+    logger.info("preprocessed %d EEG recording(s): %d segment(s), %d bad channel(s)%s",
+                len(results), sum(len(r.segments) for r in results),
+                sum(len(r.bads) for r in results),
+                "; quirks " + ", ".join(f"{k}={v}" for k, v in sorted(found.items()))
+                if found else "")
     return results
