@@ -1,8 +1,8 @@
 """The ``deepstrf`` command: the dataset catalogue, downloads, the processed cache, the demo.
 
 Exit codes: 0 success, 1 the operation failed (the message says why), 2 the
-command line was wrong. Errors print one message, without a traceback
-(``--debug`` shows it).
+command line was wrong (``cache diff``, like diff(1): 0 equal, 1 different).
+Errors print one message, without a traceback (``--debug`` shows it).
 """
 
 from __future__ import annotations
@@ -134,9 +134,53 @@ def _entries(args: argparse.Namespace) -> list[tuple[Any, Path, dict | None]]:
     return out
 
 
+def _entry_folder(spec: str) -> Path:
+    """An entry named on the command line: its folder, its manifest.json, or its key (prefix)."""
+    path = Path(spec).expanduser()
+    if path.name == "manifest.json" and path.is_file():
+        return path.parent
+    if path.is_dir():
+        if not (path / "manifest.json").exists():
+            raise CLIError(f"{path} is not a cache entry (it holds no manifest.json); give an "
+                           "entry folder (processed/<key>) or a key from `deepstrf cache ls`.")
+        return path
+    from deepstrf.datasets.registry import DATASETS
+    from deepstrf.io.cache import list_entries
+
+    found = [entry for name in DATASETS
+             for entry, _ in list_entries(_dataset(name).default_paths(None).processed)
+             if entry.name.startswith(spec)]
+    if len(found) != 1:
+        where = "under the data home" if not found else \
+            f"({len(found)} entries match: {', '.join(str(f) for f in found)})"
+        raise CLIError(f"{spec!r} names no single cache entry {where}; give an entry folder "
+                       "(processed/<key>) or a longer key from `deepstrf cache ls`.")
+    return found[0]
+
+
+def _cache_diff(args: argparse.Namespace) -> int:
+    from deepstrf.io.cache import compare_entries
+
+    if args.name is None or args.other is None:
+        raise CLIError("cache diff needs two entries: `deepstrf cache diff A B`, each an entry "
+                       "folder (processed/<key>), its manifest.json or a key.")
+    a, b = _entry_folder(args.name), _entry_folder(args.other)
+    print(f"A {a}")
+    print(f"B {b}")
+    comparison = compare_entries(a, b)
+    for line in comparison.lines():
+        print(line)
+    return 0 if comparison.equal else 1
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from deepstrf.io.cache import verify_entry
 
+    if args.action == "diff":
+        return _cache_diff(args)
+    if args.other is not None:
+        raise CLIError(f"cache {args.action} takes one dataset NAME; got a second argument "
+                       f"{args.other!r}.")
     if args.path is not None and args.name is None:
         raise CLIError("--path needs a dataset NAME (it is that dataset's folder).")
     entries = _entries(args)
@@ -228,9 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_download)
 
-    p = sub.add_parser("cache", help="list, size, verify or clear processed cache entries")
-    p.add_argument("action", choices=("ls", "size", "verify", "clear"))
-    p.add_argument("name", nargs="?", help="one dataset (default: all)")
+    p = sub.add_parser("cache", help="list, size, verify, clear or compare processed cache "
+                                     "entries")
+    p.add_argument("action", choices=("ls", "size", "verify", "clear", "diff"),
+                   help="diff A B compares two entries' arrays (exit 0 equal, 1 different)")
+    p.add_argument("name", nargs="?", help="one dataset (default: all); for diff: entry A (a "
+                                           "folder processed/<key>, its manifest.json, or a key)")
+    p.add_argument("other", nargs="?", metavar="B", help="for diff: entry B")
     p.add_argument("--path", help="the dataset's folder (needs NAME)")
     p.add_argument("--key", help="only the entry whose key starts with this")
     p.add_argument("--yes", action="store_true", help="clear without asking")

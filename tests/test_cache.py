@@ -301,3 +301,77 @@ def test_damaged_manifest_marks_the_entry_invalid(toy_root, damage, capsys):
     ToySource(toy_root)  # rebuilt on use instead of an AttributeError
     assert ToySource.builds == 2
     assert list_entries(toy_root / "processed")[0][1]["complete"] is True
+
+
+# ------------------------------------------------------------- digests of the built arrays
+def test_digest_ignores_the_file_layout_and_names_what_differs(toy_root, tmp_path):
+    from deepstrf.io.cache import compare_entries, data_digest, entry_digest, load_entry
+
+    ds = ToySource(toy_root)
+    entry = toy_root / "processed" / ds.provenance["manifest"]["key"]
+    recorded = ds.provenance["manifest"]["digest"]
+    copy = tmp_path / "copy" / entry.name
+    import shutil
+    shutil.copytree(entry, copy)
+    # same content in another layout: meta.json re-serialised with other key order and
+    # spacing, index.npz re-zipped; the files' checksums change, the digest does not
+    meta = json.loads((copy / "meta.json").read_text())
+    (copy / "meta.json").write_text(json.dumps(dict(reversed(list(meta.items()))), indent=3))
+    index = dict(np.load(copy / "index.npz"))
+    np.savez(copy / "index.npz", **dict(reversed(list(index.items()))))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for name in ("meta.json", "index.npz"):
+        manifest["files"][name] = {"bytes": (copy / name).stat().st_size, "sha256": "x"}
+    del manifest["digest"]  # as an entry written before digests: computed on the fly
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert data_digest(load_entry(copy)[0]) == recorded == entry_digest(copy)
+    assert compare_entries(entry, copy).equal
+
+    # one response value changed in a copy: only 'responses' differs, counted
+    flat = np.load(copy / "responses.npy")
+    flat[5] += 0.25
+    np.save(copy / "responses.npy", flat)
+    result = compare_entries(entry, copy)
+    assert not result.equal and result.context == []
+    assert result.differences == [
+        "responses: 1 of 4 stimuli (first: stimulus 0); 1 of "
+        f"{ds.response_store.nbytes // 4} values, max |a - b| = 0.25"]
+    assert result.lines()[0] == "differ: responses"
+
+
+def test_digest_treats_nan_payloads_alike_and_sees_metadata(toy_root):
+    from deepstrf.io.cache import data_digest
+
+    ds = ToySource(toy_root, cache="off")
+
+    def built(stims, stim_meta):
+        return BuiltData(stims=stims, store=ds.response_store, stim_meta=stim_meta,
+                         nrn_meta=ds.nrn_meta, attributes={"F": 5})
+
+    stims = [s.clone() for s in ds.stims]
+    other_nan = [s.clone() for s in ds.stims]
+    stims[0].view(-1)[0] = float("nan")
+    other_nan[0].view(-1).view(torch.int32)[0] = 0x7FC00001  # a NaN with another payload
+    assert torch.isnan(other_nan[0].view(-1)[0])
+    base = data_digest(built(stims, ds.stim_meta))
+    assert data_digest(built(other_nan, ds.stim_meta)) == base
+    one_value = [s.clone() for s in stims]
+    one_value[1].view(-1)[0] = -1.0
+    changed = data_digest(built(one_value, ds.stim_meta))
+    assert changed["stims"] != base["stims"] and changed["responses"] == base["responses"]
+    meta = [dict(m) for m in ds.stim_meta]
+    meta[2]["extra"] = 1
+    moved = data_digest(built(stims, meta))
+    assert moved["stim_meta"] != base["stim_meta"] and moved["stims"] == base["stims"]
+    assert moved["all"] != base["all"]
+
+
+def test_a_damaged_digest_field_marks_the_manifest_invalid():
+    from deepstrf.io.cache import manifest_problems
+
+    good = {"complete": True, "storage_format_version": cache_mod.STORAGE_FORMAT_VERSION,
+            "files": {"a": {"bytes": 1, "sha256": "x"}}}
+    assert manifest_problems(good) == []
+    assert manifest_problems({**good, "digest": "oops"}) == [
+        "'digest' is 'oops', expected an object with a hex string for each of stims, "
+        "responses, stim_meta, nrn_meta, attributes, all"]

@@ -151,3 +151,48 @@ def test_flat_spike_reader_still_reads_ordinary_values(tmp_path):
     times, counts = read_spike_times_flat(path)
     np.testing.assert_array_equal(times, [0.5, 1000.0, -20.0])
     assert counts.tolist() == [2, 0, 1]
+
+
+# ------------------------------------------------------------- section 1: build digests
+def test_n_jobs_1_and_2_builds_have_equal_digests_and_another_parameter_differs(
+        tree, tmp_path, monkeypatch, capsys):
+    from deepstrf.cli import main
+    from deepstrf.io.cache import compare_entries, data_digest, load_entry
+
+    def entry_of(ds):  # the raw tree is read in place: entries go to the data home
+        return ds.default_paths(tree.root).processed / ds.provenance["manifest"]["key"]
+
+    # separate data homes, so the second build is really built, not read
+    monkeypatch.setenv("DEEPSTRF_DATA_DIR", str(tmp_path / "home-1"))
+    one = CRCNSAA1Dataset(tree.root, dt_ms=DT, n_jobs=1)
+    a = entry_of(one)
+    monkeypatch.setenv("DEEPSTRF_DATA_DIR", str(tmp_path / "home-2"))
+    two = CRCNSAA1Dataset(tree.root, dt_ms=DT, n_jobs=2)
+    other = CRCNSAA1Dataset(tree.root, dt_ms=DT, smooth=False)
+    assert not one.provenance["cache_hit"] and not two.provenance["cache_hit"]
+    b, c = entry_of(two), entry_of(other)
+    assert a.parent != b.parent and a.name == b.name
+    da, db, dc = (ds.provenance["manifest"]["digest"] for ds in (one, two, other))
+    assert da == db and da["version"] == 1 and len(da["all"]) == 64
+    # the digest is of the arrays: recomputed from the files it is the recorded one
+    assert data_digest(load_entry(a)[0]) == da
+    assert dc["all"] != da["all"] and dc["responses"] != da["responses"]
+    assert {k: dc[k] for k in ("stims", "stim_meta", "nrn_meta")} == \
+        {k: da[k] for k in ("stims", "stim_meta", "nrn_meta")}
+
+    same = compare_entries(a, b)
+    assert same.equal and same.differences == [] and same.context == []
+    assert same.lines() == ["equal: the arrays and metadata are identical"]
+    diff = compare_entries(a, c)
+    assert not diff.equal and len(diff.differences) == 1
+    assert diff.differences[0].startswith(f"responses: {one.get_S()} of {one.get_S()} stimuli")
+    assert diff.context == ["parameters differ: front_end.smooth_ms=21.0 vs None"]
+
+    # one command: exit 0 when equal, 1 when not, naming the part and the parameter
+    capsys.readouterr()
+    assert main(["cache", "diff", str(a), str(b / "manifest.json")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2:] == ["equal: the arrays and metadata are identical"]
+    assert main(["cache", "diff", str(a), c.name[:8]]) == 1  # a key, found under the data home
+    out = capsys.readouterr().out
+    assert "differ: responses" in out and "front_end.smooth_ms=21.0 vs None" in out
