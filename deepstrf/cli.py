@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -184,15 +183,23 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if args.path is not None and args.name is None:
         raise CLIError("--path needs a dataset NAME (it is that dataset's folder).")
     entries = _entries(args)
+    leftovers = _leftovers(args)
     if args.action == "ls":
-        if not entries:
+        if not entries and not leftovers:
             print("no processed cache entries")
-        current = None
-        for cls, entry, manifest in entries:
-            if cls is not current:
-                print(f"{cls.__name__}  ({entry.parent})")
-                current = cls
-            _print_entry(entry, manifest)
+        for cls in _selected(args.name):
+            mine = [(e, m) for c, e, m in entries if c is cls]
+            debris = [p for c, p in leftovers if c is cls]
+            if not mine and not debris:
+                continue
+            print(f"{cls.__name__}  ({cls.default_paths(args.path).processed})")
+            for entry, manifest in mine:
+                _print_entry(entry, manifest)
+            if debris:
+                size = human_size(sum(_dir_size(p) for p in debris))
+                print(f"  {len(debris)} leftover folder{'' if len(debris) == 1 else 's'} of "
+                      f"interrupted builds (.tmp-*/.old-*, {size}): removed by "
+                      "`deepstrf cache clear`")
         return 0
     if args.action == "size":
         total = 0
@@ -215,23 +222,54 @@ def cmd_cache(args: argparse.Namespace) -> int:
                            "`deepstrf cache clear NAME --key KEY` (the next load rebuilds).")
         return 0
     # clear
-    if not entries:
+    if not entries and not leftovers:
         print("nothing to clear")
         return 0
+    what = " and ".join(x for x in (
+        entries and f"{len(entries)} cache entr{'y' if len(entries) == 1 else 'ies'}",
+        leftovers and f"{len(leftovers)} leftover folder{'' if len(leftovers) == 1 else 's'} "
+                      "of interrupted builds") if x)
     if not args.yes:
         if not sys.stdin.isatty():
-            raise CLIError(f"this would delete {len(entries)} cache entr"
-                           f"{'y' if len(entries) == 1 else 'ies'}; add --yes to confirm.")
-        answer = input(f"Delete {len(entries)} cache entries? [y/N] ")
+            raise CLIError(f"this would delete {what}; add --yes to confirm.")
+        answer = input(f"Delete {what}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return 0
+    from deepstrf.io.cache import remove_entry
+
     for cls, entry, _ in entries:
-        shutil.rmtree(entry)
-        lock = entry.parent / f".{entry.name}.lock"
-        lock.unlink(missing_ok=True)
-        print(f"removed {cls.__name__} {entry.name}")
+        if remove_entry(entry):
+            print(f"removed {cls.__name__} {entry.name}")
+        else:
+            print(f"kept {cls.__name__} {entry.name}: a build of it is running (it holds "
+                  f"{entry.parent / f'.{entry.name}.lock'}); clear again once it has finished")
+    _clear_leftovers(args)
     return 0
+
+
+def _leftovers(args: argparse.Namespace) -> list[tuple[Any, Path]]:
+    from deepstrf.io.cache import list_leftovers
+
+    return [(cls, path) for cls in _selected(args.name)
+            for path, key in list_leftovers(cls.default_paths(args.path).processed)
+            if args.key is None or key.startswith(args.key)]
+
+
+def _clear_leftovers(args: argparse.Namespace) -> None:
+    """Remove the folders of interrupted builds, keeping those of a build under way."""
+    from deepstrf.io.cache import list_leftovers, remove_leftovers
+
+    for cls in _selected(args.name):
+        processed = cls.default_paths(args.path).processed
+        keys = dict(list_leftovers(processed))
+        removed, kept = remove_leftovers(processed, args.key or "")
+        for path in removed:
+            print(f"removed {cls.__name__} leftover {path.name}")
+        for path in kept:
+            key = keys[path]
+            print(f"kept {cls.__name__} leftover {path.name}: a build of {key} is running (it "
+                  f"holds {processed / f'.{key}.lock'}); clear again once it has finished")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

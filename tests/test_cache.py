@@ -375,3 +375,71 @@ def test_a_damaged_digest_field_marks_the_manifest_invalid():
     assert manifest_problems({**good, "digest": "oops"}) == [
         "'digest' is 'oops', expected an object with a hex string for each of stims, "
         "responses, stim_meta, nrn_meta, attributes, all"]
+
+
+# ------------------------------------------------------------- leftovers of killed builds
+def _hold_lock(lock_path: str, ready, release) -> None:
+    with cache_mod._lock(Path(lock_path), None, "a test build"):
+        ready.set()
+        release.wait(120)
+
+
+@pytest.fixture
+def lock_holder():
+    """Start a process holding a cache lock until the test ends (or releases it)."""
+    ctx = multiprocessing.get_context("spawn")
+    started = []
+
+    def hold(lock_path: Path):
+        ready, release = ctx.Event(), ctx.Event()
+        proc = ctx.Process(target=_hold_lock, args=(str(lock_path), ready, release))
+        proc.start()
+        assert ready.wait(120), "the lock-holding process did not start"
+        started.append((proc, release))
+        return release
+
+    yield hold
+    for proc, release in started:
+        release.set()
+        proc.join(60)
+        assert proc.exitcode == 0
+
+
+def test_leftovers_are_removed_unless_a_build_holds_their_lock(toy_root, lock_holder):
+    import shutil
+
+    from deepstrf.io.cache import list_leftovers, remove_leftovers
+
+    processed = toy_root / "processed"
+    k1 = ToySource(toy_root).provenance["manifest"]["key"]
+    k2 = ToySource(toy_root, scale=2.0).provenance["manifest"]["key"]
+    orphan = "0123456789abcdef0123"  # a key whose build never got to create the lock
+    made = {name: processed / name for name in (
+        f".tmp-{k1}-4242-aaaa0000", f".old-{k1}-bbbb1111", f".tmp-{k2}-4243-cccc2222",
+        f".tmp-{orphan}-4244-dddd3333")}
+    for path in made.values():
+        shutil.copytree(processed / k1, path)
+    assert list_leftovers(processed) == sorted(
+        (p, name.split("-")[1]) for name, p in made.items())
+    assert len(list_entries(processed)) == 2  # leftovers are not entries
+
+    release = lock_holder(processed / f".{k1}.lock")  # a build of k1 is under way
+    assert remove_leftovers(processed, key_prefix="ffff") == ([], [])
+    removed, kept = remove_leftovers(processed)
+    assert sorted(removed) == sorted([made[f".tmp-{k2}-4243-cccc2222"],
+                                      made[f".tmp-{orphan}-4244-dddd3333"]])
+    assert kept == sorted([made[f".old-{k1}-bbbb1111"], made[f".tmp-{k1}-4242-aaaa0000"]])
+    assert all(p.is_dir() for p in kept) and not any(p.exists() for p in removed)
+    assert not (processed / f".{orphan}.lock").exists()  # no lock file left behind
+    assert (processed / f".{k2}.lock").exists()           # the build's own is kept
+    assert [m["complete"] for _, m in list_entries(processed)] == [True, True]
+
+    release.set()  # the build ended: its leftovers can go
+    for _ in range(600):
+        removed, kept = remove_leftovers(processed)
+        if not kept:
+            break
+        time.sleep(0.1)
+    assert sorted(removed) == sorted([made[f".old-{k1}-bbbb1111"],
+                                      made[f".tmp-{k1}-4242-aaaa0000"]])
+    assert list_leftovers(processed) == [] and len(list_entries(processed)) == 2

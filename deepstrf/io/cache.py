@@ -63,9 +63,12 @@ __all__ = [
     "data_digest",
     "entry_digest",
     "list_entries",
+    "list_leftovers",
     "load_entry",
     "manifest_problems",
     "raw_fingerprint",
+    "remove_entry",
+    "remove_leftovers",
     "verify_entry",
     "write_entry",
 ]
@@ -589,7 +592,8 @@ def _context(ma: dict | None, mb: dict | None) -> list[str]:
     pa, pb = ma.get("parameters", {}), mb.get("parameters", {})
     flat_a, flat_b = _flatten(pa), _flatten(pb)
     changed = [f"{k}={flat_a.get(k, '(absent)')!r} vs {flat_b.get(k, '(absent)')!r}"
-               for k in sorted(set(flat_a) | set(flat_b)) if flat_a.get(k, ...) != flat_b.get(k, ...)]
+               for k in sorted(set(flat_a) | set(flat_b))
+               if flat_a.get(k, ...) != flat_b.get(k, ...)]
     if changed:
         out.append("parameters differ: " + ", ".join(changed))
     for name in ("dataset", "cache_version", "storage_format_version"):
@@ -710,6 +714,104 @@ else:
 
     def _unlock(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _leftover_key(name: str) -> str | None:
+    """The key of a ``.tmp-<key>-<pid>-<id>`` or ``.old-<key>-<id>`` folder name, else None."""
+    for prefix in (".tmp-", ".old-"):
+        if name.startswith(prefix):
+            key = name[len(prefix):].split("-", 1)[0]
+            return key or None
+    return None
+
+
+def list_leftovers(processed_dir: Path) -> list[tuple[Path, str]]:
+    """Folders left by interrupted builds under ``processed_dir``, with their entry's key.
+
+    A build writes its entry into ``.tmp-<key>-...`` and moves the entry it
+    replaces to ``.old-<key>-...`` for the instant of the swap; a build that
+    was killed leaves them behind. They never load (hidden, no complete
+    manifest in place); :func:`remove_leftovers` deletes them.
+    """
+    processed_dir = Path(processed_dir)
+    if not processed_dir.is_dir():
+        return []
+    out = []
+    for p in sorted(processed_dir.iterdir()):
+        key = _leftover_key(p.name)
+        if key is not None and p.is_dir():
+            out.append((p, key))
+    return out
+
+
+def _remove_under_lock(processed_dir: Path, key: str, paths: list[Path]) -> bool:
+    """Delete ``paths`` (all of one key) holding the key's lock; False if a build holds it.
+
+    The lock is taken without waiting. When nothing of the key remains (no
+    entry, no leftovers), its lock file goes too, unlinked while held so no
+    other process can be holding it at that moment. (A process already
+    waiting on it then builds next to one that opens a new lock file: the
+    writes are atomic, so at worst work is done twice.)
+    """
+    processed_dir = Path(processed_dir)
+    lock_path = processed_dir / f".{key}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if not _try_lock(fd):
+            logger.info("kept %s: a build holds %s", ", ".join(p.name for p in paths), lock_path)
+            return False
+        try:
+            for path in paths:
+                shutil.rmtree(path)
+            if not (processed_dir / key).exists() and \
+                    not any(k == key for _, k in list_leftovers(processed_dir)):
+                with contextlib.suppress(OSError):  # (Windows: not while open; harmless)
+                    lock_path.unlink()
+        finally:
+            _unlock(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+def remove_entry(entry_dir: Path) -> bool:
+    """Delete a cache entry unless a build of it is under way (its lock is held).
+
+    Returns True when deleted, False when kept because a process holds the
+    entry's lock (it is being built or rebuilt; clear it once that ends).
+    """
+    entry_dir = Path(entry_dir)
+    return _remove_under_lock(entry_dir.parent, entry_dir.name, [entry_dir])
+
+
+def remove_leftovers(processed_dir: Path, key_prefix: str = "") -> tuple[list[Path], list[Path]]:
+    """Delete the leftovers of interrupted builds, except those of a build still running.
+
+    For each key, the entry's lock (``processed/.<key>.lock``) is taken
+    without waiting: when a process holds it, a build of that key is under
+    way and its temporary folder is in use, so that key's folders are kept.
+
+    Parameters
+    ----------
+    processed_dir : Path
+        A dataset's ``processed/`` folder.
+    key_prefix : str
+        Only the leftovers of keys starting with this.
+
+    Returns
+    -------
+    (removed, kept)
+        The folders deleted, and those kept because a build holds their lock.
+    """
+    by_key: dict[str, list[Path]] = {}
+    for path, key in list_leftovers(processed_dir):
+        if key.startswith(key_prefix):
+            by_key.setdefault(key, []).append(path)
+    removed: list[Path] = []
+    kept: list[Path] = []
+    for key, paths in by_key.items():
+        (removed if _remove_under_lock(processed_dir, key, paths) else kept).extend(paths)
+    return removed, kept
 
 
 def cached_build(processed_dir: Path, key: str, mode: str, build: Callable[[], BuiltData],
