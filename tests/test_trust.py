@@ -196,3 +196,50 @@ def test_n_jobs_1_and_2_builds_have_equal_digests_and_another_parameter_differs(
     assert main(["cache", "diff", str(a), c.name[:8]]) == 1  # a key, found under the data home
     out = capsys.readouterr().out
     assert "differ: responses" in out and "front_end.smooth_ms=21.0 vs None" in out
+
+
+# ------------------------------------------------------------- item 10: tensor indices
+def test_integer_tensors_and_numpy_integers_index_like_ints():
+    from deepstrf.testing.synthetic import make_ragged_dataset
+
+    ds = make_ragged_dataset(5, 3, n_bands=4, T_range=(3, 6), seed=2)
+
+    def same(a, b):
+        return (torch.equal(a["stims"], b["stims"]) and a["stim_meta"] == b["stim_meta"]
+                and torch.equal(a["valid_mask"], b["valid_mask"])
+                and torch.equal(a["responses"].nan_to_num(-7), b["responses"].nan_to_num(-7)))
+
+    for i in (0, 3, -1):
+        for idx in (torch.tensor(i), torch.tensor(i, dtype=torch.int32),
+                    torch.tensor(i, dtype=torch.uint8) if i >= 0 else torch.tensor(i),
+                    np.int64(i), np.int32(i), np.array(i), np.array(i, dtype=np.uint16)
+                    if i >= 0 else np.array(i)):
+            assert same(ds[idx], ds[i]), (idx, i)
+    with pytest.raises(IndexError, match="dataset index 5 is out of range"):
+        ds[torch.tensor(5)]
+    # 1-D integer tensors and arrays stay sequences of indices, as lists are
+    batch = ds[torch.tensor([4, 0])]
+    assert batch["stim_meta"] == [ds[4]["stim_meta"], ds[0]["stim_meta"]]
+    assert ds[np.array([1, 2])]["stim_meta"] == ds[[1, 2]]["stim_meta"]
+    assert ds[[torch.tensor(2), np.int64(1)]]["stim_meta"] == ds[[2, 1]]["stim_meta"]
+
+
+@pytest.mark.parametrize("idx, got", [
+    (torch.tensor(0.0), "a torch.float32 tensor of shape ()"),
+    (torch.tensor(True), "a torch.bool tensor of shape ()"),
+    (torch.tensor([[0, 1]]), "a torch.int64 tensor of shape (1, 2)"),
+    (np.array(1.0), "a float64 array of shape ()"),
+    (np.array([True, False]), "a bool array of shape (2,)"),
+])
+def test_float_bool_and_2d_tensor_indices_are_refused_clearly(idx, got):
+    from deepstrf.testing.synthetic import make_ragged_dataset
+
+    ds = make_ragged_dataset(3, 2, n_bands=4, seed=2)
+    with pytest.raises(TypeError) as err:
+        ds[idx]
+    message = str(err.value)
+    assert message.startswith("dataset index must be an int, a slice, a sequence of ints, or "
+                              "an integer ")
+    assert got in message and (("nonzero" in message) == ("bool" in got))
+    with pytest.raises(TypeError, match="a sequence of indices must hold ints"):
+        ds[[0, torch.tensor([1, 2])]]
