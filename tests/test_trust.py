@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 
@@ -243,3 +244,114 @@ def test_float_bool_and_2d_tensor_indices_are_refused_clearly(idx, got):
     assert got in message and (("nonzero" in message) == ("bool" in got))
     with pytest.raises(TypeError, match="a sequence of indices must hold ints"):
         ds[[0, torch.tensor([1, 2])]]
+
+
+# ------------------------------------------------------------- item 11: in-place edits
+def _edit_keeping_size_and_mtime(path) -> None:
+    """Move one spike time inside the stimulus, with the same number of characters, and put
+    the file's modification time back, as an editor that preserves times would."""
+    before = path.stat()
+    lines = path.read_text().split("\n")
+    for k, line in enumerate(lines):
+        tokens = line.split(" ")
+        for j, token in enumerate(tokens):
+            if token[:1].isdigit() and 20.0 <= float(token) < 80.0:  # "dd.ddd", in the stimulus
+                tokens[j] = str(int(token[0]) + 2) + token[1:]          # 20 ms later
+                lines[k] = " ".join(tokens)
+                path.write_text("\n".join(lines))
+                os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+                after = path.stat()
+                assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+                return
+    raise AssertionError(f"no spike time between 20 and 80 ms in {path}")
+
+
+def test_a_raw_file_edited_in_place_with_size_and_mtime_kept_is_rebuilt(tree):
+    first = CRCNSAA1Dataset(tree.root, dt_ms=DT, smooth=False)
+    fp = first.provenance["manifest"]["raw_fingerprint"]
+    # every file of the fixture is small: all are fingerprinted by content
+    assert fp["content_files"] == fp["n_files"] > 0 and fp["content_bytes"] == fp["total_bytes"]
+    entry = tree.responses_of(tree.cells[1].cell_id)[0]
+    _edit_keeping_size_and_mtime(entry.spike_file)
+
+    second = CRCNSAA1Dataset(tree.root, dt_ms=DT, smooth=False)
+    assert not second.provenance["cache_hit"]
+    assert second.provenance["manifest"]["key"] != first.provenance["manifest"]["key"]
+    fresh = CRCNSAA1Dataset(tree.root, dt_ms=DT, smooth=False, cache="off")  # the new numbers
+    d1, d2, d3 = (ds.provenance["manifest"]["digest"] if ds.provenance["manifest"] else None
+                  for ds in (first, second, fresh))
+    from deepstrf.io.cache import BuiltData, data_digest
+
+    def digest_of(ds):
+        return data_digest(BuiltData(ds.stims, ds.response_store, ds.stim_meta, ds.nrn_meta,
+                                     {"F": ds.F}))["responses"]
+
+    assert d3 is None and digest_of(second) == digest_of(fresh) != digest_of(first)
+    assert d2["responses"] != d1["responses"] and d2["stims"] == d1["stims"]
+    n = [m["cell_id"] for m in second.nrn_meta].index(tree.cells[1].cell_id)
+    s = [m["name"] for m in second.stim_meta].index(entry.stim_file.read_text().split()[0])
+    a, b = first.responses[s][n], second.responses[s][n]
+    assert a.shape == b.shape and a.sum() == b.sum() and not torch.equal(a, b)  # one spike moved
+    assert torch.equal(b, fresh.responses[s][n])
+    # a third construction reads the new entry
+    assert CRCNSAA1Dataset(tree.root, dt_ms=DT, smooth=False).provenance["cache_hit"]
+
+
+def test_touching_a_small_raw_file_keeps_its_entry(tree):
+    """By content, a new modification time alone (a copy, a re-extraction) changes nothing."""
+    key = CRCNSAA1Dataset(tree.root, dt_ms=DT).provenance["manifest"]["key"]
+    spike = tree.responses_of(tree.cells[0].cell_id)[0].spike_file
+    st = spike.stat()
+    os.utime(spike, ns=(st.st_atime_ns, st.st_mtime_ns + 5 * 10**9))
+    again = CRCNSAA1Dataset(tree.root, dt_ms=DT)
+    assert again.provenance["cache_hit"] and again.provenance["manifest"]["key"] == key
+
+
+def test_files_beyond_the_content_budget_count_by_size_and_time(tmp_path):
+    from deepstrf.io.cache import RAW_CONTENT_LIMIT_BYTES, raw_fingerprint
+
+    assert RAW_CONTENT_LIMIT_BYTES == 64 * 2**20
+    raw = tmp_path / "raw"
+    (raw / "sub").mkdir(parents=True)
+    small, medium, big = raw / "sub" / "small.txt", raw / "medium.txt", raw / "big.bin"
+    small.write_bytes(b"1" * 10)
+    medium.write_bytes(b"2" * 30)
+    big.write_bytes(b"3" * 50)
+    (raw / ".hidden").write_bytes(b"marker")
+    (raw / "x.part").write_bytes(b"partial")
+
+    def fp(limit):
+        return raw_fingerprint(raw, content_limit_bytes=limit)
+
+    # smallest first, while they fit: 10 + 30 <= 45 < 10 + 30 + 50
+    got = fp(45)
+    assert {k: got[k] for k in ("n_files", "total_bytes", "content_files", "content_bytes")} \
+        == {"n_files": 3, "total_bytes": 90, "content_files": 2, "content_bytes": 40}
+    assert fp(90)["content_files"] == 3 and fp(9)["content_files"] == 0
+
+    def edit_in_place(path, byte):
+        st = path.stat()
+        path.write_bytes(byte * st.st_size)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def touch(path):
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+
+    before = {limit: fp(limit)["listing_sha256"] for limit in (45, 90)}
+    edit_in_place(big, b"4")  # beyond a 45-byte budget: not seen there, seen with 90
+    assert fp(45)["listing_sha256"] == before[45]
+    assert fp(90)["listing_sha256"] != before[90]
+    touch(big)                # its time is what counts beyond the budget
+    assert fp(45)["listing_sha256"] != before[45]
+    mid = fp(45)["listing_sha256"]
+    touch(small)              # within the budget the time does not count, the content does
+    assert fp(45)["listing_sha256"] == mid
+    edit_in_place(small, b"5")
+    assert fp(45)["listing_sha256"] != mid
+    # the same tree in another place, with other times, has the same content fingerprint
+    copy = tmp_path / "copy"
+    shutil.copytree(raw, copy, copy_function=shutil.copyfile)
+    assert raw_fingerprint(copy, content_limit_bytes=90) == fp(90)
+    assert raw_fingerprint(raw, ["sub", "medium.txt", "absent"], content_limit_bytes=90)[
+        "n_files"] == 2

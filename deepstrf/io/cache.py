@@ -2,8 +2,8 @@
 
 An entry lives in ``processed/<key>/``, where ``key`` hashes everything that
 changes the result: the dataset, its parameters, a fingerprint of the raw
-files (sizes and modification times), the dataset's cache version and the
-storage format version. An entry holds:
+files (small ones by content, large ones by size and modification time), the
+dataset's cache version and the storage format version. An entry holds:
 
 ``manifest.json``   readable record: parameters, sources, versions of deepstrf
                     and of the libraries that computed it, creation time, build
@@ -53,6 +53,7 @@ from deepstrf.errors import CacheError, CacheMissError
 
 __all__ = [
     "CACHE_MODES",
+    "RAW_CONTENT_LIMIT_BYTES",
     "STORAGE_FORMAT_VERSION",
     "DIGEST_VERSION",
     "BuiltData",
@@ -87,6 +88,10 @@ _LIBRARIES = ("deepstrf", "numpy", "scipy", "torch", "librosa", "soundfile", "h5
 DIGEST_VERSION = 1
 #: The parts of a build :func:`data_digest` hashes separately, in this order.
 DIGEST_PARTS = ("stims", "responses", "stim_meta", "nrn_meta", "attributes")
+#: Raw files are fingerprinted by content, smallest first, up to this many bytes in
+#: total per dataset; the rest by size and modification time (:func:`raw_fingerprint`).
+RAW_CONTENT_LIMIT_BYTES = 64 * 2**20
+_READ_CHUNK = 2**20
 _LOCK_POLL_S = 0.2
 _LOCK_LOG_EVERY_S = 30.0
 
@@ -144,29 +149,80 @@ def _listing(root: str, rel: str) -> Iterator[tuple[str, os.stat_result]]:
             yield child, entry.stat(follow_symlinks=True)
 
 
-def raw_fingerprint(raw_dir: Path, subpaths: Sequence[str] = ()) -> dict[str, Any]:
-    """Sizes and modification times of the raw files a dataset reads, hashed.
+def _hash_content(digest: Any, path: str, expected: int) -> int | None:
+    """Feed the bytes of ``path`` to ``digest``; the number read, or None if it cannot be read."""
+    n = 0
+    try:
+        with open(path, "rb", buffering=0) as f:
+            if expected <= _READ_CHUNK:  # most raw files: one read, no loop
+                chunk = f.read(expected + 1)
+                digest.update(chunk)
+                n = len(chunk)
+                if n <= expected:
+                    return n
+            while chunk := f.read(_READ_CHUNK):
+                digest.update(chunk)
+                n += len(chunk)
+    except OSError as err:
+        logger.warning("cannot read the raw file %s to fingerprint its content (%s); using its "
+                       "size and modification time instead", path, err)
+        return None
+    return n
+
+
+def raw_fingerprint(raw_dir: Path, subpaths: Sequence[str] = (), *,
+                    content_limit_bytes: int = RAW_CONTENT_LIMIT_BYTES) -> dict[str, Any]:
+    """A hash of the raw files a dataset reads: small ones by content, large ones by size and time.
 
     Walks ``raw_dir / p`` for each of ``subpaths`` (the whole folder when
     empty), skipping hidden files (download and extraction markers) and
-    partial downloads. Plain ``os.scandir`` keeps this to a few
-    microseconds per file, since it runs at every warm load.
+    partial downloads. The files are taken smallest first, and those that
+    fit together within ``content_limit_bytes`` (64 MiB by default: every
+    file of most releases, and the text files of the larger ones) are hashed
+    by their relative path, size and content, so a file edited in place is
+    seen even if its size and modification time were kept, and copying the
+    files (new modification times) keeps the key. The others, too large to
+    read at every construction, count by relative path, size and
+    modification time. A file that cannot be read counts by size and time
+    (with a logged warning).
+
+    Returns
+    -------
+    dict
+        ``n_files``, ``total_bytes``, ``content_files`` and ``content_bytes``
+        (how many files, and bytes, were hashed by content) and
+        ``listing_sha256``, the hash itself.
     """
-    digest = hashlib.sha256()
-    n_files = total = 0
+    files: list[tuple[str, str, os.stat_result]] = []
     for sub in (subpaths or [""]):
         root = os.path.join(raw_dir, sub) if sub else str(raw_dir)
         if os.path.isfile(root):
-            listing: Iterator[tuple[str, os.stat_result]] = iter([(sub, os.stat(root))])
+            files.append((sub, root, os.stat(root)))
         elif os.path.isdir(root):
-            listing = _listing(root, sub)
-        else:
-            continue
-        for rel, st in listing:
-            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-            n_files += 1
-            total += st.st_size
-    return {"n_files": n_files, "total_bytes": total, "listing_sha256": digest.hexdigest()}
+            files.extend((rel, os.path.join(raw_dir, rel), st) for rel, st in _listing(root, sub))
+    by_content: set[str] = set()
+    budget = content_limit_bytes
+    for rel, _, st in sorted(files, key=lambda f: (f[2].st_size, f[0])):
+        if st.st_size > budget:
+            break  # the rest are as large or larger
+        by_content.add(rel)
+        budget -= st.st_size
+    digest = hashlib.sha256(f"raw-fingerprint-v2\0{content_limit_bytes}\n".encode())
+    content_bytes = n_content = 0
+    for rel, full, st in files:  # in listing order, so the hash does not depend on the sizes' ties
+        if rel in by_content:
+            digest.update(f"{rel}\0{st.st_size}\0content\0".encode())
+            read = _hash_content(digest, full, st.st_size)
+            if read is not None:
+                digest.update(f"\0{read}\n".encode())
+                n_content += 1
+                content_bytes += read
+                continue
+            digest.update(b"\0unreadable\n")
+        digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return {"n_files": len(files), "total_bytes": sum(st.st_size for _, _, st in files),
+            "content_files": n_content, "content_bytes": content_bytes,
+            "listing_sha256": digest.hexdigest()}
 
 
 def _versions() -> dict[str, str]:
