@@ -135,8 +135,8 @@ def cache_key(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _listing(root: str, rel: str) -> Iterator[tuple[str, os.stat_result]]:
-    """``(relative path, stat)`` of every non-hidden file under ``root``, sorted, depth first."""
+def _listing(root: str, rel: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    """``(relative path, path, stat)`` of each non-hidden file under ``root``, sorted."""
     with os.scandir(root) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
@@ -146,7 +146,7 @@ def _listing(root: str, rel: str) -> Iterator[tuple[str, os.stat_result]]:
         if entry.is_dir(follow_symlinks=True):
             yield from _listing(entry.path, child)
         elif entry.is_file(follow_symlinks=True):
-            yield child, entry.stat(follow_symlinks=True)
+            yield child, entry.path, entry.stat(follow_symlinks=True)
 
 
 def _hash_content(digest: Any, path: str, expected: int) -> int | None:
@@ -199,7 +199,7 @@ def raw_fingerprint(raw_dir: Path, subpaths: Sequence[str] = (), *,
         if os.path.isfile(root):
             files.append((sub, root, os.stat(root)))
         elif os.path.isdir(root):
-            files.extend((rel, os.path.join(raw_dir, rel), st) for rel, st in _listing(root, sub))
+            files.extend(_listing(root, sub))
     by_content: set[str] = set()
     budget = content_limit_bytes
     for rel, _, st in sorted(files, key=lambda f: (f[2].st_size, f[0])):
@@ -214,7 +214,7 @@ def raw_fingerprint(raw_dir: Path, subpaths: Sequence[str] = (), *,
             digest.update(f"{rel}\0{st.st_size}\0content\0".encode())
             read = _hash_content(digest, full, st.st_size)
             if read is not None:
-                digest.update(f"\0{read}\n".encode())
+                digest.update(b"\0%d\n" % read)
                 n_content += 1
                 content_bytes += read
                 continue
