@@ -355,3 +355,74 @@ def test_files_beyond_the_content_budget_count_by_size_and_time(tmp_path):
     assert raw_fingerprint(copy, content_limit_bytes=90) == fp(90)
     assert raw_fingerprint(raw, ["sub", "medium.txt", "absent"], content_limit_bytes=90)[
         "n_files"] == 2
+
+
+# ------------------------------------------------------------- item 1 (2.1): the CLI on damage
+@pytest.mark.parametrize("damage", ["manifest types", "manifest truncated", "data truncated"])
+def test_a_damaged_entry_of_a_registered_dataset_through_the_command_line(
+        tmp_path, capsys, monkeypatch, damage):
+    """Entries found the way the command finds them: the registry's classes under the data home."""
+    import json
+
+    from deepstrf.cli import main
+    from deepstrf.datasets.registry import get_dataset
+
+    def run(*argv):
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    cls = get_dataset("aa1")
+    home = tmp_path / "home"
+    monkeypatch.setenv("DEEPSTRF_DATA_DIR", str(home))
+    write_crcns_aa1(home / "AA1" / "raw", n_cells=2, n_conspecific=1, n_flatrip=1, seed=4)
+    first = cls(dt_ms=DT).provenance["manifest"]  # no dataset kept: its arrays map the files
+    bad = first["key"]
+    good = cls(dt_ms=10.0).provenance["manifest"]["key"]
+    entry = home / "AA1" / "processed" / bad
+    assert cls.default_paths().processed == entry.parent
+    if damage == "manifest types":
+        record = json.loads((entry / "manifest.json").read_text())
+        record.update({"files": "oops", "counts": "3", "parameters": None})
+        (entry / "manifest.json").write_text(json.dumps(record))
+    elif damage == "manifest truncated":
+        text = (entry / "manifest.json").read_text()
+        (entry / "manifest.json").write_text(text[: len(text) // 2])
+    else:
+        blob = (entry / "responses.npy").read_bytes()
+        (entry / "responses.npy").write_bytes(blob[:-64])
+    capsys.readouterr()
+
+    code, out, err = run("cache", "ls")
+    assert code == 0 and err == "" and "Traceback" not in out
+    lines = out.splitlines()
+    assert lines[0] == f"{cls.__name__}  ({entry.parent})"
+    [bad_line] = [line for line in lines if bad in line]
+    assert "DAMAGED or incomplete: rebuilt on use" in bad_line
+    [good_line] = [line for line in lines if good in line]
+    assert "N=2 S=2" in good_line and "dt_ms=10.0" in good_line
+
+    code, out, err = run("cache", "verify")
+    lines = out.splitlines()
+    assert code == 1 and f"{cls.__name__} {good}: OK" in lines  # the others are still checked
+    [bad_line] = [line for line in lines if bad in line]
+    assert bad_line.startswith(f"{cls.__name__} {bad}: DAMAGED: ")
+    assert {"manifest types": "'files' is 'oops'", "manifest truncated": "manifest.json "
+            "unreadable", "data truncated": "responses.npy has "}[damage] in bad_line
+    assert err.startswith("deepstrf: error: 1 damaged cache entry; remove with `deepstrf cache "
+                          "clear NAME --key KEY`") and "Traceback" not in err
+
+    code, out, err = run("info", "aa1")
+    assert code == 0 and err == ""
+    assert f"  processed {entry.parent}  (2 cache entries)" in out.splitlines()
+    assert any(bad in line and "DAMAGED" in line for line in out.splitlines())
+
+    code, out, err = run("cache", "clear", "aa1", "--key", bad[:6], "--yes")
+    assert code == 0 and out.splitlines() == [f"removed {cls.__name__} {bad}"]
+    assert not entry.exists() and (entry.parent / good).is_dir()
+    code, out, _ = run("cache", "verify")
+    assert code == 0 and out.splitlines() == [f"{cls.__name__} {good}: OK"]
+    # the next construction builds the entry again, with the same numbers
+    again = cls(dt_ms=DT)
+    assert not again.provenance["cache_hit"] and again.provenance["manifest"]["key"] == bad
+    assert again.provenance["manifest"]["digest"] == first["digest"]
