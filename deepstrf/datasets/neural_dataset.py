@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from deepstrf._validation import check_index, check_positive
+from deepstrf._validation import check_index, check_positive, normalize_index
 from deepstrf.datasets._query import Query, compile_query
 from deepstrf.datasets._storage import ResponseStore, ResponsesView
 from deepstrf.errors import ContractError, ContractIndexError, ContractTypeError
@@ -655,6 +655,7 @@ class NeuralDataset(Dataset, ABC):
             ``stim_meta`` (dict). For a slice or sequence: the same keys, each
             holding a list with one entry per item.
         """
+        idx = normalize_index(idx)  # 0-d integer tensors and numpy integers index like ints
         if isinstance(idx, slice):
             positions = list(range(*idx.indices(len(self))))
         elif isinstance(idx, (list, tuple, np.ndarray, torch.Tensor)):
