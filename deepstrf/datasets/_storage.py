@@ -65,10 +65,25 @@ class _Block:
     neurons: np.ndarray       # (K,) int64, sorted, unique
     reps: np.ndarray          # (K,) int64, >= 1
     starts: np.ndarray        # (K,) int64, row offsets
+    #: None until asked; then False if some value may be NaN (see ``nan_free``).
+    _nan_free: bool | None = None
 
     @property
     def T(self) -> int:
         return int(self.data.shape[1])
+
+    @property
+    def nan_free(self) -> bool:
+        """True if no value of the block is NaN (computed once: blocks are never written).
+
+        The test is a float32 sum: NaN anywhere makes it NaN whatever the
+        order of the additions, so a non-NaN sum proves there is no NaN. A NaN
+        sum without a NaN value (``inf - inf``) only sends the block down the
+        slower exact path, so the answer never changes a result.
+        """
+        if self._nan_free is None:
+            self._nan_free = self.data.numel() == 0 or not bool(torch.isnan(self.data.sum()))
+        return self._nan_free
 
 
 @dataclass
@@ -81,6 +96,15 @@ class _GatherPlan:
     n_idx: np.ndarray
     r_idx: np.ndarray
     src: np.ndarray | None
+    #: ``src`` as a tensor (None: every row in order), made once per plan.
+    src_t: torch.Tensor | None = None
+    #: Row index of a single item (see ResponseStore.gather_plan), made on first use.
+    item_index: torch.Tensor | None = None
+
+    @property
+    def n_rows(self) -> int:
+        """Number of block rows the plan writes."""
+        return len(self.n_idx)
 
 
 def _make_block(neurons: np.ndarray, reps: np.ndarray, data: torch.Tensor) -> _Block:
@@ -104,6 +128,8 @@ class ResponseStore:
         self._masks: torch.Tensor | None = None
         #: Bumped at every structural change, so caches built on the store can tell.
         self.version = 0
+        # (sel_pos, version, {s: plan}) of the last selection seen by cached_plan
+        self._plan_cache: tuple[np.ndarray, int, dict[int, _GatherPlan]] | None = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -255,7 +281,8 @@ class ResponseStore:
         offset = 0
         for store in stores:
             for b in store._blocks:
-                blocks.append(_Block(b.data, b.neurons + offset, b.reps.copy(), b.starts.copy()))
+                blocks.append(_Block(b.data, b.neurons + offset, b.reps.copy(), b.starts.copy(),
+                                     b._nan_free))
             offset += store.n_neurons
         return cls(blocks, offset)
 
@@ -381,7 +408,121 @@ class ResponseStore:
         else:
             src = np.repeat(b.starts[kept], counts) + within
         return _GatherPlan(s=s, T=b.T, R=int(counts.max()) if len(kept) else 1,
-                           n_idx=np.repeat(pos[kept], counts), r_idx=within, src=src)
+                           n_idx=np.repeat(pos[kept], counts), r_idx=within, src=src,
+                           src_t=None if src is None else torch.from_numpy(src))
+
+    def cached_plan(self, s: int, sel_pos: np.ndarray) -> _GatherPlan:
+        """:meth:`plan`, remembered while ``sel_pos`` (the same array object) is in use.
+
+        The dataset hands the same read-only ``sel_pos`` array until its
+        selection changes, so item access and epochs plan each stimulus once
+        per selection. A structural edit of the store (``version``) or another
+        ``sel_pos`` object starts a new cache; only one selection is kept.
+        """
+        cache = self._plan_cache
+        if cache is None or cache[0] is not sel_pos or cache[1] != self.version:
+            cache = self._plan_cache = (sel_pos, self.version, {})
+        plans = cache[2]
+        plan = plans.get(s)
+        if plan is None:
+            plan = plans[s] = self.plan(s, sel_pos)
+        return plan
+
+    def write_padded(self, plans: Sequence[_GatherPlan], out: torch.Tensor, mask: torch.Tensor,
+                     ext: torch.Tensor | None = None, mask_ext: torch.Tensor | None = None
+                     ) -> None:
+        """Write items into a padded batch: every element of ``out`` and ``mask``.
+
+        ``out`` (float32) and ``mask`` (bool) are contiguous ``(B, n_sel, R_out,
+        T_out)`` tensors with any prior content; item ``b`` is ``plans[b]``.
+        Stored values land at their place, every other element becomes NaN in
+        ``out`` and False in ``mask``, and ``mask`` is True exactly where
+        ``out`` is not NaN.
+
+        Each output byte is written once. The kept rows of all items are first
+        copied into a small table ``ext`` (``(rows + 1, T_out)``, time-padded
+        with NaN, last row all NaN), then one row gather (``index_select``, a
+        memory copy per row) writes the whole batch, padding rows included:
+        no NaN fill that data then overwrites, and no second pass over the
+        batch for the mask, which is gathered the same way from ``mask_ext``
+        (True on the stored values of blocks without NaN, ``~isnan``
+        otherwise). ``ext`` and ``mask_ext`` may be passed in (a recycled
+        buffer) with exactly that shape.
+        """
+        B, n_sel, R_out, T_out = out.shape
+        if out.numel() == 0:
+            return
+        n_ext = sum(p.n_rows for p in plans) + 1
+        if ext is None:
+            ext = torch.empty((n_ext, T_out), dtype=torch.float32)
+        if mask_ext is None:
+            mask_ext = torch.empty((n_ext, T_out), dtype=torch.bool)
+        rows_b = n_sel * R_out
+        pad_row = n_ext - 1
+        index = np.full(B * rows_b, pad_row, dtype=np.int64)
+        off = 0
+        for b, p in enumerate(plans):
+            n = p.n_rows
+            if not n:
+                continue
+            index[b * rows_b + p.n_idx * R_out + p.r_idx] = np.arange(off, off + n)
+            block = self._blocks[p.s]
+            e, me = ext[off:off + n], mask_ext[off:off + n]
+            if p.T == T_out:
+                if p.src_t is None:
+                    e.copy_(block.data)
+                else:
+                    torch.index_select(block.data, 0, p.src_t, out=e)
+                head, mhead = e, me
+            else:
+                head, mhead = e[:, :p.T], me[:, :p.T]
+                head.copy_(block.data if p.src_t is None else block.data.index_select(0, p.src_t))
+                e[:, p.T:].fill_(_NAN)
+                me[:, p.T:].fill_(False)
+            if block.nan_free:
+                mhead.fill_(True)
+            else:
+                torch.eq(head, head, out=mhead)  # x == x is ~isnan(x)
+            off += n
+        ext[pad_row].fill_(_NAN)
+        mask_ext[pad_row].fill_(False)
+        idx = torch.from_numpy(index)
+        torch.index_select(ext, 0, idx, out=out.view(-1, T_out))
+        torch.index_select(mask_ext, 0, idx, out=mask.view(-1, T_out))
+
+    def gather_plan(self, plan: _GatherPlan, n_sel: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(responses, mask)`` of one planned item, ``(n_sel, plan.R, plan.T)`` each.
+
+        The same gather as :meth:`write_padded` for one item, with the output
+        row index kept in the plan (at most a few percent of the block's
+        bytes), so ``ds[i]`` is two row copies and two row gathers.
+        """
+        n, T, R = plan.n_rows, plan.T, plan.R
+        index = plan.item_index
+        if index is None or index.numel() != n_sel * R:
+            rows = np.full(n_sel * R, n, dtype=np.int64)
+            rows[plan.n_idx * R + plan.r_idx] = np.arange(n)
+            index = torch.from_numpy(rows)
+            block_bytes = self._blocks[plan.s].data.numel() * 4
+            if rows.nbytes * 16 <= max(block_bytes, 1 << 16):
+                plan.item_index = index
+        block = self._blocks[plan.s]
+        ext = torch.empty((n + 1, T), dtype=torch.float32)
+        if n:
+            if plan.src_t is None:
+                ext[:n].copy_(block.data)
+            else:
+                torch.index_select(block.data, 0, plan.src_t, out=ext[:n])
+        ext[n].fill_(_NAN)
+        mask_ext = torch.empty((n + 1, T), dtype=torch.bool)
+        if block.nan_free:
+            mask_ext[:n].fill_(True)
+        else:
+            torch.eq(ext[:n], ext[:n], out=mask_ext[:n])
+        mask_ext[n].fill_(False)
+        out = torch.index_select(ext, 0, index).view(n_sel, R, T)
+        mask = torch.index_select(mask_ext, 0, index).view(n_sel, R, T)
+        return out, mask
 
     def gather_into(self, plan: _GatherPlan, out: torch.Tensor, mask: torch.Tensor) -> None:
         """Write the planned rows into ``out`` / ``mask`` (``(n_sel, R_out, T_out)``).
@@ -412,11 +553,7 @@ class ResponseStore:
         none did); absent pairs and padded repeats are NaN in ``responses``
         and False in ``mask``.
         """
-        plan = self.plan(s, sel_pos)
-        out = torch.full((n_sel, plan.R, plan.T), _NAN, dtype=torch.float32)
-        mask = torch.zeros((n_sel, plan.R, plan.T), dtype=torch.bool)
-        self.gather_into(plan, out, mask)
-        return out, mask
+        return self.gather_plan(self.plan(s, sel_pos), n_sel)
 
     # ------------------------------------------------------------------ bulk edits
     def map_blocks_(self, fn) -> None:

@@ -438,6 +438,9 @@ class NeuralDataset(Dataset, ABC):
                 iterable = np.zeros(0, dtype=np.int64)
             pos = np.full(N, -1, dtype=np.int64)
             pos[neurons] = np.arange(len(neurons), dtype=np.int64)
+            # read-only: the store caches gather plans per pos array, by identity
+            for arr in (neurons, pos, iterable):
+                arr.setflags(write=False)
             self._sel_cache = (neurons, pos, iterable)
             self._sel_cache_version = store.version
         return self._sel_cache
@@ -590,7 +593,8 @@ class NeuralDataset(Dataset, ABC):
     def _item(self, i: int) -> dict[str, Any]:
         neurons, pos, iterable = self._selection()
         s = int(iterable[i])
-        responses, valid = self._require_store().gather(s, pos, len(neurons))
+        store = self._store
+        responses, valid = store.gather_plan(store.cached_plan(s, pos), len(neurons))
         return {"stims": self.stims[s], "responses": responses, "valid_mask": valid,
                 "stim_meta": self.stim_meta[s]}
 
