@@ -22,9 +22,11 @@ block can be shared between a dataset, its concatenations and a cache file.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,7 +84,14 @@ class _Block:
         slower exact path, so the answer never changes a result.
         """
         if self._nan_free is None:
-            self._nan_free = self.data.numel() == 0 or not bool(torch.isnan(self.data.sum()))
+            data = self.data
+            if data.numel() == 0:
+                self._nan_free = True
+            elif data.device.type == "cpu" and not data.requires_grad:
+                # numpy's sum: one pass at memory speed, without a thread team per block
+                self._nan_free = not bool(np.isnan(np.add.reduce(data.numpy(), axis=None)))
+            else:
+                self._nan_free = not bool(torch.isnan(data.sum()))
         return self._nan_free
 
 
@@ -112,6 +121,102 @@ def _make_block(neurons: np.ndarray, reps: np.ndarray, data: torch.Tensor) -> _B
     if len(reps) > 1:
         np.cumsum(reps[:-1], out=starts[1:])
     return _Block(data=data, neurons=neurons, reps=reps, starts=starts)
+
+
+def _first(flags: np.ndarray) -> int:
+    return int(np.flatnonzero(flags)[0])
+
+
+def _check_nested_row(s: int, row: Any, n_neurons: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate ``responses[s]`` of the nested form; return its neurons with data and their R.
+
+    Python-level work per pair is a few C-level iterations (types, shapes,
+    dtypes); the ``(1, 1)`` candidates of the row are tested for NaN together.
+    """
+    if not isinstance(row, (list, tuple)):
+        raise TypeError(f"responses[{s}] must be a list of {n_neurons} tensors; got "
+                        f"{type(row).__name__}.")
+    if len(row) != n_neurons:
+        raise ValueError(f"responses[{s}] has {len(row)} entries but the dataset has "
+                         f"N_neurons={n_neurons}; every row needs one entry per neuron "
+                         "(the (1, 1) NaN sentinel for a neuron that did not hear it).")
+    for kind in set(map(type, row)):
+        if not issubclass(kind, torch.Tensor):
+            n = next(n for n, v in enumerate(row) if type(v) is kind)
+            raise TypeError(f"responses[{s}][{n}] must be a torch.Tensor; got "
+                            f"{kind.__name__}.")
+    for dtype in {v.dtype for v in row}:
+        if dtype.is_complex or dtype == torch.bool:
+            n = next(n for n, v in enumerate(row) if v.dtype == dtype)
+            raise TypeError(f"responses[{s}][{n}] must hold real numbers; got dtype {dtype}.")
+    shapes = [v.shape for v in row]
+    if set(map(len, shapes)) - {2}:
+        n = next(n for n, sh in enumerate(shapes) if len(sh) != 2)
+        raise ValueError(f"responses[{s}][{n}] must be 2-D (R, T) or the (1, 1) NaN "
+                         f"sentinel; got shape {tuple(shapes[n])}.")
+    dims = np.fromiter(itertools.chain.from_iterable(shapes), dtype=np.int64,
+                       count=2 * len(shapes)).reshape(-1, 2)
+    R, T = dims[:, 0], dims[:, 1]
+    missing = (R >= 1) & (T == 0)  # no values at all: nothing to keep
+    cand = np.flatnonzero((R == 1) & (T == 1))
+    if len(cand):
+        missing[cand] = _all_nan_singletons([row[n] for n in cand.tolist()])
+    empty = (R == 0) & ~missing
+    if empty.any():
+        n = _first(empty)
+        raise ValueError(f"responses[{s}][{n}] has 0 repeats; mark a missing pair "
+                         "with the (1, 1) NaN sentinel instead.")
+    real = np.flatnonzero(~missing)
+    if len(real):
+        t_real = T[real]
+        bad = t_real != t_real[0]
+        if bad.any():
+            n, n0 = int(real[_first(bad)]), int(real[0])
+            raise ValueError(f"responses[{s}][{n}] has T={int(T[n])} but "
+                             f"responses[{s}][{n0}] has T={int(T[n0])}; all "
+                             "neurons share the time axis of a stimulus.")
+    return real.astype(np.int64), R[real]
+
+
+def _all_nan_singletons(values: list[torch.Tensor]) -> np.ndarray:
+    """Which of these ``(1, 1)`` tensors hold NaN, tested in one operation."""
+    try:
+        with torch.no_grad():
+            flat = torch.cat([v.detach() for v in values]).reshape(-1)
+        if flat.device.type != "cpu":
+            flat = flat.cpu()
+    except RuntimeError:  # mixed devices: test one by one
+        return np.array([v.is_floating_point() and bool(torch.isnan(v).all()) for v in values])
+    if not flat.is_floating_point():
+        return np.zeros(len(values), dtype=bool)
+    return torch.isnan(flat).numpy()
+
+
+def _pack_rows(parts: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat`` of the pairs' ``(R, T)`` tensors as one float32 CPU block (one copy)."""
+    with torch.no_grad():
+        rows = sum(v.shape[0] for v in parts)
+        out = torch.empty((rows, parts[0].shape[1]), dtype=torch.float32)
+        try:
+            torch.cat(parts, 0, out=out)
+        except (RuntimeError, TypeError):  # other devices or dtypes: convert each first
+            torch.cat([v.detach().to("cpu", torch.float32) for v in parts], 0, out=out)
+    return out
+
+
+def _drop_all_nan_pairs(block: _Block) -> _Block:
+    """Remove pairs whose values are all NaN: they mark missing pairs, as the sentinel does."""
+    if block.data.numel() == 0:
+        return block
+    row_all_nan = torch.isnan(block.data).all(dim=1).numpy()
+    pair_all_nan = np.logical_and.reduceat(row_all_nan, block.starts)
+    if not pair_all_nan.any():
+        return block
+    keep = ~pair_all_nan
+    reps = block.reps[keep]
+    src = np.repeat(block.starts[keep], reps) + _ragged_arange(reps)
+    data = block.data.index_select(0, torch.from_numpy(src))
+    return _make_block(block.neurons[keep], reps, data)
 
 
 class ResponseStore:
@@ -186,53 +291,32 @@ class ResponseStore:
         the stim and neuron at fault. With ``release=True`` each row of the
         input list is replaced by ``None`` once packed, so peak memory stays
         near one copy of the data.
+
+        The cost is one copy of the data (``torch.cat`` per stimulus) and one
+        read of it (a sum that proves a block free of NaN) plus a small
+        per-pair constant: types, shapes and dtypes are read with C-level
+        iteration per row, and the ``(1, 1)`` candidates of a row are tested
+        for NaN in one operation, never one tensor at a time.
         """
         if not isinstance(rows, (list, tuple)):
             raise TypeError(f"responses must be a list of S lists of N tensors; got "
                             f"{type(rows).__name__}.")
         # Check everything before packing so a bad entry leaves the input intact.
-        for s, row in enumerate(rows):
-            if not isinstance(row, (list, tuple)):
-                raise TypeError(f"responses[{s}] must be a list of {n_neurons} tensors; got "
-                                f"{type(row).__name__}.")
-            if len(row) != n_neurons:
-                raise ValueError(f"responses[{s}] has {len(row)} entries but the dataset has "
-                                 f"N_neurons={n_neurons}; every row needs one entry per neuron "
-                                 "(the (1, 1) NaN sentinel for a neuron that did not hear it).")
-            t_first = None
-            for n, value in enumerate(row):
-                if not isinstance(value, torch.Tensor):
-                    raise TypeError(f"responses[{s}][{n}] must be a torch.Tensor; got "
-                                    f"{type(value).__name__}.")
-                if value.is_complex() or value.dtype == torch.bool:
-                    raise TypeError(f"responses[{s}][{n}] must hold real numbers; got dtype "
-                                    f"{value.dtype}.")
-                if value.dim() != 2:
-                    raise ValueError(f"responses[{s}][{n}] must be 2-D (R, T) or the (1, 1) NaN "
-                                     f"sentinel; got shape {tuple(value.shape)}.")
-                if tuple(value.shape) == (1, 1) and bool(torch.isnan(value).all()):
-                    continue
-                if value.shape[0] == 0:
-                    raise ValueError(f"responses[{s}][{n}] has 0 repeats; mark a missing pair "
-                                     "with the (1, 1) NaN sentinel instead.")
-                if t_first is None:
-                    t_first = (n, value.shape[1])
-                elif value.shape[1] != t_first[1]:
-                    raise ValueError(f"responses[{s}][{n}] has T={value.shape[1]} but "
-                                     f"responses[{s}][{t_first[0]}] has T={t_first[1]}; all "
-                                     "neurons share the time axis of a stimulus.")
+        real_rows = [_check_nested_row(s, row, n_neurons) for s, row in enumerate(rows)]
         blocks: list[_Block] = []
-        for s, row in enumerate(rows):
-            real = [(n, v) for n, v in enumerate(row) if not is_sentinel(v)]
-            if real:
-                T = real[0][1].shape[1]
-                data = torch.cat([v.detach().to("cpu", torch.float32) for _, v in real], 0)
+        for s, (real, reps) in enumerate(real_rows):
+            row = rows[s]
+            if len(real):
+                parts = [row[n] for n in real.tolist()]
+                data = _pack_rows(parts)
+                block = _make_block(real, reps, data)
+                if not block.nan_free:
+                    block = _drop_all_nan_pairs(block)
             else:
                 T = int(stim_T[s]) if stim_T is not None else 0
-                data = torch.zeros((0, T), dtype=torch.float32)
-            neurons = np.array([n for n, _ in real], dtype=np.int64)
-            reps = np.array([v.shape[0] for _, v in real], dtype=np.int64)
-            blocks.append(_make_block(neurons, reps, data.contiguous()))
+                block = _make_block(np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                    torch.zeros((0, T), dtype=torch.float32))
+            blocks.append(block)
             if release and isinstance(rows, list):
                 rows[s] = None
         return cls(blocks, n_neurons)
