@@ -1,11 +1,12 @@
-"""Whole-dataset preprocessing on the packed storage (one pass per stimulus block).
+"""Whole-dataset preprocessing on the packed storage (streamed, one block chunk at a time).
 
 The functions here back the ``NeuralDataset`` methods ``smooth_responses``,
-``normalize_responses``, ``standardize_stims`` and their inverses. Each works
-block by block (a loop over stimuli, never over (stimulus, neuron) pairs),
-keeps NaN where it was (padding, missing values) and builds new tensors
-rather than writing into the stored ones (which may be shared or
-memory-mapped).
+``normalize_responses``, ``standardize_stims`` and their inverses. Each
+streams the blocks in cache-sized chunks of rows (a loop over stimuli, never
+over (stimulus, neuron) pairs), keeps NaN where it was, and writes a block in
+place only when nothing else can see it (see
+:meth:`~deepstrf.datasets._storage.ResponseStore.transform_rows_`); shared or
+memory-mapped blocks get new tensors.
 """
 
 from __future__ import annotations
@@ -39,72 +40,155 @@ def _stim_list(ds: NeuralDataset, stim_indices: Sequence[int] | None, what: str)
 
 
 def smooth_responses(ds: NeuralDataset, window_ms: float) -> np.ndarray:
-    """Smooth every response with the unit-sum Hanning kernel; return the kernel."""
+    """Smooth every response with the unit-sum Hanning kernel; return the kernel.
+
+    Streams the blocks in cache-sized chunks of rows (rows are independent),
+    in place where nothing else sees a block. The values are exactly those of
+    :func:`~deepstrf.preprocessing.spikes.smooth_rows` (the same
+    ``convolve1d`` call, written into a reused scratch array instead of a new
+    one; blocks with NaN go through ``smooth_rows`` itself).
+    """
+    from scipy.ndimage import convolve1d
+
     from deepstrf.preprocessing.spikes import hanning_kernel, smooth_rows
 
     window_ms = check_positive("window_ms", window_ms)
     kernel = hanning_kernel(window_ms, ds.dt)
-    ds.response_store.map_blocks_(lambda s, neurons, reps, rows: smooth_rows(rows, kernel))
+    taps = np.asarray(kernel, dtype=np.float32)
+    identity = len(kernel) == 1 and float(kernel[0]) == 1.0
+    store = ds.response_store
+    nan_free = [store._blocks[s].nan_free for s in range(store.n_stims)]
+    scratch: dict[tuple[int, int], np.ndarray] = {}
+
+    def smooth(s: int, rows: slice, src: np.ndarray, dst: np.ndarray) -> None:
+        if identity:
+            if dst is not src:
+                dst[...] = src
+            return
+        if not nan_free[s]:
+            dst[...] = smooth_rows(src, kernel)
+            return
+        tmp = scratch.get(src.shape)
+        if tmp is None:
+            scratch.clear()
+            tmp = scratch[src.shape] = np.empty(src.shape, dtype=np.float32)
+        convolve1d(src, taps, axis=1, output=tmp, mode="constant", cval=0.0)
+        dst[...] = tmp
+
+    store.transform_rows_(smooth)
     return kernel
 
 
-def _row_neurons(store: Any, s: int) -> torch.Tensor:
-    return torch.from_numpy(store.row_neurons(s))
+def _row_values(values: np.ndarray, rn: np.ndarray) -> np.ndarray:
+    return values[rn][:, None]
 
 
 def _apply_affine(ds: NeuralDataset, offset: torch.Tensor, scale: torch.Tensor,
                   inverse: bool) -> None:
+    """``(x - offset) / scale`` per neuron (``x * scale + offset`` if ``inverse``), float32.
+
+    One streaming pass, in place where nothing else sees a block; the same
+    two float32 operations as before, so the values do not change.
+    """
     store = ds.response_store
+    o32 = offset.to(torch.float32).numpy()
+    c32 = scale.to(torch.float32).numpy()
 
-    def apply(s: int, neurons: np.ndarray, reps: np.ndarray, rows: torch.Tensor) -> torch.Tensor:
-        idx = _row_neurons(store, s)
-        o = offset[idx].unsqueeze(1).to(rows.dtype)
-        c = scale[idx].unsqueeze(1).to(rows.dtype)
-        return rows * c + o if inverse else (rows - o) / c
+    def apply(s: int, rows: slice, src: np.ndarray, dst: np.ndarray) -> None:
+        b = store._blocks[s]
+        rn = np.repeat(b.neurons, b.reps)[rows]
+        o, c = _row_values(o32, rn), _row_values(c32, rn)
+        if inverse:
+            np.multiply(src, c, out=dst)
+            np.add(dst, o, out=dst)
+        else:
+            np.subtract(src, o, out=dst)
+            np.divide(dst, c, out=dst)
 
-    store.map_blocks_(apply)
+    store.transform_rows_(apply)
+
+
+def _neuron_moments(ds: NeuralDataset, stims: Sequence[int], with_var: bool
+                    ) -> tuple[np.ndarray, ...]:
+    """Per-neuron ``(count, mean, m2, peak)`` of the valid values over ``stims``, float64.
+
+    One streaming read of the blocks, in cache-sized chunks of rows. Each row
+    is reduced on its own (float64 sums of float32 values; ``m2`` about the
+    row's own mean, so there is no cancellation), then rows are pooled per
+    neuron with the exact parallel-variance formula
+    ``M2 = sum(m2_r) + sum(c_r (mean_r - mean)^2)``. All sums are numpy's,
+    sequential or pairwise in a fixed order, so the result does not depend on
+    the thread count.
+    """
+    N = ds.N_neurons
+    rn_parts, c_parts, s_parts, m2_parts, pk_parts = [], [], [], [], []
+    for _, rn, x, nan_free in ds.response_store.iter_row_chunks(stims):
+        T = x.shape[1]
+        if nan_free:
+            c = np.full(len(rn), T, dtype=np.float64)
+            x0 = x
+        else:
+            valid = ~np.isnan(x)
+            c = valid.sum(axis=1).astype(np.float64)
+            x0 = np.where(valid, x, np.float32(0))
+        total = np.add.reduce(x0, axis=1, dtype=np.float64)
+        pk_parts.append(np.maximum(x0.max(axis=1), -x0.min(axis=1)).astype(np.float64))
+        if with_var:
+            mean = total / np.maximum(c, 1)
+            m32 = mean.astype(np.float32)
+            d = x0 - m32[:, None]
+            if not nan_free:
+                d[~valid] = 0
+            d *= d
+            # deviations were taken about the float32 mean: remove that shift exactly
+            m2 = np.add.reduce(d, axis=1, dtype=np.float64) - c * (mean - m32) ** 2
+            m2_parts.append(np.maximum(m2, 0.0))
+        rn_parts.append(rn)
+        c_parts.append(c)
+        s_parts.append(total)
+    if not rn_parts:
+        z = np.zeros(N)
+        return z, z.copy(), z.copy(), z.copy()
+    rn = np.concatenate(rn_parts)
+    c = np.concatenate(c_parts)
+    total = np.concatenate(s_parts)
+    count = np.bincount(rn, weights=c, minlength=N)
+    sums = np.bincount(rn, weights=total, minlength=N)
+    mean = np.divide(sums, count, out=np.zeros(N), where=count > 0)
+    peak = np.zeros(N)
+    np.maximum.at(peak, rn, np.concatenate(pk_parts))
+    m2 = np.zeros(N)
+    if with_var:
+        row_mean = np.divide(total, c, out=np.zeros_like(total), where=c > 0)
+        spread = c * (row_mean - mean[rn]) ** 2
+        m2 = (np.bincount(rn, weights=np.concatenate(m2_parts), minlength=N)
+              + np.bincount(rn, weights=spread, minlength=N))
+    return count, mean, m2, peak
 
 
 def normalize_responses(ds: NeuralDataset, method: str, stim_indices: Sequence[int] | None,
                         eps: float) -> dict[str, Any]:
-    """Per-neuron normalisation with statistics from ``stim_indices`` (see the method)."""
+    """Per-neuron normalisation with statistics from ``stim_indices`` (see the method).
+
+    Two streaming passes over the data, the fewest the arithmetic allows: one
+    read for the statistics (:func:`_neuron_moments`) and one rewrite.
+    """
     check_choice("method", method, ("max", "zscore"))
     eps = check_positive("eps", eps)
     stims = _stim_list(ds, stim_indices, "normalize_responses")
     if ds.response_normalization is not None:
         denormalize_responses(ds)
-    store = ds.response_store
     N = ds.N_neurons
-    count = torch.zeros(N, dtype=torch.float64)
-    total = torch.zeros(N, dtype=torch.float64)
-    peak = torch.zeros(N, dtype=torch.float64)
-    for s in stims:
-        _, _, rows = store.block(s)
-        if rows.shape[0] == 0:
-            continue
-        idx = _row_neurons(store, s)
-        x = rows.to(torch.float64)
-        valid = ~torch.isnan(x)
-        x0 = torch.where(valid, x, torch.zeros((), dtype=x.dtype))
-        count.index_add_(0, idx, valid.sum(1).to(torch.float64))
-        total.index_add_(0, idx, x0.sum(1))
-        peak.scatter_reduce_(0, idx, x0.abs().amax(1), reduce="amax")
+    count_np, mean_np, m2_np, peak_np = _neuron_moments(ds, stims, with_var=method == "zscore")
+    count = torch.from_numpy(count_np)
     has = count > 0
     offset = torch.zeros(N, dtype=torch.float64)
     scale = torch.ones(N, dtype=torch.float64)
     if method == "max":
+        peak = torch.from_numpy(peak_np)
         scale[has] = peak[has].clamp(min=eps)
     else:
-        mean = torch.where(has, total / count.clamp(min=1), torch.zeros_like(total))
-        squares = torch.zeros(N, dtype=torch.float64)
-        for s in stims:  # second pass: sum of squared deviations, no cancellation
-            _, _, rows = store.block(s)
-            if rows.shape[0] == 0:
-                continue
-            idx = _row_neurons(store, s)
-            dev = rows.to(torch.float64) - mean[idx].unsqueeze(1)
-            dev = torch.where(torch.isnan(dev), torch.zeros((), dtype=dev.dtype), dev)
-            squares.index_add_(0, idx, (dev * dev).sum(1))
+        mean, squares = torch.from_numpy(mean_np), torch.from_numpy(m2_np)
         enough = count > 1
         offset[has] = mean[has]
         scale[enough] = (squares[enough] / (count[enough] - 1)).sqrt().clamp(min=eps)

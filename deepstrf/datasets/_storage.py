@@ -16,14 +16,19 @@ starts[s][k] + reps[s][k]]``, a view with the contract's ``(R, T)`` shape.
 A pair that is absent has no rows at all and reads back as the ``(1, 1)`` NaN
 sentinel. Blocks may be views into one flat buffer (a memory-mapped cache) or
 separate tensors (after an edit); the code does not care which. Block tensors
-are never written in place: edits build a new tensor for the block, so a
-block can be shared between a dataset, its concatenations and a cache file.
+are written in place only when nothing else can see them: memory this module
+allocated itself (``owned``), referenced by the store alone (no view, no
+other store, no tensor object held elsewhere, checked at the time of the
+write). Every other edit builds a new tensor for the block, so a block can be
+shared between a dataset, its concatenations, a user's numpy array and a
+cache file without any of them changing.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +74,9 @@ class _Block:
     starts: np.ndarray        # (K,) int64, row offsets
     #: None until asked; then False if some value may be NaN (see ``nan_free``).
     _nan_free: bool | None = None
+    #: The data's memory was allocated by this module and is not shared by design
+    #: (a concatenation, a user's array or a cache file make it False).
+    owned: bool = False
 
     @property
     def T(self) -> int:
@@ -116,11 +124,50 @@ class _GatherPlan:
         return len(self.n_idx)
 
 
-def _make_block(neurons: np.ndarray, reps: np.ndarray, data: torch.Tensor) -> _Block:
+def _make_block(neurons: np.ndarray, reps: np.ndarray, data: torch.Tensor,
+                owned: bool = False) -> _Block:
     starts = np.zeros(len(reps), dtype=np.int64)
     if len(reps) > 1:
         np.cumsum(reps[:-1], out=starts[1:])
-    return _Block(data=data, neurons=neurons, reps=reps, starts=starts)
+    return _Block(data=data, neurons=neurons, reps=reps, starts=starts, owned=owned)
+
+
+_storage_use_count = getattr(torch._C, "_storage_Use_Count", None)
+
+
+def _data_refs(block: _Block) -> int:
+    return sys.getrefcount(block.data)
+
+
+def _storage_uses(tensor: torch.Tensor) -> int:
+    return _storage_use_count(tensor.untyped_storage()._cdata)
+
+
+# Reference counts of a block nobody else sees, measured on one (they include
+# the temporaries of the measuring calls themselves).
+_LONE = _Block(torch.empty((1, 1)), np.zeros(1, np.int64), np.ones(1, np.int64),
+               np.zeros(1, np.int64), owned=True)
+_LONE_REFS = _data_refs(_LONE)
+_LONE_USES = _storage_uses(_LONE.data) if _storage_use_count is not None else -1
+del _LONE
+
+
+def _writable_in_place(block: _Block) -> bool:
+    """True if writing into ``block.data`` can change nothing anyone else sees.
+
+    The memory must be ``owned`` (allocated here, never handed to a second
+    store) and referenced by this block alone: no other reference to the
+    tensor object (``sys.getrefcount``) and no other tensor on its storage
+    (a view such as ``responses[s][n]`` the user kept, a batch item). Where
+    PyTorch does not expose the storage's use count, nothing is written in
+    place.
+    """
+    data = block.data
+    if not block.owned or _storage_use_count is None or data.requires_grad \
+            or data.device.type != "cpu" or not data.is_contiguous():
+        return False
+    del data
+    return _data_refs(block) <= _LONE_REFS and _storage_uses(block.data) <= _LONE_USES
 
 
 def _first(flags: np.ndarray) -> int:
@@ -216,7 +263,7 @@ def _drop_all_nan_pairs(block: _Block) -> _Block:
     reps = block.reps[keep]
     src = np.repeat(block.starts[keep], reps) + _ragged_arange(reps)
     data = block.data.index_select(0, torch.from_numpy(src))
-    return _make_block(block.neurons[keep], reps, data)
+    return _make_block(block.neurons[keep], reps, data, owned=True)
 
 
 class ResponseStore:
@@ -251,7 +298,7 @@ class ResponseStore:
         for s, (neurons, reps, rows) in enumerate(blocks):
             neurons = np.asarray(neurons, dtype=np.int64).reshape(-1)
             reps = np.asarray(reps, dtype=np.int64).reshape(-1)
-            data = torch.as_tensor(rows)
+            data = source = torch.as_tensor(rows)
             if data.dtype != torch.float32:
                 data = data.to(torch.float32)
             if data.dim() != 2:
@@ -277,7 +324,10 @@ class ResponseStore:
                 src = np.repeat(starts[order], reps[order]) + _ragged_arange(reps[order])
                 data = data[torch.from_numpy(src)]
                 neurons, reps = neurons[order], reps[order]
-            out.append(_make_block(neurons, reps, data.contiguous()))
+            data = data.contiguous()
+            # a converted or reordered copy is ours; the caller's own array is not
+            owned = data.numel() > 0 and data.data_ptr() != source.data_ptr()
+            out.append(_make_block(neurons, reps, data, owned=owned))
         return cls(out, n_neurons)
 
     @classmethod
@@ -309,7 +359,7 @@ class ResponseStore:
             if len(real):
                 parts = [row[n] for n in real.tolist()]
                 data = _pack_rows(parts)
-                block = _make_block(real, reps, data)
+                block = _make_block(real, reps, data, owned=True)
                 if not block.nan_free:
                     block = _drop_all_nan_pairs(block)
             else:
@@ -365,6 +415,7 @@ class ResponseStore:
         offset = 0
         for store in stores:
             for b in store._blocks:
+                b.owned = False  # now shared with the result: never written in place again
                 blocks.append(_Block(b.data, b.neurons + offset, b.reps.copy(), b.starts.copy(),
                                      b._nan_free))
             offset += store.n_neurons
@@ -446,7 +497,7 @@ class ResponseStore:
                 data = b.data.clone()
                 start = int(b.starts[k])
                 data[start:start + int(b.reps[k])] = value.to(torch.float32)
-                self.replace_data(s, data)
+                self.replace_data(s, data, owned=True)
                 return
         entries = [(int(nj), b.data[int(st):int(st) + int(r)])
                    for nj, st, r in zip(b.neurons, b.starts, b.reps) if nj != n]
@@ -458,17 +509,21 @@ class ResponseStore:
                 else torch.zeros((0, T), dtype=torch.float32))
         self._blocks[s] = _make_block(np.array([e[0] for e in entries], dtype=np.int64),
                                       np.array([e[1].shape[0] for e in entries], dtype=np.int64),
-                                      data.contiguous())
+                                      data.contiguous(), owned=len(entries) > 1)
         self.invalidate()
 
-    def replace_data(self, s: int, data: torch.Tensor) -> None:
-        """Swap block s's values for a same-shaped tensor (in-place style edits)."""
+    def replace_data(self, s: int, data: torch.Tensor, *, owned: bool = False) -> None:
+        """Swap block s's values for a same-shaped tensor (in-place style edits).
+
+        ``owned=True`` says the caller made ``data`` for this store alone (so
+        later edits may write into it); by default it is treated as shared.
+        """
         old = self._blocks[s]
         if tuple(data.shape) != tuple(old.data.shape):
             raise ValueError(f"stim {s}: new block shape {tuple(data.shape)} differs from "
                              f"{tuple(old.data.shape)}.")
         self._blocks[s] = _Block(data.to(torch.float32).contiguous(), old.neurons, old.reps,
-                                 old.starts)
+                                 old.starts, owned=owned)
 
     def row_neurons(self, s: int) -> np.ndarray:
         """Neuron index of every row of block s."""
@@ -648,6 +703,89 @@ class ResponseStore:
             new = fn(s, b.neurons, b.reps, b.data)
             if new is not b.data:
                 self.replace_data(s, new)
+
+    def transform_rows_(self, fn, *, chunk_bytes: int = 1 << 20) -> int:
+        """Rewrite every block chunk by chunk: ``fn(s, rows, src, dst)``.
+
+        ``src`` and ``dst`` are ``(n, T)`` float32 numpy arrays of a chunk of
+        block s's rows (``rows`` is their slice of the block); ``fn`` writes
+        the new values into ``dst``, which may be ``src`` itself (an
+        elementwise ``fn`` is fine; one that reads neighbours must write
+        through a scratch array). Blocks nobody else can see
+        (:func:`_writable_in_place`) are rewritten in place, so an operation
+        allocates no memory and touches no fresh page; the others get a new
+        block of their own, and the old one is released as soon as nothing
+        refers to it, so peak memory stays at the data plus one block. Chunks
+        of about ``chunk_bytes`` keep the temporaries of ``fn`` in cache.
+        Returns the number of blocks written in place.
+        """
+        in_place = 0
+        for s, b in enumerate(self._blocks):
+            if b.data.numel() == 0:
+                continue
+            if _writable_in_place(b):
+                dst_t = b.data
+                in_place += 1
+            else:
+                dst_t = torch.empty_like(b.data, memory_format=torch.contiguous_format)
+            src, dst = b.data.detach().numpy(), dst_t.numpy()
+            step = max(1, chunk_bytes // max(1, 4 * b.T))
+            for a in range(0, src.shape[0], step):
+                rows = slice(a, min(a + step, src.shape[0]))
+                fn(s, rows, src[rows], dst[rows])
+            del src, dst, b
+            if dst_t is self._blocks[s].data:
+                self._blocks[s]._nan_free = None
+            else:
+                self.replace_data(s, dst_t, owned=True)
+            del dst_t
+        return in_place
+
+    def iter_row_chunks(self, stims: Iterable[int] | None = None, *,
+                        chunk_bytes: int = 1 << 20) -> Iterator[tuple[int, np.ndarray, np.ndarray, bool]]:
+        """``(s, row_neurons, rows, nan_free)`` for chunks of each block's rows (read-only).
+
+        ``rows`` is a float32 numpy view ``(n, T)`` of about ``chunk_bytes``;
+        ``row_neurons`` the neuron of each row; ``nan_free`` the block's flag.
+        """
+        for s in (range(self.n_stims) if stims is None else stims):
+            b = self._blocks[s]
+            if b.data.numel() == 0:
+                continue
+            data = b.data.detach().numpy()
+            rn = np.repeat(b.neurons, b.reps)
+            step = max(1, chunk_bytes // max(1, 4 * b.T))
+            nan_free = b.nan_free
+            for a in range(0, data.shape[0], step):
+                yield s, rn[a:a + step], data[a:a + step], nan_free
+
+    def repeat_groups(self, s: int, *, max_elements: int = 1 << 18
+                      ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """Stimulus s's pairs grouped by repeat count: ``(neurons (K,), responses (K, R, T))``.
+
+        Unlike :meth:`padded_block`, nothing is NaN-padded: each group holds
+        pairs with the same R, so whole-dataset statistics read each stored
+        value once and no padding. Groups are cut into pieces of at most about
+        ``max_elements`` values so a consumer's float64 temporaries stay in
+        cache. A block whose pairs all share R is read as a view, no copy.
+        """
+        b = self._blocks[s]
+        if len(b.neurons) == 0:
+            return
+        T = b.T
+        uniform = bool((b.reps == b.reps[0]).all())
+        for R in (np.unique(b.reps) if not uniform else b.reps[:1]):
+            R = int(R)
+            k = np.arange(len(b.neurons)) if uniform else np.flatnonzero(b.reps == R)
+            step = max(1, max_elements // max(1, R * T))
+            for a in range(0, len(k), step):
+                part = k[a:a + step]
+                if uniform:
+                    rows = b.data[int(part[0]) * R:(int(part[-1]) + 1) * R]
+                else:
+                    src = (b.starts[part][:, None] + np.arange(R)).reshape(-1)
+                    rows = b.data.index_select(0, torch.from_numpy(src))
+                yield b.neurons[part], rows.view(len(part), R, T)
 
     def padded_block(self, s: int) -> tuple[np.ndarray, torch.Tensor]:
         """``(neurons (K,), responses (K, R_max, T))`` of stimulus s, repeats NaN-padded."""

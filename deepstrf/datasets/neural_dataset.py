@@ -797,8 +797,9 @@ class NeuralDataset(Dataset, ABC):
         the neuron's stimuli; see :mod:`deepstrf.metrics` for the formulas and
         the degenerate cases (NaN when no stimulus has two repeats). Both are
         written as plain floats, so they can be used in predicates and queries
-        (``"snr > 0.5"``). The stimuli are streamed one block at a time, so
-        memory stays bounded by the largest single-stimulus block.
+        (``"snr > 0.5"``). The stimuli are streamed one block at a time, each
+        in groups of pairs with the same repeat count (no padding), so memory
+        stays bounded by a small piece of one block.
 
         Parameters
         ----------
@@ -819,8 +820,8 @@ class NeuralDataset(Dataset, ABC):
         acc = NeuronQualityAccumulator(self.N_neurons, max_ccmax_iters=max_ccmax_iters, seed=seed)
         store = self._require_store()
         for s in range(store.n_stims):
-            neurons, block = store.padded_block(s)
-            if len(neurons):
+            # pairs grouped by repeat count: no NaN padding to read and reduce
+            for neurons, block in store.repeat_groups(s):
                 acc.add_block(torch.from_numpy(neurons), block)
         snr, ccmax, sp, np_ = acc.result()
         for meta, a, b in zip(self.nrn_meta, snr.tolist(), ccmax.tolist()):
