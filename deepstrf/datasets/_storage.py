@@ -759,33 +759,87 @@ class ResponseStore:
             for a in range(0, data.shape[0], step):
                 yield s, rn[a:a + step], data[a:a + step], nan_free
 
-    def repeat_groups(self, s: int, *, max_elements: int = 1 << 18
+    def repeat_groups(self, s: int, *, call_cost: int = 1 << 17
                       ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        """Stimulus s's pairs grouped by repeat count: ``(neurons (K,), responses (K, R, T))``.
+        """Stimulus s's pairs in groups of similar repeat counts: ``(neurons, (K, R, T))``.
 
-        Unlike :meth:`padded_block`, nothing is NaN-padded: each group holds
-        pairs with the same R, so whole-dataset statistics read each stored
-        value once and no padding. Groups are cut into pieces of at most about
-        ``max_elements`` values so a consumer's float64 temporaries stay in
-        cache. A block whose pairs all share R is read as a view, no copy.
+        :meth:`padded_block` pads every pair to the block's largest R; here
+        pairs are grouped by repeat count and each group is padded only to its
+        own largest R, so a consumer reduces far less padding. Groups are
+        contiguous ranges of the sorted repeat counts chosen to minimise
+        ``padded values + call_cost * groups`` (``call_cost``: the fixed cost
+        of one consumer call, in values), so small distinct counts are merged
+        rather than paying a call each. A block whose pairs all share R is a
+        single view, no copy. Pairs keep increasing neuron order within a
+        group.
         """
         b = self._blocks[s]
         if len(b.neurons) == 0:
             return
         T = b.T
-        uniform = bool((b.reps == b.reps[0]).all())
-        for R in (np.unique(b.reps) if not uniform else b.reps[:1]):
-            R = int(R)
-            k = np.arange(len(b.neurons)) if uniform else np.flatnonzero(b.reps == R)
-            step = max(1, max_elements // max(1, R * T))
-            for a in range(0, len(k), step):
-                part = k[a:a + step]
-                if uniform:
-                    rows = b.data[int(part[0]) * R:(int(part[-1]) + 1) * R]
-                else:
-                    src = (b.starts[part][:, None] + np.arange(R)).reshape(-1)
-                    rows = b.data.index_select(0, torch.from_numpy(src))
-                yield b.neurons[part], rows.view(len(part), R, T)
+        if bool((b.reps == b.reps[0]).all()):
+            R = int(b.reps[0])
+            yield b.neurons, b.data.view(len(b.neurons), R, T)
+            return
+        values, counts = np.unique(b.reps, return_counts=True)
+        # best[j]: least cost of grouping values[:j]; cut[j]: start of its last group
+        m = len(values)
+        best = np.full(m + 1, np.inf)
+        best[0] = 0.0
+        cut = np.zeros(m + 1, dtype=np.int64)
+        for j in range(1, m + 1):
+            for i in range(j):
+                cost = best[i] + call_cost + float(counts[i:j].sum()) * float(values[j - 1]) * T
+                if cost < best[j]:
+                    best[j], cut[j] = cost, i
+        bounds = []
+        j = m
+        while j > 0:
+            bounds.append((cut[j], j))
+            j = cut[j]
+        for i, j in reversed(bounds):
+            k = np.flatnonzero((b.reps >= values[i]) & (b.reps <= values[j - 1]))
+            sel_pos = np.full(self.n_neurons, -1, dtype=np.int64)
+            sel_pos[b.neurons[k]] = np.arange(len(k))
+            yield b.neurons[k], self.gather_plan(self.plan(s, sel_pos), len(k))[0]
+
+    def iter_pair_groups(self, *, group_values: int = 1 << 17, pending_values: int = 1 << 22
+                         ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """All pairs of the store as a few large ``(neurons (K,), responses (K, R, T))`` groups.
+
+        Pairs from :meth:`repeat_groups` of every stimulus are pooled by
+        ``(T, R)`` and handed out once a pool holds about ``group_values``
+        values (or when all pools together hold ``pending_values``, the
+        largest goes first; whatever is left comes at the end), so a consumer
+        with a fixed cost per call, such as the quality accumulator, sees a
+        few large calls instead of one or several per stimulus. A neuron may
+        appear several times in a group (once per stimulus); the order is
+        fixed by the data, never by timing or threads.
+        """
+        pools: dict[tuple[int, int], list[tuple[np.ndarray, torch.Tensor]]] = {}
+        sizes: dict[tuple[int, int], int] = {}
+        pending = 0
+
+        def flush(key):
+            nonlocal pending
+            parts = pools.pop(key)
+            pending -= sizes.pop(key)
+            neurons = np.concatenate([n for n, _ in parts])
+            block = parts[0][1] if len(parts) == 1 else torch.cat([x for _, x in parts])
+            return neurons, block
+
+        for s in range(self.n_stims):
+            for neurons, block in self.repeat_groups(s):
+                key = (int(block.shape[2]), int(block.shape[1]))
+                pools.setdefault(key, []).append((neurons, block))
+                sizes[key] = sizes.get(key, 0) + block.numel()
+                pending += block.numel()
+                if sizes[key] >= group_values:
+                    yield flush(key)
+                while pending > pending_values:
+                    yield flush(max(sizes, key=lambda k: (sizes[k], k)))
+        for key in sorted(pools):
+            yield flush(key)
 
     def padded_block(self, s: int) -> tuple[np.ndarray, torch.Tensor]:
         """``(neurons (K,), responses (K, R_max, T))`` of stimulus s, repeats NaN-padded."""

@@ -797,9 +797,9 @@ class NeuralDataset(Dataset, ABC):
         the neuron's stimuli; see :mod:`deepstrf.metrics` for the formulas and
         the degenerate cases (NaN when no stimulus has two repeats). Both are
         written as plain floats, so they can be used in predicates and queries
-        (``"snr > 0.5"``). The stimuli are streamed one block at a time, each
-        in groups of pairs with the same repeat count (no padding), so memory
-        stays bounded by a small piece of one block.
+        (``"snr > 0.5"``). The stimuli are streamed block by block, their
+        pairs grouped by repeat count (little padding) and pooled into a few
+        large groups, so memory stays bounded by a few million values.
 
         Parameters
         ----------
@@ -819,10 +819,10 @@ class NeuralDataset(Dataset, ABC):
 
         acc = NeuronQualityAccumulator(self.N_neurons, max_ccmax_iters=max_ccmax_iters, seed=seed)
         store = self._require_store()
-        for s in range(store.n_stims):
-            # pairs grouped by repeat count: no NaN padding to read and reduce
-            for neurons, block in store.repeat_groups(s):
-                acc.add_block(torch.from_numpy(neurons), block)
+        # pairs grouped by repeat count (little NaN padding to reduce) and pooled
+        # across stimuli into a few large calls
+        for neurons, block in store.iter_pair_groups():
+            acc.add_block(torch.from_numpy(neurons), block)
         snr, ccmax, sp, np_ = acc.result()
         for meta, a, b in zip(self.nrn_meta, snr.tolist(), ccmax.tolist()):
             meta["snr"] = float(a)
