@@ -113,8 +113,8 @@ def _neuron_moments(ds: NeuralDataset, stims: Sequence[int], with_var: bool
     """Per-neuron ``(count, mean, m2, peak)`` of the valid values over ``stims``, float64.
 
     One streaming read of the blocks, in cache-sized chunks of rows. Each row
-    is reduced on its own (float64 sums of float32 values; ``m2`` about the
-    row's own mean, so there is no cancellation), then rows are pooled per
+    is reduced on its own (float64 sums of the float32 values; ``m2`` from
+    float64 deviations about the row's own mean, so there is no cancellation), then rows are pooled per
     neuron with the exact parallel-variance formula
     ``M2 = sum(m2_r) + sum(c_r (mean_r - mean)^2)``. All sums are numpy's,
     sequential or pairwise in a fixed order, so the result does not depend on
@@ -135,14 +135,10 @@ def _neuron_moments(ds: NeuralDataset, stims: Sequence[int], with_var: bool
         pk_parts.append(np.maximum(x0.max(axis=1), -x0.min(axis=1)).astype(np.float64))
         if with_var:
             mean = total / np.maximum(c, 1)
-            m32 = mean.astype(np.float32)
-            d = x0 - m32[:, None]
+            d = x0 - mean[:, None]  # float64, a chunk in cache
             if not nan_free:
                 d[~valid] = 0
-            d *= d
-            # deviations were taken about the float32 mean: remove that shift exactly
-            m2 = np.add.reduce(d, axis=1, dtype=np.float64) - c * (mean - m32) ** 2
-            m2_parts.append(np.maximum(m2, 0.0))
+            m2_parts.append(np.einsum("ij,ij->i", d, d))
         rn_parts.append(rn)
         c_parts.append(c)
         s_parts.append(total)
