@@ -55,6 +55,19 @@ def is_sentinel(value: torch.Tensor) -> bool:
     return False
 
 
+_NAN_ROWS: dict[int, torch.Tensor] = {}
+
+
+def _nan_row(T: int) -> torch.Tensor:
+    """A shared, never written ``(1, T)`` NaN row (a few thousand lengths kept at most)."""
+    row = _NAN_ROWS.get(T)
+    if row is None:
+        row = torch.full((1, T), _NAN, dtype=torch.float32)
+        if len(_NAN_ROWS) < 4096:
+            _NAN_ROWS[T] = row
+    return row
+
+
 def _ragged_arange(counts: np.ndarray) -> np.ndarray:
     """``concat([arange(c) for c in counts])`` without a Python loop."""
     total = int(counts.sum())
@@ -115,8 +128,10 @@ class _GatherPlan:
     src: np.ndarray | None
     #: ``src`` as a tensor (None: every row in order), made once per plan.
     src_t: torch.Tensor | None = None
-    #: Row index of a single item (see ResponseStore.gather_plan), made on first use.
+    #: Row index of a single item and which of its rows hold data (see
+    #: ResponseStore.gather_plan), made on first use.
     item_index: torch.Tensor | None = None
+    item_row_valid: torch.Tensor | None = None
 
     @property
     def n_rows(self) -> int:
@@ -632,35 +647,30 @@ class ResponseStore:
     def gather_plan(self, plan: _GatherPlan, n_sel: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(responses, mask)`` of one planned item, ``(n_sel, plan.R, plan.T)`` each.
 
-        The same gather as :meth:`write_padded` for one item, with the output
-        row index kept in the plan (at most a few percent of the block's
-        bytes), so ``ds[i]`` is two row copies and two row gathers.
+        The gather of :meth:`write_padded` for one item in as few tensor
+        operations as possible: the kept rows plus one NaN row are joined
+        (``torch.cat``), one row gather writes the item, and for a block
+        without NaN the mask is one broadcast copy of the per-row validity.
+        The plan keeps the output row index and that validity (at most a few
+        percent of the block's bytes).
         """
         n, T, R = plan.n_rows, plan.T, plan.R
-        index = plan.item_index
+        index, row_valid = plan.item_index, plan.item_row_valid
         if index is None or index.numel() != n_sel * R:
             rows = np.full(n_sel * R, n, dtype=np.int64)
             rows[plan.n_idx * R + plan.r_idx] = np.arange(n)
-            index = torch.from_numpy(rows)
+            index, row_valid = torch.from_numpy(rows), torch.from_numpy(rows < n)
             block_bytes = self._blocks[plan.s].data.numel() * 4
             if rows.nbytes * 16 <= max(block_bytes, 1 << 16):
-                plan.item_index = index
+                plan.item_index, plan.item_row_valid = index, row_valid
         block = self._blocks[plan.s]
-        ext = torch.empty((n + 1, T), dtype=torch.float32)
-        if n:
-            if plan.src_t is None:
-                ext[:n].copy_(block.data)
-            else:
-                torch.index_select(block.data, 0, plan.src_t, out=ext[:n])
-        ext[n].fill_(_NAN)
-        mask_ext = torch.empty((n + 1, T), dtype=torch.bool)
-        if block.nan_free:
-            mask_ext[:n].fill_(True)
-        else:
-            torch.eq(ext[:n], ext[:n], out=mask_ext[:n])
-        mask_ext[n].fill_(False)
+        data = block.data if plan.src_t is None else block.data.index_select(0, plan.src_t)
+        ext = torch.cat((data, _nan_row(T)))
         out = torch.index_select(ext, 0, index).view(n_sel, R, T)
-        mask = torch.index_select(mask_ext, 0, index).view(n_sel, R, T)
+        if block.nan_free:
+            mask = row_valid.view(-1, 1).expand(n_sel * R, T).clone().view(n_sel, R, T)
+        else:
+            mask = torch.index_select(torch.eq(ext, ext), 0, index).view(n_sel, R, T)
         return out, mask
 
     def gather_into(self, plan: _GatherPlan, out: torch.Tensor, mask: torch.Tensor) -> None:
