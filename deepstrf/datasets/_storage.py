@@ -254,10 +254,9 @@ def _all_nan_singletons(values: list[torch.Tensor]) -> np.ndarray:
     return torch.isnan(flat).numpy()
 
 
-def _pack_rows(parts: list[torch.Tensor]) -> torch.Tensor:
-    """``torch.cat`` of the pairs' ``(R, T)`` tensors as one float32 CPU block (one copy)."""
+def _pack_rows(parts: list[torch.Tensor], rows: int) -> torch.Tensor:
+    """``torch.cat`` of the pairs' ``(R, T)`` tensors (``rows`` in all) as one float32 block."""
     with torch.no_grad():
-        rows = sum(v.shape[0] for v in parts)
         out = torch.empty((rows, parts[0].shape[1]), dtype=torch.float32)
         try:
             torch.cat(parts, 0, out=out)
@@ -373,7 +372,7 @@ class ResponseStore:
             row = rows[s]
             if len(real):
                 parts = [row[n] for n in real.tolist()]
-                data = _pack_rows(parts)
+                data = _pack_rows(parts, int(reps.sum()))
                 block = _make_block(real, reps, data, owned=True)
                 if not block.nan_free:
                     block = _drop_all_nan_pairs(block)
