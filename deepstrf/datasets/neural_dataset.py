@@ -468,6 +468,9 @@ class NeuralDataset(Dataset, ABC):
                 iterable = np.zeros(0, dtype=np.int64)
             pos = np.full(N, -1, dtype=np.int64)
             pos[neurons] = np.arange(len(neurons), dtype=np.int64)
+            # read-only: the store caches gather plans per pos array, by identity
+            for arr in (neurons, pos, iterable):
+                arr.setflags(write=False)
             self._sel_cache = (neurons, pos, iterable)
             self._sel_cache_version = store.version
         return self._sel_cache
@@ -620,7 +623,8 @@ class NeuralDataset(Dataset, ABC):
     def _item(self, i: int) -> dict[str, Any]:
         neurons, pos, iterable = self._selection()
         s = int(iterable[i])
-        responses, valid = self._require_store().gather(s, pos, len(neurons))
+        store = self._store
+        responses, valid = store.gather_plan(store.cached_plan(s, pos), len(neurons))
         return {"stims": self.stims[s], "responses": responses, "valid_mask": valid,
                 "stim_meta": self.stim_meta[s]}
 
@@ -824,8 +828,9 @@ class NeuralDataset(Dataset, ABC):
         the neuron's stimuli; see :mod:`deepstrf.metrics` for the formulas and
         the degenerate cases (NaN when no stimulus has two repeats). Both are
         written as plain floats, so they can be used in predicates and queries
-        (``"snr > 0.5"``). The stimuli are streamed one block at a time, so
-        memory stays bounded by the largest single-stimulus block.
+        (``"snr > 0.5"``). The stimuli are streamed block by block, their
+        pairs grouped by repeat count (little padding) and pooled into a few
+        large groups, so memory stays bounded by a few million values.
 
         Parameters
         ----------
@@ -851,10 +856,10 @@ class NeuralDataset(Dataset, ABC):
                                 "them with deepstrf.metrics.NeuronQualityAccumulator.")
         acc = NeuronQualityAccumulator(self.N_neurons, max_ccmax_iters=max_ccmax_iters, seed=seed)
         store = self._require_store()
-        for s in range(store.n_stims):
-            neurons, block = store.padded_block(s)
-            if len(neurons):
-                acc.add_block(torch.from_numpy(neurons), block)
+        # pairs grouped by repeat count (little NaN padding to reduce) and pooled
+        # across stimuli into a few large calls
+        for neurons, block in store.iter_pair_groups():
+            acc.add_block(torch.from_numpy(neurons), block)
         snr, ccmax, sp, np_ = acc.result()
         for meta, a, b in zip(self.nrn_meta, snr.tolist(), ccmax.tolist()):
             meta["snr"] = float(a)
