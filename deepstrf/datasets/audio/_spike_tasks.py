@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -72,6 +72,20 @@ class AudioFrontEnd:
     return_waveform: bool
     audio_fs: float | None
     smooth_ms: float | None
+    #: the spectrogram made ready in the parent (filter banks, resolved functions);
+    #: derived from ``spectrogram``, so it is not part of the cache key
+    prepared: Any = field(default=None, compare=False, repr=False)
+
+    def prepare(self, sample_rates: Any) -> AudioFrontEnd:
+        """This front end with its spectrogram prepared for sounds at these rates."""
+        import dataclasses
+
+        from deepstrf.preprocessing.spectrogram import prepare_front_end
+
+        if self.return_waveform:
+            return self
+        return dataclasses.replace(self, prepared=prepare_front_end(self.spectrogram,
+                                                                    sample_rates))
 
     def to_dict(self) -> dict[str, Any]:
         return {"dt_ms": self.dt_ms, "spectrogram": self.spectrogram.to_dict(),
@@ -79,14 +93,17 @@ class AudioFrontEnd:
                 "smooth_ms": self.smooth_ms}
 
 
-def make_front_end(*, dt_ms: Any, smooth: Any, n_mels: Any, compression: Any, window_ms: Any,
-                   return_waveform: Any, audio_fs: Any, spectrogram: Any = None,
-                   kind: str = "mel") -> AudioFrontEnd:
+def make_front_end(*, dt_ms: Any, smooth: Any, compression: Any, window_ms: Any,
+                   return_waveform: Any, audio_fs: Any, n_bands: Any = None,
+                   n_mels: Any = None, default_n_bands: int | None = None,
+                   spectrogram: Any = None, kind: str = "mel",
+                   f_min: Any = 0.0, f_max: Any = None) -> AudioFrontEnd:
     """Check the audio arguments shared by the datasets (before any I/O).
 
     Parameters are those of the dataset constructors; ``spectrogram`` (a
     :class:`~deepstrf.preprocessing.spectrogram.SpectrogramParams`) replaces
-    ``n_mels``/``compression``/``window_ms`` when given.
+    ``n_bands``/``compression``/``window_ms``/``f_min``/``f_max`` when given.
+    ``n_mels`` is the CRCNS classes' older name of ``n_bands``; give one.
     """
     from deepstrf.preprocessing.spectrogram import SpectrogramParams
 
@@ -99,9 +116,17 @@ def make_front_end(*, dt_ms: Any, smooth: Any, n_mels: Any, compression: Any, wi
         raise TypeError(f"smooth must be True, False or a window in ms; got {smooth!r}.")
     if not isinstance(return_waveform, bool):
         raise TypeError(f"return_waveform must be True or False; got {return_waveform!r}.")
+    if n_mels is not None and n_bands is not None and n_mels != n_bands:
+        raise ValueError(f"n_mels is another name of n_bands; give one of them, not both "
+                         f"(got n_bands={n_bands!r}, n_mels={n_mels!r}).")
+    band_arg = ("n_mels", n_mels) if n_mels is not None else \
+        ("n_bands", default_n_bands if n_bands is None else n_bands)
     if spectrogram is None:
+        if band_arg[1] is None:
+            raise TypeError("n_bands (the number of frequency bands) is required.")
         spectrogram = SpectrogramParams(dt_ms=dt_ms, kind=kind,
-                                        n_bands=check_int("n_mels", n_mels, minimum=1),
+                                        n_bands=check_int(*band_arg, minimum=1),
+                                        f_min=f_min, f_max=f_max,
                                         window_ms=check_positive("window_ms", window_ms),
                                         compression=check_choice(
                                             "compression", compression,
@@ -148,7 +173,8 @@ def stim_task(task: tuple) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     if front.return_waveform:
         stim = waveform_on_grid(wave, sr, front.dt_ms, front.audio_fs)[None, :]
     else:
-        stim = compute_spectrogram(wave, sr, front.spectrogram)[None, :, :]
+        stim = compute_spectrogram(wave, sr, front.spectrogram,
+                                   prepared=front.prepared)[None, :, :]
     counts = bin_flat_spike_times(times, lengths, front.dt_ms, T)
     if front.smooth_ms is not None and len(counts):
         counts = smooth_rows(counts, hanning_kernel(front.smooth_ms, front.dt_ms))

@@ -78,6 +78,10 @@ def build_spike_audio(recording: SpikeRecording, front: AudioFrontEnd, *,
     if len(keep_stims) < len(recording.stims):
         logger.info("%s: %d stimulus/stimuli heard by no selected neuron are left out", owner,
                     len(recording.stims) - len(keep_stims))
+    # filter banks made here, once, for the rates the sources declare (else read
+    # from the file headers), so workers need not import librosa
+    front = front.prepare({r for r in (_declared_rate(recording.stims[s]) for s in keep_stims)
+                           if r is not None})
     tasks = [(recording.stims[s], front, np.concatenate([t.times for _, t in by_stim[s]]),
               np.concatenate([t.lengths for _, t in by_stim[s]])) for s in keep_stims]
     results = parallel_map(stim_task, tasks, n_jobs=n_jobs, progress=progress,
@@ -106,6 +110,17 @@ def build_spike_audio(recording: SpikeRecording, front: AudioFrontEnd, *,
                      nrn_meta=[recording.neurons[n] for n in keep_neurons],
                      attributes=attributes, sources=recording.sources or None,
                      quirks=dict(recording.quirks))
+
+
+def _declared_rate(source: StimSource) -> float | None:
+    if source.expected_sr is not None:
+        return float(source.expected_sr)
+    import soundfile
+
+    try:
+        return float(soundfile.info(str(source.path)).samplerate)
+    except Exception:  # noqa: BLE001 - the worker's read reports a bad file properly
+        return None
 
 
 class SpikeAudioDataset(SourceDataset, AudioNeuralDataset):
