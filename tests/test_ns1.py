@@ -182,3 +182,13 @@ def test_waveform_mode_without_sounds_says_what_is_missing(tmp_path):
     with pytest.raises(RawDataError, match="waveform mode needs the 20 sound files"):
         NS1Dataset(tmp_path / "data", return_waveform=True)
     _no_entry(info.root)
+
+
+def test_result_does_not_depend_on_n_jobs(tmp_path):
+    info = write_ns1(tmp_path / "raw", n_units=2, n_repeats=2, write_wavs=False)
+    one = NS1Dataset(info.root, cache="off", n_jobs=1)
+    two = NS1Dataset(info.root, cache="off", n_jobs=2)
+    for s in range(20):
+        assert one.stims[s].equal(two.stims[s])
+        for n in range(2):
+            assert one.responses[s][n].equal(two.responses[s][n])

@@ -18,17 +18,14 @@ once here, in the parent, for the rates the sources declare.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from deepstrf.datasets._responses import BinnedRows, ContinuousTrace, SpikeTrains
 from deepstrf.datasets._source import SourceDataset
 from deepstrf.datasets._storage import ResponseStore
-from deepstrf.datasets._responses import BinnedRows, ContinuousTrace, SpikeTrains
 from deepstrf.datasets.audio._spike_tasks import AudioFrontEnd, make_front_end, stim_task
 from deepstrf.datasets.audio._stimuli import (
     SpectrogramArrayStim,

@@ -87,6 +87,7 @@ import numpy as np
 from deepstrf._validation import check_choice
 from deepstrf.datasets._docs import fill_doc
 from deepstrf.datasets._source import ArchiveSpec, DatasetInfo
+from deepstrf.datasets.audio._ns1_units import N_NATURAL, read_unit
 from deepstrf.datasets.audio._spikes_audio import (
     AudioSourceDataset,
     Recording,
@@ -109,39 +110,9 @@ RAHMAN2020_TEST = (3, 6, 9, 19)
 STIM_TYPES = {0: "water_sounds", 19: "water_sounds", 3: "ferret_vocalization",
               6: "insects_buzzing", 8: "human_speech", 9: "human_speech", 10: "human_speech",
               11: "human_speech"}
-N_NATURAL, NATIVE_BIN_MS, WINDOW_BINS = 20, 5.0, 999
+NATIVE_BIN_MS, WINDOW_BINS = 5.0, 999
 HEADER_RATE, TRUE_RATE = 48828, 48828.125
 META_FILE, SPEC_FILE, SPIKE_DIR = "MetadataSHEnCneurons.mat", "test_data_5ms.mat", "spikesandwav"
-
-
-def _read_unit(task: tuple[Path, str]) -> list[list[np.ndarray]] | None:
-    """The natural-sound trials of one spike file (None if absent); picklable, no torch."""
-    from deepstrf.io.readers import read_mat
-
-    path, binning = task
-    if not path.is_file():
-        return None
-    data = read_mat(path, ["data"])["data"]
-    sets = data.get("set") if isinstance(data, dict) else None
-    sets = [sets] if isinstance(sets, dict) else sets
-    if not isinstance(sets, list) or len(sets) < N_NATURAL:
-        raise RawDataError(f"{path}: expected data.set, a struct array of 32 sets (20 natural "
-                           f"sounds, 12 DRCs); got {type(sets).__name__} "
-                           f"{len(sets) if isinstance(sets, list) else ''}.")
-    out = []
-    for s, entry in enumerate(sets[:N_NATURAL]):
-        repeats = entry.get("repeats") if isinstance(entry, dict) else None
-        repeats = [repeats] if isinstance(repeats, dict) else repeats
-        if not isinstance(repeats, list) or not all(isinstance(r, dict) and "t" in r
-                                                    for r in repeats):
-            raise RawDataError(f"{path}: data.set({s + 1}).repeats must be a struct array "
-                               "with a field t (spike times, ms).")
-        trials = [np.atleast_1d(np.asarray(r["t"], dtype=np.float64)).reshape(-1)
-                  for r in repeats]
-        if binning == "deepstrf":  # whole ms, at most one spike per ms (deepSTRF 0.1.0)
-            trials = [np.unique(np.round(t)) for t in trials]
-        out.append(trials)
-    return out
 
 
 @fill_doc
@@ -221,7 +192,7 @@ class NS1Dataset(AudioSourceDataset):
         retried = [f for f in files if not f.is_file()
                    and f.with_name(f.stem + "_1.mat").is_file()]
         files = [f.with_name(f.stem + "_1.mat") if f in retried else f for f in files]
-        units = parallel_map(_read_unit, [(f, params["binning"]) for f in files],
+        units = parallel_map(read_unit, [(f, params["binning"]) for f in files],
                              n_jobs=n_jobs, progress=progress, desc=f"{owner}: units")
         quirks: dict[str, int] = {}
         missing = [f for f, u in zip(files, units) if u is None]
