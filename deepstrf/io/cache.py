@@ -156,12 +156,16 @@ def raw_fingerprint(raw_dir: Path, subpaths: Sequence[str] = ()) -> dict[str, An
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in _LIBRARIES:
+        if name == "deepstrf":
+            # our own version, not looked up by distribution name: the index's `deepstrf`
+            # distribution is the published deepSTRF, which may be installed beside us
+            from deepstrf import __version__
+            out[name] = __version__
+            continue
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            if name == "deepstrf":
-                from deepstrf import __version__
-                out[name] = __version__
+            pass
     return out
 
 

@@ -11,6 +11,7 @@ import torch
 
 from deepstrf.datasets._storage import ResponseStore, is_sentinel
 from deepstrf.datasets.neural_dataset import NeuralDataset
+from deepstrf.errors import ContractError, ContractTypeError
 
 __all__ = ["neural_collate", "concat_neural_datasets", "assemble_batch", "stim_loader"]
 
@@ -250,8 +251,8 @@ def _source_names(datasets: Sequence[NeuralDataset], names: Sequence[str] | None
             raise TypeError("names must be a sequence of strings, one per dataset; got a string.")
         names = list(names)
         if len(names) != len(datasets):
-            raise ValueError(f"names has {len(names)} entries for {len(datasets)} datasets; give "
-                             "one name per dataset.")
+            raise ContractError(f"names has {len(names)} entries for {len(datasets)} datasets; "
+                                "give one name per dataset.")
         for name in names:
             if not isinstance(name, str) or not name:
                 raise TypeError(f"each name must be a non-empty string; got {name!r}.")
@@ -289,6 +290,15 @@ def concat_neural_datasets(datasets: Sequence[NeuralDataset],
         are not modified). Default: the class names, made distinct with a
         suffix (``"CRCNSAA1Dataset_2"``). A source that is itself a
         concatenation keeps its inner tags unless ``names`` is given.
+        Metadata entries that are not mappings (e.g. tuples) are kept as they
+        are, without a tag.
+
+    Raises
+    ------
+    ContractError, ContractTypeError
+        Also ``AssertionError`` (deepSTRF asserted these): datasets that
+        cannot be combined (different ``dt``, number of bands, sample rate,
+        mode or modality) or ``names`` of the wrong length.
 
     Returns
     -------
@@ -302,16 +312,24 @@ def concat_neural_datasets(datasets: Sequence[NeuralDataset],
                         "Use [ds_a, ds_b] or ds_a + ds_b.")
     datasets = list(datasets)
     if not datasets:
-        raise ValueError("concat_neural_datasets needs at least one dataset; got none.")
+        raise ContractError("concat_neural_datasets needs at least one dataset; got none.")
     for i, d in enumerate(datasets):
         if not isinstance(d, NeuralDataset):
-            raise TypeError(f"datasets[{i}] is a {type(d).__name__}, not a NeuralDataset.")
+            raise ContractTypeError(f"datasets[{i}] is a {type(d).__name__}, not a "
+                                    "NeuralDataset.")
     if len(datasets) == 1:
         return datasets[0]
     first = datasets[0]
     for other in datasets[1:]:
-        first._concat_check_compat(other)
-        other._concat_check_compat(first)
+        try:
+            first._concat_check_compat(other)
+            other._concat_check_compat(first)
+        except ContractError:
+            raise
+        except TypeError as err:  # deepSTRF asserted these: keep `except AssertionError` working
+            raise ContractTypeError(str(err)) from err
+        except ValueError as err:
+            raise ContractError(str(err)) from err
     explicit = names is not None
     # without explicit names, inner concatenations keep their tags: new ones must differ
     inner = set() if explicit else {t for d in datasets
@@ -322,7 +340,9 @@ def concat_neural_datasets(datasets: Sequence[NeuralDataset],
     NeuralDataset.__init__(out, "+".join(d.path or type(d).__name__ for d in datasets), first.dt)
     out._concat_copy_attrs(first)
 
-    def tagged(meta: dict, tag: str, keep_inner: bool) -> dict:
+    def tagged(meta: Any, tag: str, keep_inner: bool) -> Any:
+        if not isinstance(meta, Mapping):  # any object is allowed as metadata: kept untagged
+            return meta
         if keep_inner and "dataset" in meta:
             return dict(meta)
         return {**meta, "dataset": tag}
