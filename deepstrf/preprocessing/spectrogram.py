@@ -71,7 +71,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("mel", "logfreq")
+KINDS = ("mel", "logfreq", "gammatone")  # gammatone: deepstrf.preprocessing.gammatone
 COMPRESSIONS = ("cubic", "log1p", "log", "none")
 #: Added to the power before ``"log"`` compression, so silence gives log(1e-10) ~ -23.
 LOG_FLOOR = 1e-10
@@ -366,6 +366,9 @@ def band_frequencies(params: SpectrogramParams, sample_rate: float) -> np.ndarra
     """
     params = _check_params(params)
     sample_rate = check_positive("sample_rate", sample_rate)
+    if params.kind == "gammatone":
+        from deepstrf.preprocessing import gammatone
+        return gammatone.band_frequencies(params, sample_rate)
     rate, _ = _analysis_rate(params, sample_rate)
     f_min, f_max = _band_limits(params, rate)
     return np.asarray(_band_centres(params.kind, params.n_bands, f_min, f_max), dtype=np.float64)
@@ -429,6 +432,9 @@ def compute_spectrogram(waveform: np.ndarray, sample_rate: float,
     params = _check_params(params)
     y = _check_waveform(waveform)
     sample_rate = check_positive("sample_rate", sample_rate)
+    if params.kind == "gammatone":
+        from deepstrf.preprocessing import gammatone
+        return gammatone.gammatone_spectrogram(y, sample_rate, params)
     n_frames = n_bins_for_duration(y.size, sample_rate, params.dt_ms)
     rate, hop = _analysis_rate(params, sample_rate)
     f_min, f_max = _band_limits(params, rate)
