@@ -278,3 +278,23 @@ def test_stim_names_parse_by_the_published_grammar():
     assert parse_stim_name("ep_synth8mk3_GB_g2a_snr0")["critical_interval"] == "2a"
     for bad in ("B189_gap", "B189_continuous1", "ep_nat8mk0_G", "ep_nat8mk0_C_g1", "song.wav"):
         assert parse_stim_name(bad) is None
+
+
+def test_csv_table_reader(tmp_path):
+    from deepstrf.io.tables import parse_age_days, parse_cell, read_csv_table
+
+    path = tmp_path / "t.csv"
+    path.write_text("\ufeffbird, age ,cohort\nC1,1y234d,1\n\nC2,N/A,\n")
+    rows = read_csv_table(path, ("bird", "age"))
+    assert rows == [(2, {"bird": "C1", "age": "1y234d", "cohort": "1"}),
+                    (4, {"bird": "C2", "age": "N/A", "cohort": ""})]
+    assert [parse_age_days(path, i, "age", r["age"]) for i, r in rows] == [599, None]
+    assert parse_age_days(path, 1, "age", "40d") == 40 and parse_cell(path, 4, "c", "") is None
+    assert parse_cell(path, 2, "cohort", "1", int) == 1
+    with pytest.raises(RawDataError, match="missing \\['site'\\]"):
+        read_csv_table(path, ("site",))
+    with pytest.raises(RawDataError, match="line 3: column 'x' must be a number"):
+        parse_cell(path, 3, "x", "1,5")
+    path.write_text("<html>\n<body>gone</body></html>\n")
+    with pytest.raises(RawDataError, match=str(path)):
+        read_csv_table(path, ("bird",))

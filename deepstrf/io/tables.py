@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from deepstrf.errors import RawDataError
 
-__all__ = ["MISSING", "parse_cell", "read_csv_table"]
+__all__ = ["MISSING", "parse_age_days", "parse_cell", "read_csv_table"]
 
 #: Cell texts read as a missing value by :func:`parse_cell`.
 MISSING = ("", "N/A", "NA", "NaN", "nan", "unknown")
@@ -87,3 +88,22 @@ def parse_cell(path: str | os.PathLike[str], line: int, column: str, text: str,
         raise RawDataError(f"{path}: line {line}: column {column!r} must be "
                            f"{'an integer' if kind is int else 'a number'}; got {text!r}.") \
             from None
+
+
+def parse_age_days(path: str | os.PathLike[str], line: int, column: str,
+                   text: str) -> int | None:
+    """An age written ``'1y234d'``, ``'1y'`` or ``'234d'`` (the Meliza lab's bird
+    colony database), in days, a year counted 365 days; a :data:`MISSING` text gives None.
+
+    Raises
+    ------
+    RawDataError
+        Naming the file, line and column, for any other text.
+    """
+    if text in MISSING:
+        return None
+    age = re.fullmatch(r"(?:(\d+)y)?(?:(\d+)d)?", text)
+    if not age:
+        raise RawDataError(f"{path}: line {line}: column {column!r} must be an age like "
+                           f"1y234d; got {text!r}.")
+    return 365 * int(age[1] or 0) + int(age[2] or 0)

@@ -10,34 +10,28 @@ R          nominally 10 (4-10 after curation)
 access     open, figshare article 29203457, one zip of about 105 MB
 =========  ===========================================================
 
-Song motifs with a critical interval (CI, one syllable) left intact (``C``),
-replaced by silence (``G``), by a noise burst (``GB``, the illusion), played
-under the burst (``CB``) or masked (``GM``/``CM``), or the burst alone
-(``N``). ``nat8a`` names stimuli ``<motif>_<condition>`` (``B189_gapnoise1``),
-``nat8b``/``synth8b`` ``ep_<motif>_<variant>[_g<ci>][_snr<dB>]``.
+Motifs with their critical interval (CI, a syllable) intact (``C``), silenced
+(``G``), replaced by a noise burst (``GB``), under the burst (``CB``), masked
+(``GM``/``CM``) or the burst alone (``N``). Details: docs/datasets/le-2025.md.
 
 Preprocessing
 -------------
-* Responses: one pprox file per unit (:mod:`deepstrf.io.pprox`). Legacy files
-  (nat8a cohort 1) give ms and ``stim_on``; stimtrial files give seconds and
-  ``stimulus.interval``, whose onset is subtracted (it is not always 0).
-  Spikes are binned at ``dt_ms`` from onset to the end of the wav; empty
+* Responses: one pprox file per unit (:mod:`deepstrf.io.pprox`): legacy (ms
+  minus ``stim_on``) or stimtrial (s minus ``stimulus.interval[0]``, which is
+  not always 0), binned at ``dt_ms`` from onset to the end of the wav; empty
   trials stay zero-count repeats; 21 ms unit-sum Hanning smoothing by default.
-* Stimuli: the gammatone spectrogram of the paper (``n_bands`` ERB-spaced
-  bands from ``fmin`` to ``fmax``, ``window_ms`` RMS window, ``log1p``) on the
-  response grid (:mod:`deepstrf.preprocessing.gammatone`), at each wav's own
-  rate (40, 48 or 44.1 kHz, resampled only to make ``dt_ms`` a whole number
-  of samples); deepSTRF 0.1.0 calls ``gtgram`` with a rounded hop, so its
-  frames start a bin early and drift at 44.1 kHz. Or, with
-  ``return_waveform=True``, the waveform at ``audio_fs`` on the same grid.
-* Metadata: ``recordings.csv`` (area, hemisphere by site), ``ephys-birds.csv``
-  (cohort, sex, age, group) and ``song-birds.csv`` (CI onsets and offsets,
-  rearing group of each song) are joined into ``nrn_meta`` and ``stim_meta``.
-  Every malformed row, unreadable pprox file or trial naming a stimulus of
-  this experiment without a wav raises an error naming the file. Tolerated
-  quirks (a file without ``$schema``, a unit missing from the tables, trials
-  of another experiment's stimuli) are reported as
-  :class:`~deepstrf.errors.DataQuirkWarning` and counted.
+* Stimuli: the paper's gammatone spectrogram (ERB-spaced bands, RMS window,
+  ``log1p``; :mod:`deepstrf.preprocessing.gammatone`, equal to ``gtgram``) on
+  the response grid at each wav's rate (40, 48, 44.1 kHz; resampled only for a
+  whole-sample hop). deepSTRF 0.1.0's ``gtgram`` frame ``k`` covers only the
+  first 2.5 ms of bin ``k`` and drifts at 44.1 kHz. Or the waveform at
+  ``audio_fs`` (``return_waveform=True``).
+* Metadata: ``recordings.csv``, ``ephys-birds.csv`` and ``song-birds.csv``
+  joined into ``nrn_meta`` (cohort, area, hemisphere, sex, age, rearing group)
+  and ``stim_meta`` (motif, variant, CI and its onset/offset, song bird). A
+  malformed row or pprox file, or a trial of a stimulus without a wav, raises
+  an error naming the file; tolerated quirks warn
+  (:class:`~deepstrf.errors.DataQuirkWarning`) and are counted.
 
 Parameters
 ----------
@@ -52,18 +46,14 @@ keep_areas : sequence of str, optional
 dt_ms : float, default 5.0
 smooth : bool or float, default True
 n_bands, fmin, fmax, window_ms, compression : gammatone settings
-    (50, 1000.0, 8000.0, 2.5, 'log1p').
-spectrogram : SpectrogramParams, optional
-    Full control of the front end (replaces the five settings above).
-return_waveform : bool, default False
-audio_fs : int, default 48000
+    (50, 1000.0, 8000.0, 2.5, 'log1p'); ``spectrogram`` (a SpectrogramParams)
+    replaces them.
+return_waveform, audio_fs : waveform stimuli at ``audio_fs`` (False, 48000)
 compute_reliability : bool, default False
     Call :meth:`compute_neuron_quality` after loading (``snr``, ``ccmax``);
     deepSTRF 0.1.0 always computes its reliability metrics.
-download : bool, default False
-    Fetch the figshare zip when the raw files are absent (no login).
-n_jobs, cache, progress :
-    As for :class:`~deepstrf.datasets.audio.crcns_aa1.CRCNSAA1Dataset`.
+download, n_jobs, cache, progress :
+    As for :class:`~deepstrf.datasets.audio.crcns_aa1.CRCNSAA1Dataset` (no login).
 
 References
 ----------
@@ -87,16 +77,11 @@ import numpy as np
 
 from deepstrf._validation import check_choice, check_names
 from deepstrf.datasets._source import ArchiveSpec, DatasetInfo
-from deepstrf.datasets.audio._spikes_audio import (
-    SpikeAudioDataset,
-    SpikeRecording,
-    SpikeTrains,
-    StimSource,
-    make_front_end,
-)
+from deepstrf.datasets.audio._spikes_audio import (SpikeAudioDataset, SpikeRecording,
+                                                    SpikeTrains, StimSource, make_front_end)
 from deepstrf.errors import DataQuirkWarning, RawDataError
 from deepstrf.io.download import RemoteFile
-from deepstrf.io.tables import MISSING, parse_cell, read_csv_table
+from deepstrf.io.tables import parse_age_days, parse_cell, read_csv_table
 
 __all__ = ["Le2025Dataset", "parse_stim_name", "EXPERIMENTS"]
 
@@ -133,17 +118,6 @@ def parse_stim_name(stem: str) -> dict[str, Any] | None:
             "experiment": "nat8b" if m["set"] == "nat8" else "synth8b", "condition": None}
 
 
-def _age_days(path: Path, line: int, text: str) -> int | None:
-    """``'1y234d'`` (ephys-birds.csv) as days, a year counted 365 days."""
-    age = re.fullmatch(r"(?:(\d+)y)?(?:(\d+)d)?", text)
-    if text in MISSING:
-        return None
-    if not age or not text:
-        raise RawDataError(f"{path}: line {line}: column 'age' must be an age like 1y234d; got "
-                           f"{text!r}.")
-    return 365 * int(age[1] or 0) + int(age[2] or 0)
-
-
 class Le2025Dataset(SpikeAudioDataset):
     __doc__ = __doc__
 
@@ -160,11 +134,10 @@ class Le2025Dataset(SpikeAudioDataset):
     folder = "Le_2025"
     remote_files = (RemoteFile("zebf-auditory-restoration-1.zip",
                                url="https://figshare.com/ndownloader/files/55083911"),)
-    _tops = ("metadata", "nat8a-alpha-responses", "nat8a-beta-responses", "nat8a-stimuli",
-             "nat8b-responses", "nat8b-stimuli", "synth8b-responses", "synth8b-stimuli")
     # the zip wraps everything in zebf-auditory-restoration-1/
     archives = (ArchiveSpec("zebf-auditory-restoration-1.zip", strip_components="auto",
-                            provides=_tops),)
+                            provides=("metadata", *(f"{e}-stimuli" for e in EXPERIMENTS),
+                                      *(d for e in EXPERIMENTS for d, _ in RESPONSES[e]))),)
     raw_markers = ("metadata",)
     cache_version = 1
 
@@ -187,18 +160,15 @@ class Le2025Dataset(SpikeAudioDataset):
                                return_waveform=return_waveform, audio_fs=audio_fs,
                                spectrogram=spectrogram)
         known = tuple(c for _, c in RESPONSES[experiment])
-        if isinstance(cohorts, str) and cohorts == "all":
-            cohorts = known
-        if isinstance(cohorts, int):
-            cohorts = (cohorts,)
-        if not isinstance(cohorts, (tuple, list)) or not cohorts or any(
-                c not in known or isinstance(c, bool) for c in cohorts):
+        chosen = known if cohorts == "all" else (cohorts,) if isinstance(cohorts, int) else cohorts
+        if not isinstance(chosen, (tuple, list)) or not chosen or any(
+                isinstance(c, bool) or c not in known for c in chosen):
             raise ValueError(f"cohorts must be 'all' or a sequence of {known} for experiment="
                              f"{experiment!r}; got {cohorts!r}.")
         if not isinstance(compute_reliability, bool):
             raise TypeError(f"compute_reliability must be True or False; got "
                             f"{compute_reliability!r}.")
-        params = {"experiment": experiment, "cohorts": sorted(set(cohorts)),
+        params = {"experiment": experiment, "cohorts": sorted(set(chosen)),
                   "keep_areas": "all" if keep_areas is None
                   else list(check_names("keep_areas", keep_areas))}
         full = params["cohorts"] == list(known) and params["keep_areas"] == "all"
@@ -223,16 +193,15 @@ class Le2025Dataset(SpikeAudioDataset):
 
         exp, owner, quirks = params["experiment"], type(self).__name__, {}
         self._examples = {}
-        tables = {name: (raw_dir / "metadata" / f"{name}.csv", read_csv_table(
-            raw_dir / "metadata" / f"{name}.csv", cols)) for name, cols in METADATA.items()}
-        sites = {r["site"]: r for _, r in tables["recordings"][1]}
-        bpath = tables["ephys-birds"][0]
-        birds = {r["bird"]: {**r, "age_days": _age_days(bpath, i, r["age"]),
+        path = {name: raw_dir / "metadata" / f"{name}.csv" for name in METADATA}
+        rows = {name: read_csv_table(path[name], cols) for name, cols in METADATA.items()}
+        sites = {r["site"]: r for _, r in rows["recordings"]}
+        bpath, spath = path["ephys-birds"], path["song-birds"]
+        birds = {r["bird"]: {**r, "age_days": parse_age_days(bpath, i, "age", r["age"]),
                              "cohort": parse_cell(bpath, i, "cohort", r["cohort"], int)}
-                 for i, r in tables["ephys-birds"][1]}
-        spath = tables["song-birds"][0]
+                 for i, r in rows["ephys-birds"]}
         cis, song_bird, groups = {}, {}, {}
-        for i, r in tables["song-birds"][1]:
+        for i, r in rows["song-birds"]:
             gap = parse_cell(spath, i, "gap", r["gap"], int)
             span = [parse_cell(spath, i, c, r[c]) for c in ("gap_start", "gap_stop")]
             for name in (r["bird"], r.get("nat8b_encoding") or r.get("nat8b_coding")):
@@ -265,8 +234,7 @@ class Le2025Dataset(SpikeAudioDataset):
             meta = self._neuron(unit, cohort, exp, sites, birds, groups, quirks)
             if params["keep_areas"] != "all" and meta["area"] not in params["keep_areas"]:
                 continue
-            names = [s if c is None else f"{s}_{c}" for s, c in zip(unit.stimuli,
-                                                                    unit.conditions)]
+            names = [s if c is None else f"{s}_{c}" for s, c in zip(unit.stimuli, unit.conditions)]
             starts = np.concatenate([[0], np.cumsum(unit.lengths)])
             by_stim: dict[int, list[int]] = {}
             for i, name in enumerate(names):
@@ -311,11 +279,9 @@ class Le2025Dataset(SpikeAudioDataset):
                         f"folder but ephys-birds.csv gives cohort {bird['cohort']}")
         area = (top.get("location") if legacy else site.get("area")) or "unknown"
         group = top.get("familiar") if legacy else bird.get("group")
-        return {"cell_id": stem, "animal_id": animal,
-                "animal_uuid": (top.get("bird-uuid") if legacy else top.get("bird"))
-                or bird.get("uuid") or None,
-                "cohort": cohort, "experiment": exp,
-                "area": "unknown" if area == "N/A" else area,
+        return {"cell_id": stem, "animal_id": animal, "animal_uuid": (
+                    top.get("bird-uuid") if legacy else top.get("bird")) or bird.get("uuid"),
+                "cohort": cohort, "experiment": exp, "area": "unknown" if area == "N/A" else area,
                 "hemisphere": (top.get("hemisphere") if legacy else site.get("hemisphere"))
                 or None, "site": "_".join(parts[:3]),
                 "familiar_motifs": sorted(groups.get(group, ())) if group else [],
