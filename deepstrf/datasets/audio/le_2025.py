@@ -216,7 +216,7 @@ class Le2025Dataset(SpikeAudioDataset):
                 continue
             on, off = (np.nan if v is None else v / 1000.0 for v in cis.get(
                 (meta["motif"], meta["critical_interval"]), (None, None)))
-            stims.append(StimSource(wav, {
+            stims.append(StimSource(path=wav, meta={
                 "name": wav.stem, **meta, "syntax": "scrambled" if exp == "synth8b" else
                 "natural", "song_bird": song_bird.get(meta["motif"]), "ci_onset_s": on,
                 "ci_offset_s": off}))
