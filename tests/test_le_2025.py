@@ -18,7 +18,12 @@ from deepstrf.errors import DataQuirkWarning, RawDataError
 from deepstrf.io.cache import list_entries
 from deepstrf.io.readers import read_wav
 from deepstrf.preprocessing.spectrogram import SpectrogramParams, compute_spectrogram
-from deepstrf.testing.fixtures.le_2025 import break_csv_row, break_pprox, write_le_2025
+from deepstrf.testing.fixtures.le_2025 import (
+    LE2025_SAMPLE_RATES,
+    break_csv_row,
+    break_pprox,
+    write_le_2025,
+)
 
 EXPERIMENTS = ("nat8a", "nat8b", "synth8b")
 
@@ -114,6 +119,14 @@ def test_spikes_on_bin_edges_land_in_the_bin_that_starts_there(fixture):
 def test_both_schemas_and_older_stimtrial_onsets_are_in_the_fixture(fixture):
     schemas = {c.meta["schema"] for c in fixture.cells}
     assert schemas == {"legacy", "stimtrial"}
+    for stim in fixture.stims:  # wavs at their native rates, 16-bit mono
+        with wave.open(str(stim.path)) as fh:
+            assert fh.getframerate() == LE2025_SAMPLE_RATES[stim.type] == stim.sample_rate
+            assert (fh.getnchannels(), fh.getsampwidth()) == (1, 2)
+    legacy = json.loads(fixture.cells[0].path.read_text())
+    assert legacy["$schema"].endswith("pprox.json#") and "event" in legacy["pprox"][0]
+    assert (fixture.root / "metadata" / "song-birds.csv").read_text().startswith(
+        "bird,nat8b_encoding,gap,gap_start,gap_stop,uuid,group\n")
     doc = json.loads(next(c for c in fixture.cells if c.meta["experiment"] == "nat8b")
                      .path.read_text())
     onsets = {t["stimulus"]["interval"][0] for t in doc["pprox"]}
@@ -298,3 +311,15 @@ def test_csv_table_reader(tmp_path):
     path.write_text("<html>\n<body>gone</body></html>\n")
     with pytest.raises(RawDataError, match=str(path)):
         read_csv_table(path, ("bird",))
+
+
+def test_two_workers_give_the_same_dataset(fixture):
+    one = Le2025Dataset(fixture.root, experiment="nat8a", cache="off")
+    two = Le2025Dataset(fixture.root, experiment="nat8a", cache="off", n_jobs=2)
+    assert one.stim_meta == two.stim_meta and one.nrn_meta == two.nrn_meta
+    for a, b in zip(one.stims, two.stims):
+        assert torch.equal(a, b)
+    for s in range(one.get_S()):
+        for n in range(one.get_N()):
+            np.testing.assert_array_equal(one.responses[s][n].numpy(),
+                                          two.responses[s][n].numpy())
