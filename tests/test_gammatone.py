@@ -74,7 +74,7 @@ def test_click_peaks_in_its_bin_and_silence_is_zero():
     x[int(k * 200 + 100)] = 1.0               # a click in the middle of bin 37
     spec = compute_spectrogram(x, rate, _params(dt))
     assert int(np.argmax(spec[-1])) == k       # top band: shortest ringing
-    assert np.all(spec[:, :k] == 0)            # causal filters: nothing before the click
+    assert np.abs(spec[:, :k]).max() < 1e-9 * spec.max()  # causal: (rounding) zero before
     silent = compute_spectrogram(np.zeros(4000), rate, _params(dt, compression="log1p"))
     assert silent.shape == (50, 20) and not silent.any()
 
@@ -123,7 +123,7 @@ def test_worker_import_stays_light():
             "p = SpectrogramParams(dt_ms=5, kind='gammatone', n_bands=8, window_ms=2.5, "
             "f_min=1000, f_max=8000)\n"
             "compute_spectrogram(np.ones(4000, np.float32), 40000, p)\n"
-            "print(sorted(m for m in ('torch', 'librosa', 'gammatone', 'matplotlib') "
+            "print(sorted(m for m in ('torch', 'librosa', 'gammatone', 'matplotlib', 'scipy') "
             "if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

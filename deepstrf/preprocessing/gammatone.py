@@ -34,7 +34,7 @@ filter bank on the response time grid of
 * the RMS values are compressed like the other front ends (``"log1p"``:
   ``log(1 + x)``, what deepSTRF 0.1.0 applied to ``gtgram``'s output).
 
-Only numpy and scipy are imported, so joblib workers stay light.
+Only numpy is imported, so joblib workers stay light.
 
 References
 ----------
@@ -97,37 +97,63 @@ def erb_centre_frequencies(f_min: float, f_max: float, n_bands: int) -> np.ndarr
     return -corner + np.exp(fraction * step) * (f_max + corner)
 
 
-def _sections(sample_rate: float, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per channel, the four biquads ``(n, 4, 6)`` (scipy ``sos`` layout) and the gain ``(n,)``."""
+def _coefficients(sample_rate: float,
+                  centres: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per channel: the four numerators' ``z^-1`` terms ``(n, 4)``, the shared poles'
+    ``a1``, ``a2`` ``(n,)`` and the gain at the centre frequency ``(n,)``.
+
+    Section k is ``(T + num[k] z^-1) / (1 + a1 z^-1 + a2 z^-2)``, T the sample period.
+    """
     T = 1.0 / sample_rate
     bandwidth = 1.019 * 2.0 * np.pi * (centres / EAR_Q + MIN_BANDWIDTH_HZ)
     arg = 2.0 * np.pi * centres * T
     decay = np.exp(-bandwidth * T)
-    b1 = -2.0 * np.cos(arg) * decay
-    b2 = np.exp(-2.0 * bandwidth * T)
+    a1 = -2.0 * np.cos(arg) * decay
+    a2 = np.exp(-2.0 * bandwidth * T)
     root_plus, root_minus = np.sqrt(3.0 + 2.0 ** 1.5), np.sqrt(3.0 - 2.0 ** 1.5)
     # The four numerators differ only in the sign and size of their sine term.
     ks = np.stack([np.cos(arg) + root_plus * np.sin(arg), np.cos(arg) - root_plus * np.sin(arg),
                    np.cos(arg) + root_minus * np.sin(arg), np.cos(arg) - root_minus * np.sin(arg)],
                   axis=1)
-    a1 = -T * decay[:, None] * ks
-    # Gain at the centre frequency: |H(e^{j arg})| of the cascade.
+    num = -T * decay[:, None] * ks
+    # |H| at the centre frequency, Slaney's closed form.
     z2 = np.exp(2j * arg)
     pole = np.exp(1j * arg - bandwidth * T)
     growth = np.exp(bandwidth * T)
     gain = np.abs(np.prod(z2[:, None] - pole[:, None] * ks, axis=1)
                   * (T * growth / (-1.0 / growth + 1.0 + z2 * (1.0 - growth))) ** 4)
-    sos = np.zeros((centres.size, 4, 6))
-    sos[:, :, 0] = T
-    sos[:, :, 1] = a1
-    sos[:, :, 3] = 1.0
-    sos[:, :, 4] = b1[:, None]
-    sos[:, :, 5] = b2[:, None]
-    return sos, gain
+    return num, a1, a2, gain
+
+
+def _fft_length(n: int) -> int:
+    """The smallest ``2^a 3^b 5^c >= n`` (fast for numpy's FFT)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+#: Complex values per channel chunk of the frequency-domain filtering (bounds memory).
+_CHUNK_VALUES = 1 << 22
 
 
 def erb_filterbank(waveform: np.ndarray, sample_rate: float, centres: np.ndarray) -> np.ndarray:
     """Output of the gammatone filter of each centre frequency.
+
+    The cascade of each channel is applied in the frequency domain: its
+    transfer function on an FFT grid long enough for the impulse response to
+    have decayed by ``e^-50`` after the sound, so the result equals the
+    recursive filter's (``gammatone.filters.erb_filterbank``, scipy's
+    ``lfilter``) to rounding, with numpy alone (scipy.signal costs a worker
+    process seconds to import).
 
     Parameters
     ----------
@@ -142,16 +168,30 @@ def erb_filterbank(waveform: np.ndarray, sample_rate: float, centres: np.ndarray
     -------
     numpy.ndarray
         float64 ``(len(centres), len(waveform))``, row ``i`` filtered by the
-        channel of ``centres[i]`` (``gammatone.filters.erb_filterbank``).
+        channel of ``centres[i]``.
     """
-    from scipy.signal import sosfilt
-
-    x = np.asarray(waveform, dtype=np.float64)
+    sample_rate = check_positive("sample_rate", sample_rate)
+    x = np.asarray(waveform, dtype=np.float64).reshape(-1)
     centres = np.asarray(centres, dtype=np.float64).reshape(-1)
-    sos, gain = _sections(check_positive("sample_rate", sample_rate), centres)
     out = np.empty((centres.size, x.size))
-    for i in range(centres.size):
-        out[i] = sosfilt(sos[i], x) / gain[i]
+    if x.size == 0 or centres.size == 0:
+        return out
+    num, a1, a2, gain = _coefficients(sample_rate, centres)
+    slowest = 1.019 * 2.0 * np.pi * (centres.min() / EAR_Q + MIN_BANDWIDTH_HZ)
+    n = _fft_length(x.size + int(np.ceil(50.0 * sample_rate / slowest)))
+    spectrum = np.fft.rfft(x, n)
+    w = np.exp(-2j * np.pi * np.arange(n // 2 + 1) / n)     # z^-1 on the FFT grid
+    T = 1.0 / sample_rate
+    step = max(1, _CHUNK_VALUES // w.size)
+    for lo in range(0, centres.size, step):
+        sl = slice(lo, lo + step)
+        h = (T + num[sl, 0, None] * w) * (T + num[sl, 1, None] * w)
+        h *= (T + num[sl, 2, None] * w) * (T + num[sl, 3, None] * w)
+        den = 1.0 + w * (a1[sl, None] + a2[sl, None] * w)
+        den *= den
+        den *= den
+        h *= spectrum / (den * gain[sl, None])
+        out[sl] = np.fft.irfft(h, n)[:, :x.size]
     return out
 
 
