@@ -124,7 +124,7 @@ class Le2025Dataset(SpikeAudioDataset):
     info = DatasetInfo(
         name="le2025", title="Le 2025: zebra finch auditory pallium, occluded song",
         species="zebra finch", area="NCM, L2, L3, CM (auditory pallium)",
-        signal="single units (spike times)", n_neurons=None, n_stims=None,
+        signal="single units (spike times)", n_neurons=1715, n_stims=264,  # all 3 experiments
         repeats="4-10", download_size="105 MB", access="open",
         citation="Le M., Bjoring M.C. & Meliza C.D. (2025). The zebra finch auditory cortex "
                  "reconstructs occluded syllables in conspecific song. Nat Commun 16:8452.",
