@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from deepstrf.datasets.audio.le_2025 import Le2025Dataset, parse_stim_name
-from deepstrf.errors import DataQuirkWarning, RawDataError
+from deepstrf.errors import DataQuirkWarning, DownloadError, RawDataError
 from deepstrf.io.cache import list_entries
 from deepstrf.io.readers import read_wav
 from deepstrf.preprocessing.spectrogram import SpectrogramParams, compute_spectrogram
@@ -323,3 +323,28 @@ def test_two_workers_give_the_same_dataset(fixture):
         for n in range(one.get_N()):
             np.testing.assert_array_equal(one.responses[s][n].numpy(),
                                           two.responses[s][n].numpy())
+
+
+def test_download_from_the_host_and_an_html_page_in_place_of_the_zip(tmp_path, monkeypatch):
+    from deepstrf.io.download import RemoteFile
+    from deepstrf.testing.http_server import LocalHTTPServer
+
+    write_le_2025(tmp_path / "src", experiments=("nat8b",), n_motifs=1, seed=4,
+                  archive_dir=tmp_path / "zip")
+    data = (tmp_path / "zip" / "zebf-auditory-restoration-1.zip").read_bytes()
+    with LocalHTTPServer() as srv:
+        srv.add_file("/ndownloader/files/55083911", data)
+        srv.serve_html("/broken/55083911")
+        for route, root in (("/ndownloader/files/55083911", tmp_path / "ok"),
+                            ("/broken/55083911", tmp_path / "html")):
+            monkeypatch.setattr(Le2025Dataset, "remote_files", (RemoteFile(
+                "zebf-auditory-restoration-1.zip", url=srv.url_for(route)),))
+            if root.name == "ok":
+                ds = Le2025Dataset(root, experiment="nat8b", download=True, smooth=False)
+                assert ds.get_N() == 2 and (root / "raw" / "metadata").is_dir()
+            else:
+                with pytest.raises(DownloadError, match="HTML page.*instead of the file "
+                                   "zebf-auditory-restoration-1.zip; nothing was saved"):
+                    Le2025Dataset(root, experiment="nat8b", download=True, smooth=False)
+                assert not (root / "raw" / "zebf-auditory-restoration-1.zip").exists()
+                assert list_entries(Le2025Dataset.default_paths(root).processed) == []
