@@ -426,3 +426,21 @@ def test_a_damaged_entry_of_a_registered_dataset_through_the_command_line(
     again = cls(dt_ms=DT)
     assert not again.provenance["cache_hit"] and again.provenance["manifest"]["key"] == bad
     assert again.provenance["manifest"]["digest"] == first["digest"]
+
+
+def test_a_subset_with_tensor_indices_batches_through_the_dataloader():
+    """``Subset(ds, torch.tensor(...))`` hands 0-d tensors to the batched-fetch hook."""
+    from torch.utils.data import DataLoader, Subset
+
+    from deepstrf.testing.synthetic import make_ragged_dataset
+    from deepstrf.utils.data import neural_collate
+
+    ds = make_ragged_dataset(6, 3, n_bands=4, T_range=(3, 6), seed=5)
+    order = torch.tensor([4, 1, 5])
+    loader = DataLoader(Subset(ds, order), batch_size=3, collate_fn=neural_collate)
+    [batch] = list(loader)
+    expected = neural_collate([ds[i] for i in order.tolist()])
+    assert batch["stim_meta"] == expected["stim_meta"] == [ds[i]["stim_meta"] for i in (4, 1, 5)]
+    assert torch.equal(batch["stims"], expected["stims"])
+    assert torch.equal(batch["valid_mask"], expected["valid_mask"])
+    assert torch.equal(batch["responses"].nan_to_num(-7), expected["responses"].nan_to_num(-7))

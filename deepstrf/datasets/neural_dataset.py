@@ -680,6 +680,7 @@ class NeuralDataset(Dataset, ABC):
         without copying. Any other ``collate_fn`` sees ordinary items.
         """
         from deepstrf.utils.data import assemble_batch
+        indices = normalize_index(list(indices))  # e.g. Subset(ds, torch.randperm(n)) gives tensors
         return assemble_batch(self, [self._resolve(i) for i in indices])
 
     # ------------------------------------------------------------------ display
