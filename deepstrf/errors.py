@@ -2,6 +2,9 @@
 
 Every exception subclasses a builtin, so ``except ValueError`` or
 ``except OSError`` in user code catches ours without importing this module.
+Where deepSTRF 0.1.0 checked the data contract with ``assert``,
+:class:`ContractError` (also an ``AssertionError``) is raised, so a ported
+``except AssertionError`` still catches it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ __all__ = [
     "UnsafeArchiveError",
     "CacheError",
     "CacheMissError",
+    "ContractError",
+    "ContractTypeError",
+    "ContractIndexError",
 ]
 
 
@@ -67,3 +73,33 @@ class CacheError(RuntimeError):
 
 class CacheMissError(CacheError, FileNotFoundError):
     """Read-only cache mode was asked for an entry that does not exist."""
+
+
+class ContractError(ValueError, AssertionError):
+    """A dataset breaks the data contract, or datasets cannot be combined.
+
+    Raised by :meth:`~deepstrf.datasets.neural_dataset.NeuralDataset.validate`,
+    by concatenation (different ``dt``, number of frequency bands, sample rate
+    or mode; a ``names`` list of the wrong length) and by the selection
+    methods for an index out of range. deepSTRF 0.1.0 used ``assert`` for these
+    checks; subclassing ``AssertionError`` as well as ``ValueError`` (as
+    numpy's ``AxisError`` subclasses ``ValueError`` and ``IndexError``) keeps a
+    ported ``except AssertionError`` working. Unlike an ``assert``, the check
+    also runs under ``python -O``.
+    """
+
+
+class ContractTypeError(ContractError, TypeError):
+    """A contract violation about a type (e.g. ``N_neurons`` not an int).
+
+    Also a ``TypeError``, as before, and an ``AssertionError`` (see
+    :class:`ContractError`).
+    """
+
+
+class ContractIndexError(ContractError, IndexError):
+    """A contract violation about an index out of range (e.g. ``select_neuron(999)``).
+
+    Also an ``IndexError``, as before, and an ``AssertionError`` (see
+    :class:`ContractError`).
+    """

@@ -1,4 +1,6 @@
-"""Plots for datasets and encoding models (needs matplotlib: ``pip install 'deepstrf[plot]'``).
+"""Plots for datasets and encoding models.
+
+Needs matplotlib: ``pip install 'deepstrf-datasets[plot]'``.
 
 Every function draws on a new :class:`matplotlib.figure.Figure`, or on the
 figure or subfigure passed as ``fig`` (so several plots can share one image),
@@ -8,7 +10,7 @@ is not used, so nothing depends on the backend or leaks global figures.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,7 @@ def _figure(fig: Any, figsize: tuple[float, float]) -> Any:
         from matplotlib.figure import Figure
     except ImportError as err:
         raise ImportError("deepstrf.plotting needs matplotlib, an optional dependency. Install "
-                          "it with: pip install 'deepstrf[plot]'  (or pip install "
+                          "it with: pip install 'deepstrf-datasets[plot]'  (or pip install "
                           "matplotlib).") from err
     return Figure(figsize=figsize, layout="constrained") if fig is None else fig
 
@@ -75,9 +77,10 @@ def plot_spectrogram_raster_psth(ds: Any, stim: int, neuron: int, *,
         axes[2].legend(loc="upper right", frameon=False)
     axes[2].set_ylabel("spikes / bin")
     axes[2].set_xlabel("time (s)")
-    meta = ds.nrn_meta[neuron]
-    axes[0].set_title(title or f"stimulus {ds.stim_meta[stim].get('name', stim)} - "
-                               f"neuron {meta.get('cell_id', neuron)}", fontsize=9)
+    nrn, sm = ds.nrn_meta[neuron], ds.stim_meta[stim]  # metadata may be any object
+    stim_name = sm.get("name", stim) if isinstance(sm, Mapping) else stim
+    cell = nrn.get("cell_id", neuron) if isinstance(nrn, Mapping) else neuron
+    axes[0].set_title(title or f"stimulus {stim_name} - neuron {cell}", fontsize=9)
     return fig
 
 

@@ -60,5 +60,5 @@ def test_plot_errors(ds):
 
 def test_missing_matplotlib_gives_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(ImportError, match=r"pip install 'deepstrf\[plot\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'deepstrf-datasets\[plot\]'"):
         plotting.plot_metric_distribution([0.1, 0.2])

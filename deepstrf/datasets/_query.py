@@ -17,7 +17,8 @@ True. So ``"area == 'L'"`` skips entries without ``area`` (the convention of
 the ``select_*_by_attr`` methods, which lets a query run on a concatenation of
 datasets with different metadata schemas), ``"not snr < 0.5"`` does not pick
 neurons that have no ``snr``, and ``"snr > 0.5 or area == 'L'"`` still picks
-a Field L neuron without ``snr``.
+a Field L neuron without ``snr``. An entry that is not a mapping (metadata
+entries may be any object) is never selected.
 """
 
 from __future__ import annotations
@@ -276,8 +277,14 @@ class Query:
         self.text = text
         self.keys = tuple(compiler.keys)
 
-    def __call__(self, meta: Mapping) -> bool:
-        """True if ``meta`` satisfies the query (False for false or unknown)."""
+    def __call__(self, meta: Any) -> bool:
+        """True if ``meta`` satisfies the query (False for false or unknown).
+
+        An entry that is not a mapping (metadata may be any object, e.g. the
+        tuples of deepSTRF's examples) has no keys, so it never matches.
+        """
+        if not isinstance(meta, Mapping):
+            return False
         return self._fn(meta) is True
 
     def __repr__(self) -> str:

@@ -28,16 +28,17 @@ import logging
 import numbers
 import time
 from abc import ABC
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from deepstrf._validation import check_index, check_positive
+from deepstrf._validation import check_index, check_positive, normalize_index
 from deepstrf.datasets._query import Query, compile_query
 from deepstrf.datasets._storage import ResponseStore, ResponsesView
+from deepstrf.errors import ContractError, ContractIndexError, ContractTypeError
 
 __all__ = ["NeuralDataset"]
 
@@ -55,14 +56,27 @@ def _as_index_array(name: str, values: Any, size: int) -> np.ndarray:
     if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
         raise TypeError(f"{name} must be a sequence of integer indices; got "
                         f"{type(values).__name__}.")
-    out = [check_index(f"{name} entry", v, size) for v in values]
+    out = [_contract_index(f"{name} entry", v, size) for v in values]
     if len(set(out)) != len(out):
         dup = sorted({v for v in out if out.count(v) > 1})
-        raise ValueError(f"{name} lists some indices more than once: {dup}; give each index once.")
+        raise ContractError(f"{name} lists some indices more than once: {dup}; give each index "
+                            "once.")
     return np.asarray(out, dtype=np.int64)
 
 
-def _matches_attr(meta: Mapping, key: str, value: Any) -> bool:
+def _contract_index(name: str, value: Any, size: int) -> int:
+    """:func:`check_index`, raising errors that are also ``AssertionError`` (deepSTRF asserted)."""
+    try:
+        return check_index(name, value, size)
+    except IndexError as err:
+        raise ContractIndexError(str(err)) from err
+    except TypeError as err:
+        raise ContractTypeError(str(err)) from err
+
+
+def _matches_attr(meta: Any, key: str, value: Any) -> bool:
+    if not isinstance(meta, Mapping):  # metadata may be any object; filters skip non-mappings
+        return False
     found = meta.get(key, _MISSING)
     if found is _MISSING:
         return False
@@ -72,10 +86,15 @@ def _matches_attr(meta: Mapping, key: str, value: Any) -> bool:
         return False
 
 
-def _matches_predicate(predicate: Callable[[Mapping], Any], meta: Mapping) -> bool:
+def _matches_predicate(predicate: Callable[[Any], Any], meta: Any) -> bool:
+    # the predicate sees every entry as it is (a tuple too, as in deepSTRF); one written for
+    # dicts that fails on a non-mapping entry (``m.get`` on a tuple) skips that entry
+    skipped: tuple[type[BaseException], ...] = (KeyError, TypeError)
+    if not isinstance(meta, Mapping):
+        skipped += (AttributeError, IndexError)
     try:
         return bool(predicate(meta))
-    except (KeyError, TypeError):
+    except skipped:
         return False
 
 
@@ -263,14 +282,31 @@ class NeuralDataset(Dataset, ABC):
     def validate(self) -> None:
         """Check the whole data contract; pack list-of-lists responses.
 
+        ``stim_meta`` and ``nrn_meta`` entries may be any objects (dicts as a
+        rule; deepSTRF's examples use tuples); the metadata filters skip the
+        entries that are not mappings.
+
         Raises
         ------
-        TypeError, ValueError
-            Naming the stimulus / neuron at fault: empty data, wrong ranks,
-            NaN or infinite values in a stim, a response row of the wrong
-            length, a response whose time axis differs from its stim's,
+        ContractError, ContractTypeError
+            (subclasses of ``ValueError`` / ``TypeError`` and of
+            ``AssertionError``, which deepSTRF raised here), naming the
+            stimulus / neuron at fault: empty data, wrong ranks, NaN or
+            infinite values in a stim, a response row of the wrong length, a
+            response whose time axis differs from its stim's,
             ``N_neurons != len(nrn_meta)``, ``dt <= 0``.
         """
+        try:
+            self._check_contract()
+        except ContractError:
+            raise
+        except TypeError as err:
+            raise ContractTypeError(str(err)) from err
+        except (ValueError, RuntimeError) as err:
+            raise ContractError(str(err)) from err
+
+    def _check_contract(self) -> None:
+        """The checks of :meth:`validate`, raising plain ``TypeError`` / ``ValueError``."""
         name = type(self).__name__
         if self.path is not None and not isinstance(self.path, str):
             raise TypeError(f"{name}.path must be a str or None; got {type(self.path).__name__}.")
@@ -284,16 +320,10 @@ class NeuralDataset(Dataset, ABC):
         if len(self.nrn_meta) != self.N_neurons:
             raise ValueError(f"{name}: N_neurons={self.N_neurons} but nrn_meta has "
                              f"{len(self.nrn_meta)} entries; they must match.")
-        for n, meta in enumerate(self.nrn_meta):
-            if not isinstance(meta, Mapping):
-                raise TypeError(f"{name}.nrn_meta[{n}] must be a dict; got {type(meta).__name__}.")
         S = len(self.stim_meta)
         if S == 0:
             raise ValueError(f"{name} has no stimuli (stim_meta is empty); a dataset needs at "
                              "least one stimulus. Check the loader's stimulus filters.")
-        for s, meta in enumerate(self.stim_meta):
-            if not isinstance(meta, Mapping):
-                raise TypeError(f"{name}.stim_meta[{s}] must be a dict; got {type(meta).__name__}.")
         if len(self.stims) != S:
             raise ValueError(f"{name}: {len(self.stims)} stims but {S} stim_meta entries; they "
                              "must match.")
@@ -438,6 +468,9 @@ class NeuralDataset(Dataset, ABC):
                 iterable = np.zeros(0, dtype=np.int64)
             pos = np.full(N, -1, dtype=np.int64)
             pos[neurons] = np.arange(len(neurons), dtype=np.int64)
+            # read-only: the store caches gather plans per pos array, by identity
+            for arr in (neurons, pos, iterable):
+                arr.setflags(write=False)
             self._sel_cache = (neurons, pos, iterable)
             self._sel_cache_version = store.version
         return self._sel_cache
@@ -466,7 +499,7 @@ class NeuralDataset(Dataset, ABC):
         list of int
             The selection (also ``self.I``).
         """
-        n = check_index("neuron_index", neuron_index, self.N_neurons)
+        n = _contract_index("neuron_index", neuron_index, self.N_neurons)
         return self._set_nrn_selection(np.array([n], dtype=np.int64))
 
     def select_population(self, neuron_indices: Sequence[int]) -> list[int]:
@@ -541,7 +574,7 @@ class NeuralDataset(Dataset, ABC):
     # ------------------------------------------------------------------ stim selection
     def select_stim(self, stim_index: int) -> list[int]:
         """Restrict iteration to one stimulus (neurons that did not hear it are hidden)."""
-        s = check_index("stim_index", stim_index, self.get_S())
+        s = _contract_index("stim_index", stim_index, self.get_S())
         return self._set_stim_selection(np.array([s], dtype=np.int64))
 
     def select_stims(self, stim_indices: Sequence[int]) -> list[int]:
@@ -590,7 +623,8 @@ class NeuralDataset(Dataset, ABC):
     def _item(self, i: int) -> dict[str, Any]:
         neurons, pos, iterable = self._selection()
         s = int(iterable[i])
-        responses, valid = self._require_store().gather(s, pos, len(neurons))
+        store = self._store
+        responses, valid = store.gather_plan(store.cached_plan(s, pos), len(neurons))
         return {"stims": self.stims[s], "responses": responses, "valid_mask": valid,
                 "stim_meta": self.stim_meta[s]}
 
@@ -625,6 +659,7 @@ class NeuralDataset(Dataset, ABC):
             ``stim_meta`` (dict). For a slice or sequence: the same keys, each
             holding a list with one entry per item.
         """
+        idx = normalize_index(idx)  # 0-d integer tensors and numpy integers index like ints
         if isinstance(idx, slice):
             positions = list(range(*idx.indices(len(self))))
         elif isinstance(idx, (list, tuple, np.ndarray, torch.Tensor)):
@@ -793,8 +828,9 @@ class NeuralDataset(Dataset, ABC):
         the neuron's stimuli; see :mod:`deepstrf.metrics` for the formulas and
         the degenerate cases (NaN when no stimulus has two repeats). Both are
         written as plain floats, so they can be used in predicates and queries
-        (``"snr > 0.5"``). The stimuli are streamed one block at a time, so
-        memory stays bounded by the largest single-stimulus block.
+        (``"snr > 0.5"``). The stimuli are streamed block by block, their
+        pairs grouped by repeat count (little padding) and pooled into a few
+        large groups, so memory stays bounded by a few million values.
 
         Parameters
         ----------
@@ -812,12 +848,18 @@ class NeuralDataset(Dataset, ABC):
         """
         from deepstrf.metrics.quality import NeuronQualityAccumulator
 
+        for n, meta in enumerate(self.nrn_meta):
+            if not isinstance(meta, MutableMapping):
+                raise TypeError(f"compute_neuron_quality writes 'snr' and 'ccmax' into each "
+                                f"nrn_meta entry, but nrn_meta[{n}] is a {type(meta).__name__}. "
+                                "Make the entries dicts, or compute the values without storing "
+                                "them with deepstrf.metrics.NeuronQualityAccumulator.")
         acc = NeuronQualityAccumulator(self.N_neurons, max_ccmax_iters=max_ccmax_iters, seed=seed)
         store = self._require_store()
-        for s in range(store.n_stims):
-            neurons, block = store.padded_block(s)
-            if len(neurons):
-                acc.add_block(torch.from_numpy(neurons), block)
+        # pairs grouped by repeat count (little NaN padding to reduce) and pooled
+        # across stimuli into a few large calls
+        for neurons, block in store.iter_pair_groups():
+            acc.add_block(torch.from_numpy(neurons), block)
         snr, ccmax, sp, np_ = acc.result()
         for meta, a, b in zip(self.nrn_meta, snr.tolist(), ccmax.tolist()):
             meta["snr"] = float(a)

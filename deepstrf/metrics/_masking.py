@@ -223,6 +223,22 @@ _DOC_PARAMS = {
     "reduction": """reduction : {'mean', 'none', 'sum', 'median'}, default 'mean'
         How to combine the per-neuron values: ``'none'`` returns them ``(N,)``;
         the others ignore NaN neurons and give NaN when none is left.""",
+    "loss_reduction": """reduction : {'mean', 'sum', 'none'}, default 'mean'
+        ``'mean'``: mean over all valid elements (NaN if there is none);
+        ``'sum'``: their sum; ``'none'``: ``(N,)``, each neuron's mean over its
+        valid elements (NaN for a neuron without any). ``pool`` changes what
+        ``'mean'`` and ``'sum'`` combine.""",
+    "loss_target": """target : {'repeats', 'psth'}, default 'repeats'
+        Compare the prediction with every valid repeat (each valid element
+        counts), or with the PSTH, the mean of the valid repeats (each valid
+        bin counts once), as deepSTRF 0.1.0 does.""",
+    "loss_pool": """pool : {'elements', 'neurons'}, default 'elements'
+        ``'elements'``: ``'mean'`` and ``'sum'`` run over all valid elements
+        (bins with ``target='psth'``) together, so a neuron weighs by its
+        amount of data. ``'neurons'``: each neuron's mean is taken first, then
+        their mean or sum over the neurons that have data (``'mean'`` of none
+        is NaN, ``'sum'`` of none 0), as deepSTRF 0.1.0 does. ``target='psth',
+        pool='neurons'`` gives deepSTRF's numbers.""",
     "validity": """A repeat of a (stimulus, neuron) pair is valid if it has a valid bin; a
     time bin is valid if it is valid in every valid repeat of the pair.""",
     "dtype": """The result has the floating dtype of the inputs (computations run in

@@ -2,6 +2,9 @@
 
 The prediction is compared with every valid repeat (broadcast over ``R``);
 padding never contributes to the loss and receives exactly zero gradient.
+``target='psth'`` compares it with the PSTH instead, and ``pool='neurons'``
+averages each neuron's mean over the neurons: with both, the numbers are those
+of deepSTRF 0.1.0 (see ``docs/porting-from-deepstrf.md``).
 
 Both losses are sums over repeats of a per-element term, and each collapses
 exactly to a term per time bin: with ``n`` valid repeats of mean ``ybar`` and
@@ -30,6 +33,11 @@ from deepstrf.metrics._masking import (
 from deepstrf.metrics.quality import BlockStats, collect_pairs
 
 __all__ = ["mse_loss", "poisson_loss"]
+
+#: What the prediction is compared with: every valid repeat, or their mean (the PSTH).
+LOSS_TARGETS = ("repeats", "psth")
+#: How ``'mean'`` / ``'sum'`` combine: over all valid elements, or over per-neuron means.
+LOSS_POOLS = ("elements", "neurons")
 
 
 class _Target(NamedTuple):
@@ -96,22 +104,36 @@ def _reduce_loss(
     count: torch.Tensor,
     reduction: str,
     constant: torch.Tensor | None = None,
+    pool: str = "elements",
 ) -> torch.Tensor:
     """Reduce per-bin losses ``(B, N, 1, T)``, each summing ``count`` valid elements.
 
     ``constant`` ``(B, N)`` holds prediction-independent terms added per pair.
+    ``pool='neurons'``: ``'mean'`` / ``'sum'`` of the per-neuron means over the
+    neurons that have data (NaN / 0 when none has).
     """
     per_pair = elements.sum(dim=(2, 3))
     if constant is not None:
         per_pair = per_pair + constant
-    if reduction == "sum":
+    if pool == "elements" and reduction == "sum":
         return per_pair.sum()
-    if reduction == "mean":
+    if pool == "elements" and reduction == "mean":
         n_valid = count.sum()
         return torch.where(n_valid > 0, per_pair.sum() / n_valid.clamp(min=1), float("nan"))
     n_valid = count.sum(dim=(0, 2, 3))
     per_neuron = per_pair.sum(dim=0) / n_valid.clamp(min=1)
-    return torch.where(n_valid > 0, per_neuron, float("nan"))
+    if reduction == "none":
+        return torch.where(n_valid > 0, per_neuron, float("nan"))
+    kept = per_neuron[n_valid > 0]
+    if reduction == "sum":
+        return kept.sum()
+    return kept.mean() if kept.numel() else per_neuron.new_full((), float("nan"))
+
+
+def _check_options(reduction: str, target: str, pool: str) -> None:
+    check_choice("reduction", reduction, LOSS_REDUCTIONS)
+    check_choice("target", target, LOSS_TARGETS)
+    check_choice("pool", pool, LOSS_POOLS)
 
 
 @fill_doc
@@ -120,23 +142,27 @@ def mse_loss(
     responses: torch.Tensor,
     mask: torch.Tensor | None = None,
     reduction: str = "mean",
+    *,
+    target: str = "repeats",
+    pool: str = "elements",
 ) -> torch.Tensor:
     """Mean squared error between the prediction and every valid repeat.
 
     ``(pred[b, n, 0, t] - responses[b, n, r, t])^2`` over the valid elements.
     Against ``R`` repeats this equals the squared error against the PSTH plus
     the (prediction-independent) trial-to-trial variance, so its minimiser is
-    the PSTH.
+    the PSTH. ``target='psth'`` gives ``(pred - PSTH)^2`` per valid bin
+    instead (the same minimiser and gradient direction, but each bin counts
+    once whatever its number of repeats).
 
     Parameters
     ----------
     %(pred)s
     %(responses)s
     %(mask)s
-    reduction : {'mean', 'sum', 'none'}, default 'mean'
-        ``'mean'``: mean over all valid elements (NaN if there is none);
-        ``'sum'``: their sum; ``'none'``: ``(N,)``, each neuron's mean over its
-        valid elements (NaN for a neuron without any).
+    %(loss_reduction)s
+    %(loss_target)s
+    %(loss_pool)s
 
     Returns
     -------
@@ -148,10 +174,14 @@ def mse_loss(
     -----
     %(validity)s
     """
-    check_choice("reduction", reduction, LOSS_REDUCTIONS)
+    _check_options(reduction, target, pool)
     t = _collapse_repeats(pred, responses, mask)
+    if target == "psth":
+        count = t.keep.to(t.pred.dtype)
+        elements = torch.where(t.keep, (t.pred - t.mean).square(), 0.0)
+        return _reduce_loss(elements, count, reduction, pool=pool)
     elements = torch.where(t.keep, t.repeats * (t.pred - t.mean).square(), 0.0)
-    return _reduce_loss(elements, t.repeats, reduction, constant=t.spread)
+    return _reduce_loss(elements, t.repeats, reduction, constant=t.spread, pool=pool)
 
 
 @fill_doc
@@ -161,7 +191,11 @@ def poisson_loss(
     mask: torch.Tensor | None = None,
     reduction: str = "mean",
     log_input: bool = False,
+    validate_input: bool = False,
     eps: float = 1e-8,
+    *,
+    target: str = "repeats",
+    pool: str = "elements",
 ) -> torch.Tensor:
     """Poisson negative log-likelihood of every valid repeat, without the ``log(y!)`` term.
 
@@ -171,22 +205,27 @@ def poisson_loss(
     linear term remains. With ``log_input=True`` the prediction is the
     log-rate ``eta`` and the element loss is ``exp(eta) - y * eta``, valid
     for any real ``eta``. The dropped ``log(y!)`` term does not depend on the
-    prediction.
+    prediction. ``target='psth'`` uses the PSTH ``ybar`` as the count of
+    each valid bin, ``lambda - ybar * log(...)``, each bin counting once.
 
     Parameters
     ----------
     %(pred)s
     %(responses)s
     %(mask)s
-    reduction : {'mean', 'sum', 'none'}, default 'mean'
-        ``'mean'``: mean over all valid elements (NaN if there is none);
-        ``'sum'``: their sum; ``'none'``: ``(N,)``, each neuron's mean over its
-        valid elements (NaN for a neuron without any).
+    %(loss_reduction)s
     log_input : bool, default False
         Whether ``pred`` is the log-rate rather than the rate.
+    validate_input : bool, default False
+        With ``log_input=False``, raise ``ValueError`` if the prediction is
+        negative at a valid bin, instead of letting only the linear term act
+        there. It reads the prediction back (a device synchronisation per
+        call). Ignored with ``log_input=True``, where any real value is valid.
     eps : float, default 1e-8
         Added to the rate inside the logarithm (``log_input=False``) so a zero
         rate gives a finite loss.
+    %(loss_target)s
+    %(loss_pool)s
 
     Returns
     -------
@@ -198,14 +237,30 @@ def poisson_loss(
     -----
     %(validity)s
     """
-    check_choice("reduction", reduction, LOSS_REDUCTIONS)
-    if not isinstance(log_input, bool):
-        raise TypeError(f"log_input must be True or False; got {log_input!r}.")
+    _check_options(reduction, target, pool)
+    for name, flag in (("log_input", log_input), ("validate_input", validate_input)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False; got {flag!r}.")
     eps = check_positive("eps", eps, allow_zero=True)
     t = _collapse_repeats(pred, responses, mask)
-    if log_input:
-        elements = t.repeats * torch.exp(t.pred) - t.total * t.pred
+    if validate_input and not log_input:
+        with torch.no_grad():
+            negative = t.keep & (t.pred < 0)
+            n_negative = int(negative.sum())
+        if n_negative:
+            b, n, _, k = (int(i) for i in negative.nonzero()[0])
+            raise ValueError(
+                f"poisson_loss(log_input=False, validate_input=True): pred is negative at "
+                f"{n_negative} valid bin(s), e.g. pred[{b}, {n}, 0, {k}] = "
+                f"{float(pred[b, n, 0, k]):g}; a rate must be >= 0. Use a non-negative output "
+                f"(softplus, exp), or pass log_input=True if pred is a log-rate.")
+    if target == "psth":
+        count, total = t.keep.to(t.pred.dtype), t.mean
     else:
-        elements = t.repeats * t.pred - t.total * torch.log(t.pred.clamp(min=0) + eps)
+        count, total = t.repeats, t.total
+    if log_input:
+        elements = count * torch.exp(t.pred) - total * t.pred
+    else:
+        elements = count * t.pred - total * torch.log(t.pred.clamp(min=0) + eps)
     elements = torch.where(t.keep, elements, 0.0)
-    return _reduce_loss(elements, t.repeats, reduction)
+    return _reduce_loss(elements, count, reduction, pool=pool)

@@ -439,6 +439,8 @@ def normalized_corrcoef(
     reduction: str = "mean",
     ccmax_iters: int = 126,
     seed: int = 0,
+    *,
+    single_repeat: str = "nan",
 ) -> torch.Tensor:
     """Noise-corrected correlation between prediction and PSTH (CCnorm), per neuron.
 
@@ -481,14 +483,21 @@ def normalized_corrcoef(
     seed : int, default 0
         ``method='hsu'`` only: seed of the random half-splits (the splits
         depend only on the seed and the repeat count).
+    single_repeat : {'nan', 'raw'}, default 'nan'
+        What to return when ``responses`` has a single repeat (``R = 1``),
+        where the noise correction is undefined: NaN, or (``'raw'``, as
+        deepSTRF 0.1.0 does) the uncorrected :func:`corrcoef`. The choice is
+        made on the shape of ``responses``, for all neurons alike, so one
+        result never mixes corrected and uncorrected values.
 
     Returns
     -------
     Tensor
         ``(N,)`` for ``reduction='none'``, else a scalar. NaN for a neuron with
         no stimulus having 2 valid repeats and 2 valid bins (in particular
-        ``R = 1`` everywhere), a constant prediction, ``SP <= 0`` (schoppe), or
-        a constant PSTH or pooled half-split signal ``S <= 0`` (hsu).
+        ``R = 1`` everywhere, unless ``single_repeat='raw'``), a constant
+        prediction, ``SP <= 0`` (schoppe), or a constant PSTH or pooled
+        half-split signal ``S <= 0`` (hsu).
 
     Notes
     -----
@@ -516,6 +525,9 @@ def normalized_corrcoef(
     check_choice("reduction", reduction, METRIC_REDUCTIONS)
     ccmax_iters = check_int("ccmax_iters", ccmax_iters, minimum=1)
     seed = check_int("seed", seed, minimum=0)
+    check_choice("single_repeat", single_repeat, ("nan", "raw"))
+    if single_repeat == "raw" and responses.shape[2] == 1:
+        return corrcoef(pred, responses, mask=mask, reduction=reduction)
     table = _pair_table(
         pred, responses, mask, power=True,
         ccmax_iters=ccmax_iters if method == "hsu" else None, seed=seed,
@@ -672,6 +684,8 @@ def compute_CCmax(
     max_iters: int = 126,
     seed: int = 0,
     mask: torch.Tensor | None = None,
+    *,
+    single_repeat: str = "nan",
 ) -> torch.Tensor:
     """Half-split noise ceiling CCmax of each stimulus (Hsu et al., 2004).
 
@@ -704,6 +718,10 @@ def compute_CCmax(
     mask : Tensor or None, default None
         Boolean validity with the shape of ``responses`` or broadcastable to
         it; replaces the NaN test.
+    single_repeat : {'nan', 'one'}, default 'nan'
+        The value for a stimulus with exactly one valid repeat, where the
+        ceiling cannot be estimated: NaN, or 1.0 as deepSTRF 0.1.0 returns
+        (which treats a single trial as noiseless).
 
     Returns
     -------
@@ -711,7 +729,7 @@ def compute_CCmax(
         ``(B,)``: the estimated correlation between the PSTH of all valid
         repeats and the true rate, in ``(0, 1]``. NaN when fewer than 2 valid
         repeats or bins, or ``S <= 0`` (no measurable signal, e.g. constant
-        repeats). The dtype is that of ``responses``.
+        repeats); see ``single_repeat``. The dtype is that of ``responses``.
 
     References
     ----------
@@ -722,16 +740,27 @@ def compute_CCmax(
     responses, valid = _per_stim_input(responses, mask)
     max_iters = check_int("max_iters", max_iters, minimum=1)
     seed = check_int("seed", seed, minimum=0)
+    check_choice("single_repeat", single_repeat, ("nan", "one"))
 
     def per_chunk(stats: BlockStats, sl: slice) -> dict[str, torch.Tensor]:
         signal, noise, _ = ccmax_moments_from_stats(stats, max_iters, seed)
-        return {"cc": ccmax_from_moments(signal, noise)}
+        return {"cc": ccmax_from_moments(signal, noise), "n_rep": stats.n_rep}
 
-    return collect_pairs(responses, valid, per_chunk, gram=True)["cc"].to(output_dtype(responses))
+    table = collect_pairs(responses, valid, per_chunk, gram=True)
+    return _single_repeat_value(table["cc"], table["n_rep"], single_repeat, responses)
+
+
+def _single_repeat_value(values: torch.Tensor, n_rep: torch.Tensor, single_repeat: str,
+                         responses: torch.Tensor) -> torch.Tensor:
+    """``values`` in the output dtype, 1.0 where a single repeat is valid if ``'one'``."""
+    if single_repeat == "one":
+        values = torch.where(n_rep == 1, 1.0, values)
+    return values.to(output_dtype(responses))
 
 
 @torch.no_grad()
-def compute_TTRC(responses: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def compute_TTRC(responses: torch.Tensor, mask: torch.Tensor | None = None, *,
+                 single_repeat: str = "nan") -> torch.Tensor:
     """Trial-to-trial response correlation of each stimulus.
 
     The mean Pearson correlation over the valid bins of every pair of
@@ -744,17 +773,22 @@ def compute_TTRC(responses: torch.Tensor, mask: torch.Tensor | None = None) -> t
     mask : Tensor or None, default None
         Boolean validity with the shape of ``responses`` or broadcastable to
         it; replaces the NaN test.
+    single_repeat : {'nan', 'one'}, default 'nan'
+        The value for a stimulus with exactly one valid repeat, which has no
+        pair of trials to correlate: NaN, or 1.0 as deepSTRF 0.1.0 returns.
 
     Returns
     -------
     Tensor
         ``(B,)``. Pairs involving a constant repeat are skipped; NaN when no
-        pair is left (fewer than 2 valid repeats or bins). The dtype is that
-        of ``responses``.
+        pair is left (fewer than 2 valid repeats or bins); see
+        ``single_repeat``. The dtype is that of ``responses``.
     """
     responses, valid = _per_stim_input(responses, mask)
+    check_choice("single_repeat", single_repeat, ("nan", "one"))
 
     def per_chunk(stats: BlockStats, sl: slice) -> dict[str, torch.Tensor]:
-        return {"ttrc": ttrc_from_stats(stats)}
+        return {"ttrc": ttrc_from_stats(stats), "n_rep": stats.n_rep}
 
-    return collect_pairs(responses, valid, per_chunk, gram=True)["ttrc"].to(output_dtype(responses))
+    table = collect_pairs(responses, valid, per_chunk, gram=True)
+    return _single_repeat_value(table["ttrc"], table["n_rep"], single_repeat, responses)

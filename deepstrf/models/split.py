@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -69,7 +69,9 @@ def split_stimuli(ds: Any, fractions: Sequence[float] = (0.7, 0.15, 0.15), *, se
         raise ValueError("there are no stimuli to split.")
     strata: dict[Any, list[int]] = {}
     for s in stims:
-        key = ds.stim_meta[s].get(stratify, None) if stratify is not None else None
+        meta = ds.stim_meta[s]  # any object; a non-mapping has no key, like a missing one
+        key = meta.get(stratify, None) if stratify is not None and isinstance(meta, Mapping) \
+            else None
         strata.setdefault(repr(key), []).append(s)
     rng = np.random.default_rng(seed)
     out: list[list[int]] = [[], [], []]

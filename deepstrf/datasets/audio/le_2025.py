@@ -148,17 +148,11 @@ class Le2025Dataset(SpikeAudioDataset):
                  return_waveform: bool = False, audio_fs: int = 48000, *,
                  cohorts: Any = "all", compression: str = "log1p", spectrogram: Any = None,
                  n_jobs: int | None = 1, cache: str = "use", progress: bool | None = None):
-        from deepstrf.preprocessing.spectrogram import SpectrogramParams
-
         check_choice("experiment", experiment, EXPERIMENTS)
-        if spectrogram is None:
-            spectrogram = SpectrogramParams(dt_ms=dt_ms, kind="gammatone", n_bands=n_bands,
-                                            window_ms=window_ms, f_min=fmin, f_max=fmax,
-                                            compression=compression)
-        front = make_front_end(dt_ms=dt_ms, smooth=smooth, n_mels=n_bands,
-                               compression=compression, window_ms=window_ms,
-                               return_waveform=return_waveform, audio_fs=audio_fs,
-                               spectrogram=spectrogram)
+        front = make_front_end(dt_ms=dt_ms, smooth=smooth, kind="gammatone", n_bands=n_bands,
+                               f_min=fmin, f_max=fmax, compression=compression,
+                               window_ms=window_ms, return_waveform=return_waveform,
+                               audio_fs=audio_fs, spectrogram=spectrogram)
         known = tuple(c for _, c in RESPONSES[experiment])
         chosen = known if cohorts == "all" else (cohorts,) if isinstance(cohorts, int) else cohorts
         if not isinstance(chosen, (tuple, list)) or not chosen or any(
