@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from deepstrf._validation import check_int, check_positive
+from deepstrf.preprocessing.spectrogram import register_front_end
 
 __all__ = ["EAR_Q", "MIN_BANDWIDTH_HZ", "band_frequencies", "erb_centre_frequencies",
            "erb_filterbank", "gammatone_spectrogram", "gtgram"]
@@ -329,14 +330,7 @@ def gammatone_spectrogram(waveform: np.ndarray, sample_rate: float, params: Any)
     return np.ascontiguousarray(_compress(rms, params.compression), dtype=np.float32)
 
 
-def _register() -> None:
-    """Register ``kind="gammatone"`` with the front-end registry, where there is one."""
-    from deepstrf.preprocessing import spectrogram
 
-    register = getattr(spectrogram, "register_front_end", None)
-    if register is not None:
-        register("gammatone", gammatone_spectrogram, band_frequencies=band_frequencies,
-                 description="RMS of an ERB-spaced gammatone filter bank (gtgram)")
-
-
-_register()
+# The one line that makes SpectrogramParams(kind="gammatone") work (imported on first use).
+register_front_end("gammatone", gammatone_spectrogram, band_frequencies=band_frequencies,
+                   description="RMS of an ERB-spaced gammatone filter bank (gtgram)")

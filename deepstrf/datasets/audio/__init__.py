@@ -9,8 +9,8 @@ _LAZY = {
     "CRCNSAA1Dataset": "deepstrf.datasets.audio.crcns_aa1",
     "CRCNSAA2Dataset": "deepstrf.datasets.audio.crcns_aa2",
     "CRCNSAA4Dataset": "deepstrf.datasets.audio.crcns_aa4",
-    "NS1Dataset": "deepstrf.datasets.audio.ns1",
     "Le2025Dataset": "deepstrf.datasets.audio.le_2025",
+    "NS1Dataset": "deepstrf.datasets.audio.ns1",
 }
 
 __all__ = list(_LAZY)

@@ -35,25 +35,30 @@ Preprocessing
 
 Parameters
 ----------
-path : path-like, optional
-    Folder holding ``metadata/`` and the ``<experiment>-*`` folders (or a
-    ``raw/`` folder with them). Default: ``<data home>/Le_2025``.
+%(path)s
 experiment : {'nat8a', 'nat8b', 'synth8b'}, default 'nat8b'
+    One experiment per instance (``ds1 + ds2`` joins them).
+%(dt_ms)s
+n_bands : int, default 50
+    Gammatone bands, ERB-spaced.
+fmin, fmax : float, default 1000.0 and 8000.0
+    Lowest centre frequency and top of the ERB scale, Hz.
+%(window_ms)s
+%(smooth)s
+keep_areas : sequence of str, optional
+    Keep only the units of these areas (``nrn_meta['area']``).
+compute_reliability : bool, default False
+    Run :meth:`compute_neuron_quality` after loading (deepSTRF 0.1.0 always does).
+%(download)s
+%(return_waveform)s
+%(audio_fs)s
 cohorts : 'all' or sequence of int
     nat8a: 1 (legacy files, familiarity manipulation) and/or 2.
-keep_areas : sequence of str, optional
-    Keep the units of these areas (``nrn_meta['area']``) only.
-dt_ms : float, default 5.0
-smooth : bool or float, default True
-n_bands, fmin, fmax, window_ms, compression : gammatone settings
-    (50, 1000.0, 8000.0, 2.5, 'log1p'); ``spectrogram`` (a SpectrogramParams)
-    replaces them.
-return_waveform, audio_fs : waveform stimuli at ``audio_fs`` (False, 48000)
-compute_reliability : bool, default False
-    Call :meth:`compute_neuron_quality` after loading (``snr``, ``ccmax``);
-    deepSTRF 0.1.0 always computes its reliability metrics.
-download, n_jobs, cache, progress :
-    As for :class:`~deepstrf.datasets.audio.crcns_aa1.CRCNSAA1Dataset` (no login).
+%(compression)s
+%(spectrogram)s
+%(n_jobs)s
+%(cache)s
+%(progress)s
 
 References
 ----------
@@ -76,6 +81,7 @@ from typing import Any
 import numpy as np
 
 from deepstrf._validation import check_choice, check_names
+from deepstrf.datasets._docs import fill_doc
 from deepstrf.datasets._source import ArchiveSpec, DatasetInfo
 from deepstrf.datasets.audio._spikes_audio import (SpikeAudioDataset, SpikeRecording,
                                                     SpikeTrains, StimSource, make_front_end)
@@ -84,6 +90,7 @@ from deepstrf.io.download import RemoteFile
 from deepstrf.io.tables import parse_age_days, parse_cell, read_csv_table
 
 __all__ = ["Le2025Dataset", "parse_stim_name", "EXPERIMENTS"]
+__doc__ = fill_doc(__doc__)
 
 EXPERIMENTS = ("nat8a", "nat8b", "synth8b")
 #: response folder and cohort of each experiment
@@ -148,17 +155,11 @@ class Le2025Dataset(SpikeAudioDataset):
                  return_waveform: bool = False, audio_fs: int = 48000, *,
                  cohorts: Any = "all", compression: str = "log1p", spectrogram: Any = None,
                  n_jobs: int | None = 1, cache: str = "use", progress: bool | None = None):
-        from deepstrf.preprocessing.spectrogram import SpectrogramParams
-
         check_choice("experiment", experiment, EXPERIMENTS)
-        if spectrogram is None:
-            spectrogram = SpectrogramParams(dt_ms=dt_ms, kind="gammatone", n_bands=n_bands,
-                                            window_ms=window_ms, f_min=fmin, f_max=fmax,
-                                            compression=compression)
-        front = make_front_end(dt_ms=dt_ms, smooth=smooth, n_mels=n_bands,
-                               compression=compression, window_ms=window_ms,
-                               return_waveform=return_waveform, audio_fs=audio_fs,
-                               spectrogram=spectrogram)
+        front = make_front_end(dt_ms=dt_ms, smooth=smooth, kind="gammatone", n_bands=n_bands,
+                               f_min=fmin, f_max=fmax, compression=compression,
+                               window_ms=window_ms, return_waveform=return_waveform,
+                               audio_fs=audio_fs, spectrogram=spectrogram)
         known = tuple(c for _, c in RESPONSES[experiment])
         chosen = known if cohorts == "all" else (cohorts,) if isinstance(cohorts, int) else cohorts
         if not isinstance(chosen, (tuple, list)) or not chosen or any(
