@@ -85,7 +85,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"            {paper}")
     print("  files")
     for f in cls.remote_files:
-        check = (f"{f.checksum[0]} declared" if f.checksum else
+        check = (f"{f.checksum[0]} known" if f.checksum else
                  "checksum from the host's API" if f.host else "no published checksum")
         size = human_size(f.size) if f.size is not None else "size from the host"
         needed = ("; only when " + ", ".join(f"{k}={v!r}" for k, v in f.when)) if f.when else ""
