@@ -6,6 +6,7 @@ import email.utils
 import hashlib
 import logging
 import os
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -744,3 +745,180 @@ def test_failed_login_request_keeps_no_request_body_in_the_chain(raw, monkeypatc
               retries=1, timeout=5)
     assert info.value.__cause__ is None and info.value.__context__ is None
     assert PASSWORD not in _everything_said(info.value)
+
+
+# ------------------------------------------------------------------ declared needs (when=)
+
+
+def test_when_selects_by_value_or_membership():
+    bird = RemoteFile("B.tar.gz", url="https://example.org/B.tar.gz", when={"animals": "B"})
+    wav = RemoteFile.zenodo("wav.zip", record=1, when={"front_end.return_waveform": True,
+                                                       "area": "A1"})
+    assert bird.when == (("animals", "B"),)
+    assert [bird.needed({"animals": a}) for a in (("A", "B"), ("A",), "B", "A")] == \
+        [True, False, True, False]
+    assert wav.needed({"area": "A1", "front_end": {"return_waveform": True}})
+    assert not wav.needed({"area": "PEG", "front_end": {"return_waveform": True}})
+    assert not wav.needed({"area": "A1", "front_end": {"return_waveform": False}})
+    assert RemoteFile("x", url="https://e.org/x").needed({})  # no when: always
+    with pytest.raises(KeyError, match="no 'animals'.*they have: area"):
+        bird.needed({"area": "A1"})
+    with pytest.raises(TypeError, match=r"when\['animals'\] must be a str, bool or number"):
+        RemoteFile("x", url="https://e.org/x", when={"animals": ["A"]})
+
+
+def test_host_constructors_and_urls(monkeypatch):
+    for name in download.HOST_URLS:
+        monkeypatch.delenv(name, raising=False)
+    z = RemoteFile.zenodo("sub/A1 pop.tgz", record=8044773)
+    f = RemoteFile.figshare("z.zip", article=29203457, file_id=55083911)
+    o = RemoteFile.osf("n.mat", guid="ayw2p")
+    assert z.host == ("zenodo", "8044773", "A1 pop.tgz")
+    assert z.source_url == "https://zenodo.org/api/records/8044773/files/A1%20pop.tgz/content"
+    assert z.api_url == "https://zenodo.org/api/records/8044773"
+    assert f.source_url == "https://ndownloader.figshare.com/files/55083911"
+    assert f.api_url == "https://api.figshare.com/v2/articles/29203457"
+    assert o.source_url == "https://osf.io/download/ayw2p/"
+    assert o.api_url == "https://api.osf.io/v2/files/ayw2p/"
+    assert RemoteFile("x", url="https://e.org/x").api_url is None
+    with pytest.raises(ValueError, match="exactly one of url="):
+        RemoteFile("x", url="https://e.org/x", host=("osf", "abc"))
+    with pytest.raises(ValueError, match="host must be"):
+        RemoteFile("x", host=("dropbox", "abc"))
+
+
+# ------------------------------------------------------------------ host checksums
+
+
+@pytest.fixture
+def hosts(server, monkeypatch):
+    for name, value in server.host_env().items():
+        monkeypatch.setenv(name, value)
+    return server
+
+
+def _host_files(server, data):
+    server.add_zenodo_record(8044773, {"A1.tgz": data[0], "PEG.tgz": data[3]})
+    server.add_figshare_article(29203457, {55083911: ("le.zip", data[1])})
+    server.add_osf_file("ayw2p", "ns1.mat", data[2])
+    return [RemoteFile.zenodo("A1.tgz", record=8044773),
+            RemoteFile.zenodo("PEG.tgz", record=8044773),
+            RemoteFile.figshare("le.zip", article=29203457, file_id=55083911),
+            RemoteFile.osf("ns1.mat", guid="ayw2p")]
+
+
+def test_published_checksums_are_fetched_verified_and_recorded(hosts, raw):
+    data = [_payload(20_000 + 1000 * k, k) for k in range(4)]
+    files = _host_files(hosts, data)
+    paths = fetch(files, raw, progress=False)
+    assert [paths[f.name].read_bytes() for f in files] == [data[0], data[3], data[1], data[2]]
+    # one API request per record (the two Zenodo files share theirs), before any file
+    assert [r.path for r in hosts.requests] == [
+        "/zenodo/api/records/8044773", "/figshare-api/v2/articles/29203457",
+        "/osf-api/v2/files/ayw2p/", "/zenodo/api/records/8044773/files/A1.tgz/content",
+        "/zenodo/api/records/8044773/files/PEG.tgz/content", "/figshare-files/files/55083911",
+        "/osf/download/ayw2p/"]
+    assert all(r.header("Accept") == "application/json" for r in hosts.requests[:3])
+    records = {f.name: download.source_record(f, raw) for f in files}
+    assert records["A1.tgz"]["checksum"] == f"md5:{hashlib.md5(data[0]).hexdigest()}"
+    assert records["A1.tgz"]["checksum_origin"] == \
+        f"Zenodo API {hosts.zenodo_url}/api/records/8044773"
+    assert records["le.zip"]["checksum"] == f"md5:{hashlib.md5(data[1]).hexdigest()}"
+    assert records["le.zip"]["checksum_origin"].startswith("figshare API ")
+    # OSF publishes both: the stronger one is used
+    assert records["ns1.mat"]["checksum"] == f"sha256:{_sha256(data[2])}"
+    assert records["ns1.mat"]["checksum_origin"].startswith("OSF API ")
+    assert records["ns1.mat"]["url"] == f"{hosts.osf_url}/download/ayw2p/"
+    assert records["ns1.mat"]["size"] == len(data[2]) and records["ns1.mat"]["present"]
+    hosts.clear_log()
+    fetch(files, raw, progress=False)  # present: no API call, no download
+    assert hosts.requests == []
+
+
+def test_declared_checksum_skips_the_api(hosts, raw):
+    data = _payload(5_000)
+    hosts.add_zenodo_record(1, {"a.bin": data})
+    rf = RemoteFile.zenodo("a.bin", record=1, sha256=_sha256(data))
+    fetch([rf], raw, progress=False)
+    assert [r.path for r in hosts.requests] == ["/zenodo/api/records/1/files/a.bin/content"]
+    assert download.source_record(rf, raw)["checksum_origin"] == "declared"
+
+
+@pytest.mark.parametrize("host", ["zenodo", "figshare", "osf"])
+def test_published_checksum_mismatch_is_refused_and_nothing_left(hosts, raw, host):
+    data = _payload(30_000)
+    wrong = "0" * 32
+    if host == "zenodo":
+        hosts.add_zenodo_record(7, {"a.bin": data}, checksums={"a.bin": f"md5:{wrong}"})
+        rf = RemoteFile.zenodo("a.bin", record=7)
+    elif host == "figshare":
+        hosts.add_figshare_article(8, {99: ("a.bin", data)}, checksums={99: wrong})
+        rf = RemoteFile.figshare("a.bin", article=8, file_id=99)
+    else:
+        hosts.add_osf_file("abcde", "a.bin", data, sha256=None, md5=wrong)
+        rf = RemoteFile.osf("a.bin", guid="abcde")
+    with pytest.raises(ChecksumError) as info:
+        fetch([rf], raw, progress=False, owner="TestDataset")
+    message = str(info.value)
+    name = {"zenodo": "Zenodo", "figshare": "figshare", "osf": "OSF"}[host]
+    assert f"expected md5 {wrong} (published by the {name} API" in message
+    assert f"got {hashlib.md5(data).hexdigest()}" in message and "deleted" in message
+    assert _leftovers(raw) == []
+
+
+def test_unreachable_api_is_a_clear_error_and_nothing_is_downloaded(hosts, raw, monkeypatch,
+                                                                   waits):
+    data = _payload(1_000)
+    hosts.add_zenodo_record(5, {"a.bin": data})
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("DEEPSTRF_ZENODO_URL", dead)
+    rf = RemoteFile.zenodo("a.bin", record=5)
+    with pytest.raises(DownloadError, match=r"could not reach the Zenodo API at "
+                       rf"{dead}/api/records/5 .*Nothing was downloaded"):
+        fetch([rf], raw, progress=False, retries=2)
+    assert len(waits) == 2 and _leftovers(raw) == []
+
+
+def test_api_errors_are_clear(hosts, raw):
+    hosts.add_zenodo_record(5, {"other.bin": b"x"})
+    with pytest.raises(DownloadError, match="does not list a.bin .*it lists other.bin"):
+        fetch([RemoteFile.zenodo("a.bin", record=5)], raw, progress=False)
+    with pytest.raises(DownloadError, match="answered HTTP 404 .*moved or withdrawn"):
+        fetch([RemoteFile.zenodo("a.bin", record=6)], raw, progress=False)
+    hosts.add_file("/osf-api/v2/files/zzzzz/", "<html>maintenance</html>",
+                   content_type="text/html")
+    with pytest.raises(DownloadError, match="did not answer with JSON"):
+        fetch([RemoteFile.osf("a.bin", guid="zzzzz")], raw, progress=False)
+    assert _leftovers(raw) == []
+
+
+def test_host_without_a_checksum_falls_back_to_its_size(hosts, raw, caplog):
+    data = _payload(2_000)
+    hosts.add_osf_file("nohsh", "a.bin", data, md5=None, sha256=None)
+    rf = RemoteFile.osf("a.bin", guid="nohsh")
+    with caplog.at_level(logging.WARNING, logger="deepstrf.io.download"):
+        assert fetch([rf], raw, progress=False)["a.bin"].read_bytes() == data
+    assert "publishes no checksum for a.bin" in caplog.text
+    record = download.source_record(rf, raw)
+    assert record["checksum"] is None and record["size"] == len(data)
+
+
+def test_prompt_is_asked_only_when_credentials_are_missing(crcns, raw):
+    asked = []
+
+    def prompt(user):
+        asked.append(user)
+        return "alice", PASSWORD
+
+    rf = RemoteFile("crcns-aa1.zip", crcns=("aa-1", "crcns-aa1.zip"))
+    fetch([rf], raw, progress=False, prompt=prompt)
+    assert asked == [None] and (raw / "crcns-aa1.zip").is_file()
+    fetch([rf], raw, progress=False, prompt=prompt)  # present: nothing asked
+    assert asked == [None]
+    creds = CRCNSCredentials.resolve("bob", "pw", prompt=prompt)
+    assert creds.origin == "arguments" and asked == [None]
+    creds = CRCNSCredentials.resolve("alice", prompt=prompt)
+    assert creds.password == PASSWORD and creds.origin == "arguments, prompt"
+    assert asked == [None, "alice"]
