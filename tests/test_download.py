@@ -922,3 +922,242 @@ def test_prompt_is_asked_only_when_credentials_are_missing(crcns, raw):
     creds = CRCNSCredentials.resolve("alice", prompt=prompt)
     assert creds.password == PASSWORD and creds.origin == "arguments, prompt"
     assert asked == [None, "alice"]
+
+
+# ------------------------------------------------------------------ datasets: only what is needed
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPSTRF_DATA_DIR", str(tmp_path / "home"))
+    monkeypatch.setenv("DEEPSTRF_PROGRESS", "0")
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def aa4_site(crcns, tmp_path):
+    """CRCNS aa-4 with three birds' archives (each wrapping <bird>/)."""
+    from deepstrf.testing.fixtures import write_crcns_aa4
+
+    birds = ("GreBlu9508M", "WhiBlu5396M", "YelBlu6903F")
+    info = write_crcns_aa4(tmp_path / "src4", animals=birds, n_units=1, seed=3,
+                           archive_dir=tmp_path / "arch4")
+    crcns.add_crcns_dataset("aa-4", info.archive_payloads())
+    return crcns, info
+
+
+def _bird_downloads(server):
+    return sorted(r.path.rsplit("/", 1)[1] for r in server.requests
+                  if r.method == "GET" and r.path.endswith(".tar.gz"))
+
+
+def test_aa4_download_raw_fetches_only_the_selected_birds(aa4_site, tmp_path, home):
+    from deepstrf.datasets.audio import CRCNSAA4Dataset
+
+    server, _ = aa4_site
+    raw = CRCNSAA4Dataset.download_raw(tmp_path / "AA4", animals=["YelBlu6903F", "GreBlu9508M"],
+                                       username="alice", password=PASSWORD, progress=False)
+    assert raw == tmp_path / "AA4" / "raw"
+    assert _bird_downloads(server) == ["GreBlu9508M.tar.gz", "YelBlu6903F.tar.gz"]
+    assert sorted(p.name for p in raw.iterdir() if p.is_dir()) == ["GreBlu9508M", "YelBlu6903F"]
+    assert list((raw / "GreBlu9508M").glob("*.h5"))
+    # the constructor's own checks apply, before any I/O
+    with pytest.raises(ValueError, match="animals"):
+        CRCNSAA4Dataset.download_raw(tmp_path / "x", animals=["NoSuchBird"])
+    assert not (tmp_path / "x").exists()
+    # a load of one of them needs nothing more; asking for a third fetches only that one
+    server.clear_log()
+    ds = CRCNSAA4Dataset(tmp_path / "AA4", animals="GreBlu9508M", dt_ms=5.0)
+    assert {m["animal_id"] for m in ds.nrn_meta} == {"GreBlu9508M"}
+    ds = CRCNSAA4Dataset(tmp_path / "AA4", animals=["GreBlu9508M", "WhiBlu5396M"], dt_ms=5.0,
+                         download=True, username="alice", password=PASSWORD)
+    assert _bird_downloads(server) == ["WhiBlu5396M.tar.gz"]
+    assert {m["animal_id"] for m in ds.nrn_meta} == {"GreBlu9508M", "WhiBlu5396M"}
+    # the manifest lists the sources this build read, with the sizes the host served
+    sources = ds.provenance["manifest"]["sources"]
+    assert [s["name"] for s in sources] == ["GreBlu9508M.tar.gz", "WhiBlu5396M.tar.gz"]
+    payloads = aa4_site[1].archive_payloads()
+    for s in sources:
+        assert s["url"] == f"{server.crcns_download_url}/aa-4/{s['name']}"
+        assert s["size"] == len(payloads[s["name"]]) and s["present"]
+        assert s["checksum"] is None  # CRCNS publishes sizes only
+
+
+def test_cli_download_takes_the_parameters(aa4_site, tmp_path, home, capsys, monkeypatch):
+    from deepstrf.cli import main
+
+    server, _ = aa4_site
+    monkeypatch.setenv("CRCNS_PASSWORD", PASSWORD)
+    code = main(["download", "aa4", "--path", str(tmp_path / "AA4"), "--username", "alice",
+                 "-p", "animals=WhiBlu5396M", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert _bird_downloads(server) == ["WhiBlu5396M.tar.gz"] and "raw files ready" in out
+    code = main(["download", "aa4", "-p", "animals"])
+    assert code == 1 and "NAME=VALUE" in capsys.readouterr().err
+    code = main(["download", "aa4", "-p", "no_such=1"])
+    assert code == 1 and "no_such" in capsys.readouterr().err
+
+
+def test_manifest_records_the_host_checksum_of_a_download(hosts, tmp_path, home, monkeypatch):
+    """A build after a download lists its source with the checksum the host published."""
+    from deepstrf.datasets.audio import CRCNSAA1Dataset
+    from deepstrf.testing.fixtures import write_crcns_aa1
+
+    info = write_crcns_aa1(tmp_path / "src", n_cells=2, n_conspecific=1, n_flatrip=1, seed=1,
+                           archive_dir=tmp_path / "arch")
+    payload = info.archive_payloads()["crcns-aa1.zip"]
+    hosts.add_zenodo_record(424242, {"crcns-aa1.zip": payload})
+    # the same release, as if it were hosted on Zenodo
+    monkeypatch.setattr(CRCNSAA1Dataset, "remote_files",
+                        (RemoteFile.zenodo("crcns-aa1.zip", record=424242),))
+    ds = CRCNSAA1Dataset(tmp_path / "AA1", dt_ms=5.0, download=True)
+    (source,) = ds.provenance["manifest"]["sources"]
+    assert source == {
+        "name": "crcns-aa1.zip",
+        "url": f"{hosts.zenodo_url}/api/records/424242/files/crcns-aa1.zip/content",
+        "size": len(payload), "checksum": f"md5:{hashlib.md5(payload).hexdigest()}",
+        "checksum_origin": f"Zenodo API {hosts.zenodo_url}/api/records/424242",
+        "present": True, "verified_at": source["verified_at"]}
+    assert source["verified_at"]
+
+
+# ------------------------------------------------------------------ folders read in place
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*")}
+
+
+def _read_only(folder: Path) -> None:
+    for p in [folder, *folder.rglob("*")]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+
+
+def _writable(folder: Path) -> None:
+    for p in [folder, *folder.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root ignores file permissions")
+def test_read_only_given_folder_with_all_files_loads(tmp_path, home):
+    from deepstrf.datasets.audio import CRCNSAA1Dataset
+    from deepstrf.testing.fixtures import write_crcns_aa1
+
+    given = tmp_path / "mine"
+    write_crcns_aa1(given, n_cells=2, n_conspecific=1, n_flatrip=1, seed=2)
+    _read_only(given)
+    try:
+        ds = CRCNSAA1Dataset(given, dt_ms=5.0, download=True)
+    finally:
+        _writable(given)
+    assert ds.get_N() == 2 and ds.provenance["manifest"]["raw_dir"] == str(given)
+
+
+def test_given_folder_with_all_files_is_only_read(tmp_path, home):
+    """Same as above without relying on permissions (they mean nothing to root)."""
+    from deepstrf.datasets.audio import CRCNSAA1Dataset
+    from deepstrf.testing.fixtures import write_crcns_aa1
+
+    given = tmp_path / "mine"
+    write_crcns_aa1(given, n_cells=2, n_conspecific=1, n_flatrip=1, seed=2)
+    before = _tree(given)
+    paths = CRCNSAA1Dataset.default_paths(given)
+    assert paths.in_place and paths.raw == given and paths.processed.is_relative_to(home)
+    ds = CRCNSAA1Dataset(given, dt_ms=5.0, download=True)
+    CRCNSAA1Dataset.download_raw(given)  # complete: nothing to do, nothing written
+    assert ds.get_N() == 2 and _tree(given) == before
+    (source,) = ds.provenance["manifest"]["sources"]
+    assert source["name"] == "crcns-aa1.zip" and not source["present"]
+
+
+def test_given_folder_missing_files_raises_naming_them_and_writes_nothing(aa4_site, tmp_path,
+                                                                          home):
+    from deepstrf.datasets.audio import CRCNSAA4Dataset
+    from deepstrf.testing.fixtures import write_crcns_aa4
+
+    server, _ = aa4_site
+    given = tmp_path / "mine"
+    write_crcns_aa4(given, animals=("GreBlu9508M",), n_units=1, seed=4)
+    before = _tree(given)
+    server.clear_log()
+    for call in (lambda: CRCNSAA4Dataset(given, animals=["GreBlu9508M", "YelBlu6903F"],
+                                         dt_ms=5.0, download=True, username="alice",
+                                         password=PASSWORD),
+                 lambda: CRCNSAA4Dataset.download_raw(given, username="alice",
+                                                      password=PASSWORD)):
+        with pytest.raises(MissingRawDataError) as err:
+            call()
+        text = str(err.value)
+        assert "read in place and never written to" in text
+        assert f"{given / 'YelBlu6903F'}" in text and "YelBlu6903F.tar.gz" in text
+        assert f"{given / 'GreBlu9508M'}" not in text
+    assert "WhiBlu5396M" in text  # download_raw: all six birds by default
+    assert _tree(given) == before and server.requests == []
+    assert not (home / "AA4" / "processed").exists() or \
+        not any((home / "AA4" / "processed").iterdir())
+    # what is there still loads
+    ds = CRCNSAA4Dataset(given, animals="GreBlu9508M", dt_ms=5.0)
+    assert ds.get_N() >= 1 and _tree(given) == before
+
+
+# ------------------------------------------------------------------ the password prompt
+
+
+class _Stdin:
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def readline(self) -> str:
+        return "alice\n"
+
+
+def test_cli_asks_for_the_password_on_a_terminal(aa4_site, tmp_path, home, capsys,
+                                                 monkeypatch):
+    import getpass
+    import sys
+
+    from deepstrf.cli import main
+
+    server, _ = aa4_site
+    asked = []
+    monkeypatch.setattr(sys, "stdin", _Stdin(True))
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": asked.append(prompt) or PASSWORD)
+    code = main(["download", "aa4", "--path", str(tmp_path / "AA4"), "--username", "alice",
+                 "-p", "animals=GreBlu9508M", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert asked == ["CRCNS password for alice: "] and PASSWORD not in out + err
+    assert _bird_downloads(server) == ["GreBlu9508M.tar.gz"]
+    # everything present: no password needed, none asked
+    assert main(["download", "aa4", "--path", str(tmp_path / "AA4"),
+                 "-p", "animals=GreBlu9508M", "--quiet"]) == 0
+    assert len(asked) == 1
+    # no username either: asked on the terminal too (input reads our stdin)
+    code = main(["download", "aa4", "--path", str(tmp_path / "AA4b"),
+                 "-p", "animals=GreBlu9508M", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert asked[-1] == "CRCNS password for alice: "
+
+
+def test_cli_never_asks_without_a_terminal(aa4_site, tmp_path, home, capsys, monkeypatch):
+    import getpass
+    import sys
+
+    from deepstrf.cli import main
+
+    server, _ = aa4_site
+    monkeypatch.setattr(sys, "stdin", _Stdin(False))
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": pytest.fail("getpass called"))
+    code = main(["download", "aa4", "--path", str(tmp_path / "AA4"), "--username", "alice",
+                 "-p", "animals=GreBlu9508M", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "no CRCNS password is configured and the input is not a terminal" in err
+    assert "CRCNS_PASSWORD" in err and _bird_downloads(server) == []
+    assert not (tmp_path / "AA4" / "raw" / "GreBlu9508M").exists()
