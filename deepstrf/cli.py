@@ -65,6 +65,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     from deepstrf.io.cache import list_entries
 
     cls = _dataset(args.name)
+    if args.bibtex:
+        print(cls.cite(), end="")
+        return 0
     info = cls.info
     paths = cls.default_paths(args.path)
     print(f"{info.title}  ({cls.__name__}, name '{info.name}')")
@@ -81,12 +84,17 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"            {paper}")
     print("  files")
     for f in cls.remote_files:
-        check = f"{f.checksum[0]} known" if f.checksum else "no published checksum"
+        check = (f"{f.checksum[0]} known" if f.checksum else
+                 "checksum from the host's API" if f.host else "no published checksum")
         size = human_size(f.size) if f.size is not None else "size from the host"
-        print(f"    {f.name}  ({size}; {check}; {f.describe_source()})")
-    present = [m for m in cls.raw_markers if (paths.raw / m).exists()]
-    state = ("present" if len(present) == len(cls.raw_markers) else
+        needed = ("; only when " + ", ".join(f"{k}={v!r}" for k, v in f.when)) if f.when else ""
+        print(f"    {f.name}  ({size}; {check}; {f.describe_source()}{needed})")
+    missing = paths.missing(cls.raw_markers)
+    present = [m for m in cls.raw_markers if m not in missing]
+    state = ("present" if not missing else
              f"partly present: {', '.join(present)}" if present else "absent")
+    if paths.in_place:
+        state += "; read in place, never written to"
     print(f"  raw       {paths.raw}  ({state})")
     entries = list_entries(paths.processed)
     print(f"  processed {paths.processed}  ({len(entries)} cache entr"
@@ -96,10 +104,57 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _param_value(text: str) -> Any:
+    """``true``/``false``/numbers/JSON lists as such, ``a,b`` as a list, else the string."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return [v.strip() for v in text.split(",") if v.strip()] if "," in text else text
+    return value if isinstance(value, (bool, int, float, list)) else text
+
+
+def _parse_params(items: Sequence[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise CLIError(f"--param takes NAME=VALUE (e.g. animals=GreBlu9508M,YelBlu6903F "
+                           f"or return_waveform=true); got {item!r}.")
+        params[key] = _param_value(value.strip())
+    return params
+
+
+def _terminal_prompt(username: str | None) -> tuple[str, str]:
+    """Ask for the CRCNS credentials on the terminal; a clear error when there is none."""
+    import getpass
+
+    from deepstrf.errors import AuthenticationError
+    from deepstrf.io.download import CRCNS_REGISTER_URL
+
+    if not sys.stdin.isatty():
+        raise AuthenticationError(
+            "no CRCNS password is configured and the input is not a terminal, so "
+            "`deepstrf download` cannot ask for one. Set the environment variables "
+            "CRCNS_USERNAME and CRCNS_PASSWORD, or add 'machine crcns.org login <user> password "
+            f"<password>' to ~/.netrc (a free account: {CRCNS_REGISTER_URL}).")
+    if not username:
+        username = input("CRCNS username: ").strip()
+    password = getpass.getpass(f"CRCNS password for {username}: ")
+    if not username or not password:
+        raise AuthenticationError("an empty CRCNS username or password was entered; nothing "
+                                  "was downloaded.")
+    return username, password
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     cls = _dataset(args.name)
+    params = _parse_params(args.param or [])
     raw = cls.download_raw(args.path, username=args.username,
-                           progress=False if args.quiet else None)
+                           progress=False if args.quiet else None, everything=args.all,
+                           prompt=_terminal_prompt, **params)
     print(f"{cls.__name__}: raw files ready in {raw}")
     return 0
 
@@ -300,13 +355,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="facts, citation, files, where the data live, what is cached")
     p.add_argument("name", help="dataset name (see `deepstrf list`)")
     p.add_argument("--path", help="the dataset's folder (default: under the data home)")
+    p.add_argument("--bibtex", action="store_true",
+                   help="print only BibTeX entries for the dataset and its papers")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("download", help="download and unpack a dataset's raw files")
     p.add_argument("name")
     p.add_argument("--path", help="the dataset's folder (default: under the data home)")
     p.add_argument("--username", help="CRCNS user name (the password comes from "
-                                      "$CRCNS_PASSWORD or ~/.netrc, never the command line)")
+                                      "$CRCNS_PASSWORD or ~/.netrc, or is asked for on the "
+                                      "terminal; never the command line)")
+    p.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                   help="a constructor parameter that chooses the files, e.g. "
+                        "animals=GreBlu9508M,YelBlu6903F (repeatable); default: what the "
+                        "dataset with default parameters needs")
+    p.add_argument("--all", action="store_true",
+                   help="every file of the dataset, whatever the parameters need")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_download)
 

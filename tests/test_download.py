@@ -6,6 +6,7 @@ import email.utils
 import hashlib
 import logging
 import os
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -744,3 +745,419 @@ def test_failed_login_request_keeps_no_request_body_in_the_chain(raw, monkeypatc
               retries=1, timeout=5)
     assert info.value.__cause__ is None and info.value.__context__ is None
     assert PASSWORD not in _everything_said(info.value)
+
+
+# ------------------------------------------------------------------ declared needs (when=)
+
+
+def test_when_selects_by_value_or_membership():
+    bird = RemoteFile("B.tar.gz", url="https://example.org/B.tar.gz", when={"animals": "B"})
+    wav = RemoteFile.zenodo("wav.zip", record=1, when={"front_end.return_waveform": True,
+                                                       "area": "A1"})
+    assert bird.when == (("animals", "B"),)
+    assert [bird.needed({"animals": a}) for a in (("A", "B"), ("A",), "B", "A")] == \
+        [True, False, True, False]
+    assert wav.needed({"area": "A1", "front_end": {"return_waveform": True}})
+    assert not wav.needed({"area": "PEG", "front_end": {"return_waveform": True}})
+    assert not wav.needed({"area": "A1", "front_end": {"return_waveform": False}})
+    assert RemoteFile("x", url="https://e.org/x").needed({})  # no when: always
+    with pytest.raises(KeyError, match="no 'animals'.*they have: area"):
+        bird.needed({"area": "A1"})
+    with pytest.raises(TypeError, match=r"when\['animals'\] must be a str, bool or number"):
+        RemoteFile("x", url="https://e.org/x", when={"animals": ["A"]})
+
+
+def test_host_constructors_and_urls(monkeypatch):
+    for name in download.HOST_URLS:
+        monkeypatch.delenv(name, raising=False)
+    z = RemoteFile.zenodo("sub/A1 pop.tgz", record=8044773)
+    f = RemoteFile.figshare("z.zip", article=29203457, file_id=55083911)
+    o = RemoteFile.osf("n.mat", guid="ayw2p")
+    assert z.host == ("zenodo", "8044773", "A1 pop.tgz")
+    assert z.source_url == "https://zenodo.org/api/records/8044773/files/A1%20pop.tgz/content"
+    assert z.api_url == "https://zenodo.org/api/records/8044773"
+    assert f.source_url == "https://ndownloader.figshare.com/files/55083911"
+    assert f.api_url == "https://api.figshare.com/v2/articles/29203457"
+    assert o.source_url == "https://osf.io/download/ayw2p/"
+    assert o.api_url == "https://api.osf.io/v2/files/ayw2p/"
+    assert RemoteFile("x", url="https://e.org/x").api_url is None
+    with pytest.raises(ValueError, match="exactly one of url="):
+        RemoteFile("x", url="https://e.org/x", host=("osf", "abc"))
+    with pytest.raises(ValueError, match="host must be"):
+        RemoteFile("x", host=("dropbox", "abc"))
+
+
+# ------------------------------------------------------------------ host checksums
+
+
+@pytest.fixture
+def hosts(server, monkeypatch):
+    for name, value in server.host_env().items():
+        monkeypatch.setenv(name, value)
+    return server
+
+
+def _host_files(server, data):
+    server.add_zenodo_record(8044773, {"A1.tgz": data[0], "PEG.tgz": data[3]})
+    server.add_figshare_article(29203457, {55083911: ("le.zip", data[1])})
+    server.add_osf_file("ayw2p", "ns1.mat", data[2])
+    return [RemoteFile.zenodo("A1.tgz", record=8044773),
+            RemoteFile.zenodo("PEG.tgz", record=8044773),
+            RemoteFile.figshare("le.zip", article=29203457, file_id=55083911),
+            RemoteFile.osf("ns1.mat", guid="ayw2p")]
+
+
+def test_published_checksums_are_fetched_verified_and_recorded(hosts, raw):
+    data = [_payload(20_000 + 1000 * k, k) for k in range(4)]
+    files = _host_files(hosts, data)
+    paths = fetch(files, raw, progress=False)
+    assert [paths[f.name].read_bytes() for f in files] == [data[0], data[3], data[1], data[2]]
+    # one API request per record (the two Zenodo files share theirs), before any file
+    assert [r.path for r in hosts.requests] == [
+        "/zenodo/api/records/8044773", "/figshare-api/v2/articles/29203457",
+        "/osf-api/v2/files/ayw2p/", "/zenodo/api/records/8044773/files/A1.tgz/content",
+        "/zenodo/api/records/8044773/files/PEG.tgz/content", "/figshare-files/files/55083911",
+        "/osf/download/ayw2p/"]
+    assert all(r.header("Accept") == "application/json" for r in hosts.requests[:3])
+    records = {f.name: download.source_record(f, raw) for f in files}
+    assert records["A1.tgz"]["checksum"] == f"md5:{hashlib.md5(data[0]).hexdigest()}"
+    assert records["A1.tgz"]["checksum_origin"] == \
+        f"Zenodo API {hosts.zenodo_url}/api/records/8044773"
+    assert records["le.zip"]["checksum"] == f"md5:{hashlib.md5(data[1]).hexdigest()}"
+    assert records["le.zip"]["checksum_origin"].startswith("figshare API ")
+    # OSF publishes both: the stronger one is used
+    assert records["ns1.mat"]["checksum"] == f"sha256:{_sha256(data[2])}"
+    assert records["ns1.mat"]["checksum_origin"].startswith("OSF API ")
+    assert records["ns1.mat"]["url"] == f"{hosts.osf_url}/download/ayw2p/"
+    assert records["ns1.mat"]["size"] == len(data[2]) and records["ns1.mat"]["present"]
+    hosts.clear_log()
+    fetch(files, raw, progress=False)  # present: no API call, no download
+    assert hosts.requests == []
+
+
+def test_declared_checksum_skips_the_api(hosts, raw):
+    data = _payload(5_000)
+    hosts.add_zenodo_record(1, {"a.bin": data})
+    rf = RemoteFile.zenodo("a.bin", record=1, sha256=_sha256(data))
+    fetch([rf], raw, progress=False)
+    assert [r.path for r in hosts.requests] == ["/zenodo/api/records/1/files/a.bin/content"]
+    assert download.source_record(rf, raw)["checksum_origin"] == "declared"
+
+
+@pytest.mark.parametrize("host", ["zenodo", "figshare", "osf"])
+def test_published_checksum_mismatch_is_refused_and_nothing_left(hosts, raw, host):
+    data = _payload(30_000)
+    wrong = "0" * 32
+    if host == "zenodo":
+        hosts.add_zenodo_record(7, {"a.bin": data}, checksums={"a.bin": f"md5:{wrong}"})
+        rf = RemoteFile.zenodo("a.bin", record=7)
+    elif host == "figshare":
+        hosts.add_figshare_article(8, {99: ("a.bin", data)}, checksums={99: wrong})
+        rf = RemoteFile.figshare("a.bin", article=8, file_id=99)
+    else:
+        hosts.add_osf_file("abcde", "a.bin", data, sha256=None, md5=wrong)
+        rf = RemoteFile.osf("a.bin", guid="abcde")
+    with pytest.raises(ChecksumError) as info:
+        fetch([rf], raw, progress=False, owner="TestDataset")
+    message = str(info.value)
+    name = {"zenodo": "Zenodo", "figshare": "figshare", "osf": "OSF"}[host]
+    assert f"expected md5 {wrong} (published by the {name} API" in message
+    assert f"got {hashlib.md5(data).hexdigest()}" in message and "deleted" in message
+    assert _leftovers(raw) == []
+
+
+def test_unreachable_api_is_a_clear_error_and_nothing_is_downloaded(hosts, raw, monkeypatch,
+                                                                   waits):
+    data = _payload(1_000)
+    hosts.add_zenodo_record(5, {"a.bin": data})
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("DEEPSTRF_ZENODO_URL", dead)
+    rf = RemoteFile.zenodo("a.bin", record=5)
+    with pytest.raises(DownloadError, match=r"could not reach the Zenodo API at "
+                       rf"{dead}/api/records/5 .*Nothing was downloaded"):
+        fetch([rf], raw, progress=False, retries=2)
+    assert len(waits) == 2 and _leftovers(raw) == []
+
+
+def test_api_errors_are_clear(hosts, raw):
+    hosts.add_zenodo_record(5, {"other.bin": b"x"})
+    with pytest.raises(DownloadError, match="does not list a.bin .*it lists other.bin"):
+        fetch([RemoteFile.zenodo("a.bin", record=5)], raw, progress=False)
+    with pytest.raises(DownloadError, match="answered HTTP 404 .*moved or withdrawn"):
+        fetch([RemoteFile.zenodo("a.bin", record=6)], raw, progress=False)
+    hosts.add_file("/osf-api/v2/files/zzzzz/", "<html>maintenance</html>",
+                   content_type="text/html")
+    with pytest.raises(DownloadError, match="did not answer with JSON"):
+        fetch([RemoteFile.osf("a.bin", guid="zzzzz")], raw, progress=False)
+    assert _leftovers(raw) == []
+
+
+def test_host_without_a_checksum_falls_back_to_its_size(hosts, raw, caplog):
+    data = _payload(2_000)
+    hosts.add_osf_file("nohsh", "a.bin", data, md5=None, sha256=None)
+    rf = RemoteFile.osf("a.bin", guid="nohsh")
+    with caplog.at_level(logging.WARNING, logger="deepstrf.io.download"):
+        assert fetch([rf], raw, progress=False)["a.bin"].read_bytes() == data
+    assert "publishes no checksum for a.bin" in caplog.text
+    record = download.source_record(rf, raw)
+    assert record["checksum"] is None and record["size"] == len(data)
+
+
+def test_prompt_is_asked_only_when_credentials_are_missing(crcns, raw):
+    asked = []
+
+    def prompt(user):
+        asked.append(user)
+        return "alice", PASSWORD
+
+    rf = RemoteFile("crcns-aa1.zip", crcns=("aa-1", "crcns-aa1.zip"))
+    fetch([rf], raw, progress=False, prompt=prompt)
+    assert asked == [None] and (raw / "crcns-aa1.zip").is_file()
+    fetch([rf], raw, progress=False, prompt=prompt)  # present: nothing asked
+    assert asked == [None]
+    creds = CRCNSCredentials.resolve("bob", "pw", prompt=prompt)
+    assert creds.origin == "arguments" and asked == [None]
+    creds = CRCNSCredentials.resolve("alice", prompt=prompt)
+    assert creds.password == PASSWORD and creds.origin == "arguments, prompt"
+    assert asked == [None, "alice"]
+
+
+# ------------------------------------------------------------------ datasets: only what is needed
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEEPSTRF_DATA_DIR", str(tmp_path / "home"))
+    monkeypatch.setenv("DEEPSTRF_PROGRESS", "0")
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def aa4_site(crcns, tmp_path):
+    """CRCNS aa-4 with three birds' archives (each wrapping <bird>/)."""
+    from deepstrf.testing.fixtures import write_crcns_aa4
+
+    birds = ("GreBlu9508M", "WhiBlu5396M", "YelBlu6903F")
+    info = write_crcns_aa4(tmp_path / "src4", animals=birds, n_units=1, seed=3,
+                           archive_dir=tmp_path / "arch4")
+    crcns.add_crcns_dataset("aa-4", info.archive_payloads())
+    return crcns, info
+
+
+def _bird_downloads(server):
+    return sorted(r.path.rsplit("/", 1)[1] for r in server.requests
+                  if r.method == "GET" and r.path.endswith(".tar.gz"))
+
+
+def test_aa4_download_raw_fetches_only_the_selected_birds(aa4_site, tmp_path, home):
+    from deepstrf.datasets.audio import CRCNSAA4Dataset
+
+    server, _ = aa4_site
+    raw = CRCNSAA4Dataset.download_raw(tmp_path / "AA4", animals=["YelBlu6903F", "GreBlu9508M"],
+                                       username="alice", password=PASSWORD, progress=False)
+    assert raw == tmp_path / "AA4" / "raw"
+    assert _bird_downloads(server) == ["GreBlu9508M.tar.gz", "YelBlu6903F.tar.gz"]
+    assert sorted(p.name for p in raw.iterdir() if p.is_dir()) == ["GreBlu9508M", "YelBlu6903F"]
+    assert list((raw / "GreBlu9508M").glob("*.h5"))
+    # the constructor's own checks apply, before any I/O
+    with pytest.raises(ValueError, match="animals"):
+        CRCNSAA4Dataset.download_raw(tmp_path / "x", animals=["NoSuchBird"])
+    assert not (tmp_path / "x").exists()
+    # a load of one of them needs nothing more; asking for a third fetches only that one
+    server.clear_log()
+    ds = CRCNSAA4Dataset(tmp_path / "AA4", animals="GreBlu9508M", dt_ms=5.0)
+    assert {m["animal_id"] for m in ds.nrn_meta} == {"GreBlu9508M"}
+    ds = CRCNSAA4Dataset(tmp_path / "AA4", animals=["GreBlu9508M", "WhiBlu5396M"], dt_ms=5.0,
+                         download=True, username="alice", password=PASSWORD)
+    assert _bird_downloads(server) == ["WhiBlu5396M.tar.gz"]
+    assert {m["animal_id"] for m in ds.nrn_meta} == {"GreBlu9508M", "WhiBlu5396M"}
+    # the manifest lists the sources this build read, with the sizes the host served
+    sources = ds.provenance["manifest"]["sources"]
+    assert [s["name"] for s in sources] == ["GreBlu9508M.tar.gz", "WhiBlu5396M.tar.gz"]
+    payloads = aa4_site[1].archive_payloads()
+    for s in sources:
+        assert s["url"] == f"{server.crcns_download_url}/aa-4/{s['name']}"
+        assert s["size"] == len(payloads[s["name"]]) and s["present"]
+        assert s["checksum"] is None  # CRCNS publishes sizes only
+
+
+def test_cli_download_takes_the_parameters(aa4_site, tmp_path, home, capsys, monkeypatch):
+    from deepstrf.cli import main
+
+    server, _ = aa4_site
+    monkeypatch.setenv("CRCNS_PASSWORD", PASSWORD)
+    code = main(["download", "aa4", "--path", str(tmp_path / "AA4"), "--username", "alice",
+                 "-p", "animals=WhiBlu5396M", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert _bird_downloads(server) == ["WhiBlu5396M.tar.gz"] and "raw files ready" in out
+    code = main(["download", "aa4", "-p", "animals"])
+    assert code == 1 and "NAME=VALUE" in capsys.readouterr().err
+    code = main(["download", "aa4", "-p", "no_such=1"])
+    assert code == 1 and "no_such" in capsys.readouterr().err
+
+
+def test_manifest_records_the_host_checksum_of_a_download(hosts, tmp_path, home, monkeypatch):
+    """A build after a download lists its source with the checksum the host published."""
+    from deepstrf.datasets.audio import CRCNSAA1Dataset
+    from deepstrf.testing.fixtures import write_crcns_aa1
+
+    info = write_crcns_aa1(tmp_path / "src", n_cells=2, n_conspecific=1, n_flatrip=1, seed=1,
+                           archive_dir=tmp_path / "arch")
+    payload = info.archive_payloads()["crcns-aa1.zip"]
+    hosts.add_zenodo_record(424242, {"crcns-aa1.zip": payload})
+    # the same release, as if it were hosted on Zenodo
+    monkeypatch.setattr(CRCNSAA1Dataset, "remote_files",
+                        (RemoteFile.zenodo("crcns-aa1.zip", record=424242),))
+    ds = CRCNSAA1Dataset(tmp_path / "AA1", dt_ms=5.0, download=True)
+    (source,) = ds.provenance["manifest"]["sources"]
+    assert source == {
+        "name": "crcns-aa1.zip",
+        "url": f"{hosts.zenodo_url}/api/records/424242/files/crcns-aa1.zip/content",
+        "size": len(payload), "checksum": f"md5:{hashlib.md5(payload).hexdigest()}",
+        "checksum_origin": f"Zenodo API {hosts.zenodo_url}/api/records/424242",
+        "present": True, "verified_at": source["verified_at"]}
+    assert source["verified_at"]
+
+
+# ------------------------------------------------------------------ folders read in place
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.rglob("*")}
+
+
+def _read_only(folder: Path) -> None:
+    for p in [folder, *folder.rglob("*")]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+
+
+def _writable(folder: Path) -> None:
+    for p in [folder, *folder.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root ignores file permissions")
+def test_read_only_given_folder_with_all_files_loads(tmp_path, home):
+    from deepstrf.datasets.audio import CRCNSAA1Dataset
+    from deepstrf.testing.fixtures import write_crcns_aa1
+
+    given = tmp_path / "mine"
+    write_crcns_aa1(given, n_cells=2, n_conspecific=1, n_flatrip=1, seed=2)
+    _read_only(given)
+    try:
+        ds = CRCNSAA1Dataset(given, dt_ms=5.0, download=True)
+    finally:
+        _writable(given)
+    assert ds.get_N() == 2 and ds.provenance["manifest"]["raw_dir"] == str(given)
+
+
+def test_given_folder_with_all_files_is_only_read(tmp_path, home):
+    """Same as above without relying on permissions (they mean nothing to root)."""
+    from deepstrf.datasets.audio import CRCNSAA1Dataset
+    from deepstrf.testing.fixtures import write_crcns_aa1
+
+    given = tmp_path / "mine"
+    write_crcns_aa1(given, n_cells=2, n_conspecific=1, n_flatrip=1, seed=2)
+    before = _tree(given)
+    paths = CRCNSAA1Dataset.default_paths(given)
+    assert paths.in_place and paths.raw == given and paths.processed.is_relative_to(home)
+    ds = CRCNSAA1Dataset(given, dt_ms=5.0, download=True)
+    CRCNSAA1Dataset.download_raw(given)  # complete: nothing to do, nothing written
+    assert ds.get_N() == 2 and _tree(given) == before
+    (source,) = ds.provenance["manifest"]["sources"]
+    assert source["name"] == "crcns-aa1.zip" and not source["present"]
+
+
+def test_given_folder_missing_files_raises_naming_them_and_writes_nothing(aa4_site, tmp_path,
+                                                                          home):
+    from deepstrf.datasets.audio import CRCNSAA4Dataset
+    from deepstrf.testing.fixtures import write_crcns_aa4
+
+    server, _ = aa4_site
+    given = tmp_path / "mine"
+    write_crcns_aa4(given, animals=("GreBlu9508M",), n_units=1, seed=4)
+    before = _tree(given)
+    server.clear_log()
+    for call in (lambda: CRCNSAA4Dataset(given, animals=["GreBlu9508M", "YelBlu6903F"],
+                                         dt_ms=5.0, download=True, username="alice",
+                                         password=PASSWORD),
+                 lambda: CRCNSAA4Dataset.download_raw(given, username="alice",
+                                                      password=PASSWORD)):
+        with pytest.raises(MissingRawDataError) as err:
+            call()
+        text = str(err.value)
+        assert "read in place and never written to" in text
+        assert f"{given / 'YelBlu6903F'}" in text and "YelBlu6903F.tar.gz" in text
+        assert f"{given / 'GreBlu9508M'}" not in text
+    assert "WhiBlu5396M" in text  # download_raw: all six birds by default
+    assert _tree(given) == before and server.requests == []
+    assert not (home / "AA4" / "processed").exists() or \
+        not any((home / "AA4" / "processed").iterdir())
+    # what is there still loads
+    ds = CRCNSAA4Dataset(given, animals="GreBlu9508M", dt_ms=5.0)
+    assert ds.get_N() >= 1 and _tree(given) == before
+
+
+# ------------------------------------------------------------------ the password prompt
+
+
+class _Stdin:
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def readline(self) -> str:
+        return "alice\n"
+
+
+def test_cli_asks_for_the_password_on_a_terminal(aa4_site, tmp_path, home, capsys,
+                                                 monkeypatch):
+    import getpass
+    import sys
+
+    from deepstrf.cli import main
+
+    server, _ = aa4_site
+    asked = []
+    monkeypatch.setattr(sys, "stdin", _Stdin(True))
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": asked.append(prompt) or PASSWORD)
+    code = main(["download", "aa4", "--path", str(tmp_path / "AA4"), "--username", "alice",
+                 "-p", "animals=GreBlu9508M", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert asked == ["CRCNS password for alice: "] and PASSWORD not in out + err
+    assert _bird_downloads(server) == ["GreBlu9508M.tar.gz"]
+    # everything present: no password needed, none asked
+    assert main(["download", "aa4", "--path", str(tmp_path / "AA4"),
+                 "-p", "animals=GreBlu9508M", "--quiet"]) == 0
+    assert len(asked) == 1
+    # no username either: asked on the terminal too (input reads our stdin)
+    code = main(["download", "aa4", "--path", str(tmp_path / "AA4b"),
+                 "-p", "animals=GreBlu9508M", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert asked[-1] == "CRCNS password for alice: "
+
+
+def test_cli_never_asks_without_a_terminal(aa4_site, tmp_path, home, capsys, monkeypatch):
+    import getpass
+    import sys
+
+    from deepstrf.cli import main
+
+    server, _ = aa4_site
+    monkeypatch.setattr(sys, "stdin", _Stdin(False))
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": pytest.fail("getpass called"))
+    code = main(["download", "aa4", "--path", str(tmp_path / "AA4"), "--username", "alice",
+                 "-p", "animals=GreBlu9508M", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "no CRCNS password is configured and the input is not a terminal" in err
+    assert "CRCNS_PASSWORD" in err and _bird_downloads(server) == []
+    assert not (tmp_path / "AA4" / "raw" / "GreBlu9508M").exists()

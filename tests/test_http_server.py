@@ -132,3 +132,66 @@ def test_lifecycle_and_bad_input(tmp_path):
         LocalHTTPServer(42)
     with pytest.raises(TypeError, match="bytes or str"):
         LocalHTTPServer({"a": 1})
+
+
+def _get_json(url):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url) as resp:
+        return resp.headers.get("Content-Type"), json.loads(resp.read())
+
+
+def _get(url):
+    import urllib.request
+
+    with urllib.request.urlopen(url) as resp:
+        return resp.read()
+
+
+def test_zenodo_record_emulation(server):
+    import hashlib
+
+    server.add_zenodo_record(8044773, {"A1.tgz": b"abc", "PEG.tgz": b"de"},
+                             checksums={"PEG.tgz": None})
+    ctype, page = _get_json(f"{server.zenodo_url}/api/records/8044773")
+    assert ctype == "application/json" and page["id"] == 8044773
+    assert page["doi"] == "10.5281/zenodo.8044773"
+    a1, peg = page["files"]
+    assert (a1["key"], a1["size"], a1["checksum"]) == \
+        ("A1.tgz", 3, "md5:" + hashlib.md5(b"abc").hexdigest())
+    assert a1["links"]["self"] == f"{server.zenodo_url}/api/records/8044773/files/A1.tgz/content"
+    assert "checksum" not in peg and peg["size"] == 2
+    assert _get(a1["links"]["self"]) == b"abc"
+
+
+def test_figshare_article_emulation(server):
+    import hashlib
+
+    server.add_figshare_article(29203457, {55083911: ("z.zip", b"zipdata")})
+    _, page = _get_json(f"{server.figshare_api_url}/articles/29203457")
+    (entry,) = page["files"]
+    md5 = hashlib.md5(b"zipdata").hexdigest()
+    assert entry == {"id": 55083911, "name": "z.zip", "size": 7, "is_link_only": False,
+                     "download_url": f"{server.figshare_download_url}/files/55083911",
+                     "supplied_md5": md5, "computed_md5": md5, "mimetype": "application/zip"}
+    assert _get(entry["download_url"]) == b"zipdata"
+
+
+def test_osf_file_emulation(server):
+    import hashlib
+
+    server.add_osf_file("ayw2p", "n.mat", b"matlab", md5=None)
+    ctype, page = _get_json(f"{server.osf_api_url}/files/ayw2p/")
+    assert ctype == "application/vnd.api+json" and page["meta"] == {"version": "2.0"}
+    data = page["data"]
+    assert data["type"] == "files" and data["attributes"]["kind"] == "file"
+    assert data["attributes"]["name"] == "n.mat" and data["attributes"]["size"] == 6
+    assert data["attributes"]["extra"]["hashes"] == {
+        "md5": None, "sha256": hashlib.sha256(b"matlab").hexdigest()}
+    assert data["links"]["download"] == f"{server.osf_url}/download/ayw2p/"
+    assert _get(data["links"]["download"]) == b"matlab"
+    env = server.host_env()
+    assert env["DEEPSTRF_OSF_API_URL"] == server.osf_api_url
+    assert set(env) >= {"DEEPSTRF_ZENODO_URL", "DEEPSTRF_FIGSHARE_API_URL",
+                        "DEEPSTRF_FIGSHARE_DOWNLOAD_URL", "DEEPSTRF_OSF_URL"}

@@ -42,11 +42,22 @@ from deepstrf.io.cache import (
     load_entry,
     raw_fingerprint,
 )
-from deepstrf.io.download import RemoteFile
+from deepstrf.io.download import CredentialsPrompt, RemoteFile
 
 __all__ = ["ArchiveSpec", "DatasetInfo", "SourceDataset"]
 
 logger = logging.getLogger(__name__)
+
+
+class _RawFetched(BaseException):
+    """Stops a constructor run by :meth:`SourceDataset.download_raw` once the files are in.
+
+    A BaseException so that no ``except Exception`` in a constructor swallows it.
+    """
+
+    def __init__(self, raw: Path) -> None:
+        super().__init__(str(raw))
+        self.raw = raw
 
 
 @dataclass(frozen=True)
@@ -110,8 +121,12 @@ class SourceDataset(ABC):
     cache_version : int
         Bump when the module's processing changes its results.
 
-    When what is needed depends on the parameters (e.g. one archive per
-    animal), override :meth:`_needs`.
+    When what is needed depends on the parameters (one archive per animal,
+    an optional ``wav.zip`` for waveform mode), declare it on the remote
+    files with ``when=`` (see :class:`~deepstrf.io.download.RemoteFile`):
+    :meth:`_needs` then keeps only the files the parameters need, their
+    archives, and the markers the other archives would have provided, for
+    construction and :meth:`download_raw` alike.
     """
 
     info: ClassVar[DatasetInfo]
@@ -185,39 +200,112 @@ class SourceDataset(ABC):
     def _needs(self, params: Mapping[str, Any]) -> tuple[tuple[RemoteFile, ...],
                                                         tuple[ArchiveSpec, ...],
                                                         tuple[str, ...], tuple[str, ...]]:
-        """``(remote files, archives, required paths, fingerprinted paths)`` for ``params``."""
-        return (self.remote_files, self.archives, self.raw_markers,
-                self.raw_subpaths or self.raw_markers)
+        """``(remote files, archives, required paths, fingerprinted paths)`` for ``params``.
+
+        From the declarations: the files whose ``when=`` matches ``params``,
+        the archives among them, and the markers (and fingerprinted paths)
+        except those that only an archive left out would provide.
+        """
+        cls = type(self)
+        files = tuple(f for f in cls.remote_files if f.needed(params))
+        names = {f.name for f in files}
+        archives = tuple(a for a in cls.archives if a.name in names)
+        left_out = {p for a in cls.archives if a.name not in names for p in a.provides}
+        required = tuple(m for m in cls.raw_markers if m not in left_out)
+        fingerprinted = tuple(m for m in (cls.raw_subpaths or cls.raw_markers)
+                              if m not in left_out)
+        return files, archives, required, fingerprinted
 
     @classmethod
     def download_raw(cls, path: Any = None, *, username: str | None = None,
-                     password: str | None = None, progress: bool | None = None) -> Path:
-        """Download (verified, resumable) and unpack every raw file of the dataset.
+                     password: str | None = None, progress: bool | None = None,
+                     everything: bool = False, prompt: CredentialsPrompt | None = None,
+                     **params: Any) -> Path:
+        """Download (verified, resumable) and unpack the raw files the parameters need.
 
-        Returns the raw folder. Files already present and verified are kept.
+        Parameters
+        ----------
+        path : path-like, optional
+            As for the constructor.
+        username, password : str, optional
+            CRCNS credentials (see the constructor).
+        progress : bool, optional
+            Progress bars.
+        everything : bool, default False
+            Fetch every remote file of the dataset, whatever the parameters need.
+        prompt : callable, optional
+            Asked for ``(username, password)`` when a CRCNS file must be
+            downloaded and no credentials are configured (the command line
+            passes one that asks on the terminal).
+        **params
+            Constructor parameters that choose the files (e.g. ``animals=``
+            for AA4, ``return_waveform=True`` for an optional ``wav.zip``);
+            checked as the constructor checks them. The defaults are the
+            constructor's, so ``download_raw()`` fetches what ``Dataset()``
+            would need.
+
+        Returns
+        -------
+        Path
+            The raw folder. Files already present and verified are kept; a
+            folder read in place is never written to.
         """
-        raw = cls.default_paths(path).raw
-        cls._fetch_raw(raw, cls.remote_files, cls.archives, cls.raw_markers, download=True,
-                       username=username, password=password, progress=progress)
-        return raw
+        if not isinstance(everything, bool):
+            raise TypeError(f"everything must be True or False; got {everything!r}.")
+        obj = cls.__new__(cls)
+        obj._fetch_request = {"everything": everything, "prompt": prompt}
+        try:
+            # the constructor checks and normalises the parameters exactly as for a load;
+            # _load stops once the files are fetched
+            obj.__init__(path, download=True, username=username, password=password,
+                         progress=progress, **params)
+        except _RawFetched as done:
+            return done.raw
+        raise RuntimeError(f"{cls.__name__}.__init__ did not reach SourceDataset._load, so "
+                           "download_raw cannot tell which files its parameters need.")
 
     @classmethod
     def _fetch_raw(cls, raw_dir: Path, files: tuple[RemoteFile, ...],
                    archives: tuple[ArchiveSpec, ...], required: tuple[str, ...], *,
                    download: bool, username: str | None, password: str | None,
-                   progress: bool | None) -> None:
-        """Make the raw files present: download what is missing and unpack the archives."""
+                   progress: bool | None, in_place: bool = False,
+                   prompt: CredentialsPrompt | None = None) -> None:
+        """Make the raw files present: download what is missing and unpack the archives.
+
+        A folder read in place (``in_place``) is never written to: if it lacks
+        a required path, the error names every one.
+        """
         from deepstrf.errors import MissingRawDataError
         from deepstrf.io.archive import extract_archive
         from deepstrf.io.download import fetch
+        from deepstrf.io.paths import data_home, missing_raw
 
         owner = cls.__name__
+        if in_place:
+            missing = missing_raw(raw_dir, required)
+            if missing:
+                by_name = {f.name: f for f in files}
+                lines = []
+                for m in missing:
+                    sources = [by_name[a.name] for a in archives
+                               if m in a.provides and a.name in by_name]
+                    where = "; ".join(f"unpacked from {f.name}, {f.describe_source()}"
+                                      for f in sources)
+                    lines.append(f"  - {raw_dir / m}" + (f"  ({where})" if where else ""))
+                raise MissingRawDataError(
+                    f"{owner}: {raw_dir} holds the dataset's files itself, so it is read in "
+                    f"place and never written to, but it lacks {len(missing)} path(s) these "
+                    f"parameters need:\n" + "\n".join(lines) + "\nAdd them there, choose "
+                    f"parameters that need only what is there, or download into a folder of "
+                    f"deepstrf's own with download=True (leave path= unset to use "
+                    f"{data_home() / cls.folder}, or point it at an empty folder).")
+            return
         unpacked = {a.name for a in archives
-                    if a.provides and all((raw_dir / p).exists() for p in a.provides)}
+                    if a.provides and not missing_raw(raw_dir, a.provides)}
         files = tuple(f for f in files if f.name not in unpacked)
         archives = tuple(a for a in archives if a.name not in unpacked)
         paths = fetch(files, raw_dir, download=download, username=username,
-                      password=password, progress=progress, owner=owner)
+                      password=password, progress=progress, owner=owner, prompt=prompt)
         for spec in archives:
             strip = spec.strip_components
             if strip == "auto":
@@ -227,11 +315,25 @@ class SourceDataset(ABC):
                 strip = 1 if len(tops) == 1 and not tops & set(required) else 0
             extract_archive(paths[spec.name], raw_dir, strip_components=strip,
                             members=spec.members)
-        missing = [m for m in required if not (raw_dir / m).exists()]
+        missing = missing_raw(raw_dir, required)
         if missing:
             raise MissingRawDataError(
                 f"{owner}: after fetching and unpacking, {raw_dir} still lacks {missing}. The "
                 "archives may have a different layout than expected; check their contents.")
+
+    @staticmethod
+    def _source_records(raw_dir: Path, files: tuple[RemoteFile, ...]) -> list[dict[str, Any]]:
+        """Every remote source the build depends on (URL, size, checksum) for the manifest."""
+        from deepstrf.io.download import source_record
+
+        return [source_record(f, raw_dir) for f in files]
+
+    @classmethod
+    def cite(cls) -> str:
+        """BibTeX entries for the dataset and its papers (paste them into your .bib file)."""
+        from deepstrf.cite import dataset_bibtex
+
+        return dataset_bibtex(cls)
 
     @staticmethod
     def _writable_processed(processed: Path, folder: str) -> Path:
@@ -277,8 +379,16 @@ class SourceDataset(ABC):
                       "storage_format": STORAGE_FORMAT_VERSION, "params": params}
         params_key = cache_key(key_params)
         files, archives, required, fingerprinted = self._needs(params)
+        request = self.__dict__.get("_fetch_request")
+        if request is not None:  # download_raw: fetch what the parameters need, no build
+            if request["everything"]:
+                files, archives, required = self.remote_files, self.archives, self.raw_markers
+            self._fetch_raw(raw, files, archives, required, download=True, username=username,
+                            password=password, progress=progress, in_place=paths.in_place,
+                            prompt=request["prompt"])
+            raise _RawFetched(raw)
         data = manifest = None
-        if not all((raw / m).exists() for m in required):
+        if paths.missing(required):
             found = self._entry_without_raw(paths.processed, params_key) \
                 if cache in ("use", "readonly") and not download else None
             if found is not None:
@@ -288,7 +398,8 @@ class SourceDataset(ABC):
                             owner, raw, manifest.get("key"))
             else:
                 self._fetch_raw(raw, files, archives, required, download=download,
-                                username=username, password=password, progress=progress)
+                                username=username, password=password, progress=progress,
+                                in_place=paths.in_place)
         if data is None:
             fingerprint = raw_fingerprint(raw, fingerprinted)
             key = cache_key({**key_params, "raw": fingerprint})
@@ -296,7 +407,8 @@ class SourceDataset(ABC):
                 if cache != "off" else paths.processed
             record = {"dataset": owner, "info": self.info.to_dict(), "parameters": params,
                       "params_key": params_key, "cache_version": self.cache_version,
-                      "raw_dir": str(raw), "raw_fingerprint": fingerprint}
+                      "raw_dir": str(raw), "raw_fingerprint": fingerprint,
+                      "sources": self._source_records(raw, files)}
             data, manifest, self._cache_hit = cached_build(
                 processed, key, cache, lambda: self._build(raw, params, n_jobs, progress),
                 record, owner=owner)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib
 
+from deepstrf.cite import Reference
 from deepstrf.datasets._source import DatasetInfo, SourceDataset
 
-__all__ = ["DATASETS", "get_dataset", "list_datasets"]
+__all__ = ["DATASETS", "REFERENCES", "get_dataset", "list_datasets"]
 
 #: short name -> "module:Class"
 DATASETS: dict[str, str] = {
@@ -20,6 +21,99 @@ DATASETS: dict[str, str] = {
     "aa4": "deepstrf.datasets.audio.crcns_aa4:CRCNSAA4Dataset",
     "le2025": "deepstrf.datasets.audio.le_2025:Le2025Dataset",
     "ns1": "deepstrf.datasets.audio.ns1:NS1Dataset",
+}
+
+
+_CRCNS = "CRCNS.org"
+
+#: short name -> BibTeX facts: the dataset's own record first, then its papers
+#: (``Dataset.cite()`` and ``deepstrf info NAME --bibtex`` render them).
+REFERENCES: dict[str, tuple[Reference, ...]] = {
+    "aa1": (
+        Reference("theunissen2009crcnsaa1", "misc",
+                  ("Theunissen, F. E.", "Hauber, M. E.", "Woolley, S. M. N.", "Gill, P.",
+                   "Shaevitz, S. S.", "Amin, N.", "Hsu, A.", "Singh, N. C.", "Grace, G. E.",
+                   "Fremouw, T.", "Zhang, J.", "Cassey, P.", "Doupe, A. J.", "David, S. V."),
+                  "Single-unit recordings from multiple auditory areas in male zebra finches",
+                  2009, "10.6080/K0F769GP", publisher=_CRCNS,
+                  url="https://crcns.org/data-sets/aa/aa-1"),
+        Reference("woolley2005tuning", "article",
+                  ("Woolley, S. M. N.", "Fremouw, T. E.", "Hsu, A.", "Theunissen, F. E."),
+                  "Tuning for spectro-temporal modulations as a mechanism for auditory "
+                  "discrimination of natural sounds", 2005, "10.1038/nn1536",
+                  journal="Nature Neuroscience", volume="8", pages="1371"),
+        Reference("hsu2004modulation", "article",
+                  ("Hsu, A.", "Woolley, S. M. N.", "Fremouw, T. E.", "Theunissen, F. E."),
+                  "Modulation power and phase spectrum of natural sounds enhance neural "
+                  "encoding performed by single auditory neurons", 2004,
+                  "10.1523/JNEUROSCI.2449-04.2004", journal="Journal of Neuroscience",
+                  volume="24", pages="9201"),
+    ),
+    "aa2": (
+        Reference("theunissen2011crcnsaa2", "misc",
+                  ("Theunissen, F. E.", "Gill, P.", "Amin, N.", "Zhang, J.",
+                   "Woolley, S. M. N.", "Fremouw, T. E."),
+                  "Single-unit recordings from the auditory areas of male zebra finches",
+                  2011, "10.6080/K0JW8BSC", publisher=_CRCNS,
+                  url="https://crcns.org/data-sets/aa/aa-2"),
+        Reference("gill2006sound", "article",
+                  ("Gill, P.", "Zhang, J.", "Woolley, S. M. N.", "Fremouw, T.",
+                   "Theunissen, F. E."),
+                  "Sound representation methods for spectro-temporal receptive field "
+                  "estimation", 2006, "10.1007/s10827-006-7059-4",
+                  journal="Journal of Computational Neuroscience", volume="21", pages="5--20"),
+        Reference("amin2010role", "article", ("Amin, N.", "Gill, P.", "Theunissen, F. E."),
+                  "Role of the zebra finch auditory thalamus in generating complex "
+                  "representations for natural sounds", 2010, "10.1152/jn.00128.2010",
+                  journal="Journal of Neurophysiology", volume="104", pages="784--798"),
+    ),
+    "aa4": (
+        Reference("elie2019crcnsaa4", "misc", ("Elie, J. E.", "Theunissen, F. E."),
+                  "Single-unit recordings from the zebra finch auditory forebrain to the "
+                  "vocal repertoire", 2019, "10.6080/K00C4T06", publisher=_CRCNS,
+                  url="https://crcns.org/data-sets/aa/aa-4"),
+        Reference("elie2015meaning", "article", ("Elie, J. E.", "Theunissen, F. E."),
+                  "Meaning in the avian auditory cortex: neural representation of "
+                  "communication calls", 2015, "10.1111/ejn.12812",
+                  journal="European Journal of Neuroscience", volume="41", pages="546--567"),
+        Reference("elie2019invariant", "article", ("Elie, J. E.", "Theunissen, F. E."),
+                  "Invariant neural responses for sensory categories revealed by the "
+                  "time-varying information for communication calls", 2019,
+                  "10.1371/journal.pcbi.1006698", journal="PLoS Computational Biology",
+                  volume="15", pages="e1006698"),
+    ),
+    # NS1 has no data DOI of its own: the OSF files were released with the 2016 paper,
+    # so that paper is the dataset's record.
+    "ns1": (
+        Reference("harper2016network", "article",
+                  ("Harper, N. S.", "Schoppe, O.", "Willmore, B. D. B.", "Cui, Z.",
+                   "Schnupp, J. W. H.", "King, A. J."),
+                  "Network receptive field modeling reveals extensive integration and "
+                  "multi-feature selectivity in auditory cortical neurons", 2016,
+                  "10.1371/journal.pcbi.1005113", journal="PLoS Computational Biology",
+                  volume="12", pages="e1005113", url="https://osf.io/ayw2p/"),
+        Reference("rahman2019dynamic", "article",
+                  ("Rahman, M.", "Willmore, B. D. B.", "King, A. J.", "Harper, N. S."),
+                  "A dynamic network model of temporal receptive fields in primary auditory "
+                  "cortex", 2019, "10.1371/journal.pcbi.1006618",
+                  journal="PLoS Computational Biology", volume="15", pages="e1006618"),
+        Reference("rahman2020simple", "article",
+                  ("Rahman, M.", "Willmore, B. D. B.", "King, A. J.", "Harper, N. S."),
+                  "Simple transformations capture auditory input to cortex", 2020,
+                  "10.1073/pnas.1922033117", journal="Proceedings of the National Academy of "
+                  "Sciences", volume="117", pages="28442--28451"),
+    ),
+    "le2025": (
+        Reference("le2025figshare", "misc", ("Le, M.", "Bjoring, M. C.", "Meliza, C. D."),
+                  "Data for Le, Bjoring and Meliza (2025), The zebra finch auditory cortex "
+                  "reconstructs occluded syllables in conspecific song", 2025,
+                  "10.6084/m9.figshare.29203457", publisher="figshare",
+                  url="https://figshare.com/articles/29203457"),
+        Reference("le2025zebra", "article", ("Le, M.", "Bjoring, M. C.", "Meliza, C. D."),
+                  "The zebra finch auditory cortex reconstructs occluded syllables in "
+                  "conspecific song", 2025, "10.1038/s41467-025-63182-y",
+                  journal="Nature Communications", volume="16", pages="8452"),
+    ),
 }
 
 

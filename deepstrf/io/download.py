@@ -26,15 +26,29 @@ variables ``CRCNS_USERNAME``/``CRCNS_PASSWORD``, then the ``machine crcns.org``
 entry of ``~/.netrc`` (or the file named by ``$NETRC``). The password never
 appears in logs, error messages or reprs.
 
+Files on Zenodo, figshare and OSF are declared with :meth:`RemoteFile.zenodo`,
+:meth:`RemoteFile.figshare` and :meth:`RemoteFile.osf`. When such a file
+declares no checksum, the one its host publishes through its API (Zenodo
+record ``files[].checksum``, figshare article ``files[].computed_md5``, OSF
+file ``attributes.extra.hashes``) is read at download time, before any byte
+of the file is fetched, and the download is verified against it. The
+checksum used and where it came from are kept in the file's ``.verified``
+sidecar, from which :func:`source_record` reports them (the processed cache's
+manifest lists them under ``sources``).
+
 The CRCNS endpoints are read at call time from the environment variables
 ``DEEPSTRF_CRCNS_LOGIN_URL`` and ``DEEPSTRF_CRCNS_DOWNLOAD_URL`` when set, else
 from the module constants :data:`CRCNS_LOGIN_URL` and
-:data:`CRCNS_DOWNLOAD_URL`, so tests can point them at a local server.
+:data:`CRCNS_DOWNLOAD_URL`, so tests can point them at a local server. The
+same holds for the open hosts: ``DEEPSTRF_ZENODO_URL``,
+``DEEPSTRF_FIGSHARE_API_URL``, ``DEEPSTRF_FIGSHARE_DOWNLOAD_URL``,
+``DEEPSTRF_OSF_URL`` and ``DEEPSTRF_OSF_API_URL`` (see :data:`HOST_URLS`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import email.utils
 import json
 import logging
@@ -43,7 +57,7 @@ import netrc
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -68,12 +82,14 @@ __all__ = [
     "CRCNS_LOGIN_URL",
     "CRCNS_REGISTER_URL",
     "CRCNSCredentials",
+    "HOST_URLS",
     "RemoteFile",
     "crcns_file_list",
     "fetch",
     "human_size",
     "missing_files",
     "offline_mode",
+    "source_record",
 ]
 
 logger = logging.getLogger(__name__)
@@ -112,8 +128,21 @@ _CREDENTIALS_HELP = (
     "to ~/.netrc (or to the file named by $NETRC)."
 )
 
+#: Base URLs of the open hosts: environment variable -> default. Read at call time.
+HOST_URLS: dict[str, str] = {
+    "DEEPSTRF_ZENODO_URL": "https://zenodo.org",
+    "DEEPSTRF_FIGSHARE_API_URL": "https://api.figshare.com/v2",
+    "DEEPSTRF_FIGSHARE_DOWNLOAD_URL": "https://ndownloader.figshare.com",
+    "DEEPSTRF_OSF_URL": "https://osf.io",
+    "DEEPSTRF_OSF_API_URL": "https://api.osf.io/v2",
+}
+_HOST_NAMES = {"zenodo": "Zenodo", "figshare": "figshare", "osf": "OSF"}
+
 # Indirection so tests can record the waits instead of sleeping.
 _sleep = time.sleep
+
+#: Called with the username found so far (or None); returns ``(username, password)``.
+CredentialsPrompt = Callable[[str | None], tuple[str, str]]
 
 
 def _crcns_login_url() -> str:
@@ -122,6 +151,10 @@ def _crcns_login_url() -> str:
 
 def _crcns_download_url() -> str:
     return (os.environ.get("DEEPSTRF_CRCNS_DOWNLOAD_URL") or CRCNS_DOWNLOAD_URL).rstrip("/")
+
+
+def _host_url(variable: str) -> str:
+    return (os.environ.get(variable) or HOST_URLS[variable]).rstrip("/")
 
 
 # --------------------------------------------------------------------------------------
@@ -140,6 +173,39 @@ def _check_relative_path(what: str, value: Any) -> str:
     return "/".join(p for p in parts if p != ".")
 
 
+def _check_when(name: str, when: Any) -> tuple[tuple[str, Any], ...]:
+    """Normalise ``when=`` to sorted ``(parameter, value)`` pairs of hashable values."""
+    if isinstance(when, Mapping):
+        pairs = list(when.items())
+    else:
+        try:
+            pairs = [tuple(p) for p in when]
+        except TypeError:
+            raise TypeError(f"RemoteFile {name!r}: when must be a mapping of parameter name to "
+                            f"value; got {when!r}.") from None
+    out = []
+    for pair in pairs:
+        if len(pair) != 2 or not isinstance(pair[0], str) or not pair[0]:
+            raise ValueError(f"RemoteFile {name!r}: when must map parameter names (non-empty "
+                             f"strings) to values; got {when!r}.")
+        key, value = pair
+        if not isinstance(value, (str, bool, int, float)) or value is None:
+            raise TypeError(f"RemoteFile {name!r}: when[{key!r}] must be a str, bool or number "
+                            f"(the parameter value that needs the file); got {value!r}.")
+        out.append((key, value))
+    return tuple(sorted(out))
+
+
+def _param_value(params: Mapping[str, Any], key: str) -> Any:
+    """``params[key]``; a dotted key reaches into nested mappings (``front_end.x``)."""
+    value: Any = params
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            raise KeyError(key)
+        value = value[part]
+    return value
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     """One raw file of a dataset: where it is saved and where it comes from.
@@ -150,21 +216,35 @@ class RemoteFile:
         Path relative to the dataset's raw folder where the file is saved
         (``/``-separated, no ``..``).
     url : str or None
-        Plain HTTP(S) URL (Zenodo, figshare, OSF, GitHub raw, DRUM). None for
-        CRCNS files.
+        Plain HTTP(S) URL (GitHub raw, DRUM, ...). None for CRCNS files and
+        for files declared with :meth:`zenodo`, :meth:`figshare` or :meth:`osf`.
     size : int or None
         Size in bytes, checked when no checksum is known (and cheaply before
         hashing when one is).
     sha256, md5 : str or None
-        Hex digests. When both are given, sha256 is the one checked.
+        Hex digests. When both are given, sha256 is the one checked. When
+        neither is and the file has a ``host``, the host's published
+        checksum is fetched and checked at download time.
     crcns : tuple of (str, str) or None
         ``(dataset, path)`` on the CRCNS file host, e.g. ``("aa-1", "crcns-aa1.zip")``.
-        Exactly one of ``url`` and ``crcns`` must be given.
+    host : tuple of str or None
+        ``("zenodo", record, key)``, ``("figshare", article, file id)`` or
+        ``("osf", guid)``; set by the constructors of the same names.
+        Exactly one of ``url``, ``crcns`` and ``host`` must be given.
+    when : mapping of str to value, optional
+        The dataset parameters that need this file: it is fetched only when,
+        for every entry, the parameter equals the value or (for a sequence
+        parameter such as ``animals``) contains it. A dotted name reaches
+        into a nested parameter (``"front_end.return_waveform"``). Empty (the
+        default): always needed. See :meth:`needed`.
 
     Examples
     --------
     >>> RemoteFile("crcns-aa1.zip", crcns=("aa-1", "crcns-aa1.zip"))  # doctest: +ELLIPSIS
     RemoteFile(name='crcns-aa1.zip', url=None, ...)
+    >>> f = RemoteFile.zenodo("wav.zip", record=8044773, when={"return_waveform": True})
+    >>> f.needed({"return_waveform": False}), f.needed({"return_waveform": True})
+    (False, True)
     """
 
     name: str
@@ -173,13 +253,17 @@ class RemoteFile:
     sha256: str | None = None
     md5: str | None = None
     crcns: tuple[str, str] | None = None
+    host: tuple[str, ...] | None = None
+    when: Any = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", _check_relative_path("RemoteFile.name", self.name))
-        if (self.url is None) == (self.crcns is None):
+        given = [k for k in ("url", "crcns", "host") if getattr(self, k) is not None]
+        if len(given) != 1:
             raise ValueError(
-                f"RemoteFile {self.name!r}: give exactly one of url= (plain HTTPS) and "
-                f"crcns=(dataset, path); got url={self.url!r}, crcns={self.crcns!r}."
+                f"RemoteFile {self.name!r}: give exactly one of url= (plain HTTPS), "
+                f"crcns=(dataset, path) and host= (use RemoteFile.zenodo/figshare/osf); got "
+                f"url={self.url!r}, crcns={self.crcns!r}, host={self.host!r}."
             )
         if self.url is not None and (
             not isinstance(self.url, str) or not re.match(r"https?://", self.url)
@@ -198,6 +282,17 @@ class RemoteFile:
             dataset = _check_relative_path("RemoteFile.crcns dataset", self.crcns[0])
             path = _check_relative_path("RemoteFile.crcns path", self.crcns[1])
             object.__setattr__(self, "crcns", (dataset, path))
+        if self.host is not None:
+            arity = {"zenodo": 3, "figshare": 3, "osf": 2}
+            host = tuple(self.host) if isinstance(self.host, (tuple, list)) else ()
+            if (not host or host[0] not in arity or len(host) != arity[host[0]]
+                    or not all(isinstance(p, str) and p for p in host)):
+                raise ValueError(
+                    f"RemoteFile {self.name!r}: host must be ('zenodo', record, key), "
+                    f"('figshare', article, file id) or ('osf', guid) with non-empty strings; "
+                    f"got {self.host!r}. Use RemoteFile.zenodo/figshare/osf."
+                )
+            object.__setattr__(self, "host", host)
         if self.size is not None:
             object.__setattr__(self, "size", check_int("RemoteFile.size", self.size, minimum=0))
         for algo, pattern in (("sha256", _SHA256), ("md5", _MD5)):
@@ -211,6 +306,51 @@ class RemoteFile:
                     f"characters; got {value!r}."
                 )
             object.__setattr__(self, algo, value.lower())
+        object.__setattr__(self, "when", _check_when(self.name, self.when))
+
+    # ------------------------------------------------------------ constructors
+    @classmethod
+    def zenodo(cls, name: str, *, record: int | str, key: str | None = None,
+               **kwargs: Any) -> RemoteFile:
+        """A file of a Zenodo record (``key`` defaults to ``name``'s last component)."""
+        key = key if key is not None else name.replace("\\", "/").rsplit("/", 1)[-1]
+        return cls(name, host=("zenodo", str(record), key), **kwargs)
+
+    @classmethod
+    def figshare(cls, name: str, *, article: int | str, file_id: int | str,
+                 **kwargs: Any) -> RemoteFile:
+        """A file of a figshare article, by the article id and the file id."""
+        return cls(name, host=("figshare", str(article), str(file_id)), **kwargs)
+
+    @classmethod
+    def osf(cls, name: str, *, guid: str, **kwargs: Any) -> RemoteFile:
+        """An OSF file, by its guid (the ``abcde`` of ``https://osf.io/abcde/``)."""
+        return cls(name, host=("osf", guid), **kwargs)
+
+    # ------------------------------------------------------------ facts
+    def needed(self, params: Mapping[str, Any]) -> bool:
+        """Whether a dataset built with ``params`` needs this file (see ``when``).
+
+        Raises
+        ------
+        KeyError
+            If ``when`` names a parameter that ``params`` lacks (a declaration error).
+        """
+        for key, wanted in self.when:
+            try:
+                value = _param_value(params, key)
+            except KeyError:
+                raise KeyError(
+                    f"RemoteFile {self.name!r} is needed when {key}={wanted!r}, but the "
+                    f"dataset's parameters have no {key!r} (they have: "
+                    f"{', '.join(sorted(params))}). Fix the declaration."
+                ) from None
+            if isinstance(value, (list, tuple, set, frozenset)):
+                if wanted not in value:
+                    return False
+            elif value != wanted:
+                return False
+        return True
 
     @property
     def checksum(self) -> tuple[str, str] | None:
@@ -223,16 +363,40 @@ class RemoteFile:
 
     @property
     def source_url(self) -> str:
-        """The URL the file is fetched from (CRCNS URLs use the current base URL)."""
+        """The URL the file is fetched from (host URLs use the current base URLs)."""
         if self.crcns is not None:
             dataset, path = self.crcns
             return f"{_crcns_download_url()}/{quote(dataset)}/{quote(path)}"
+        if self.host is not None:
+            kind = self.host[0]
+            if kind == "zenodo":
+                return (f"{_host_url('DEEPSTRF_ZENODO_URL')}/api/records/{quote(self.host[1])}"
+                        f"/files/{quote(self.host[2])}/content")
+            if kind == "figshare":
+                return f"{_host_url('DEEPSTRF_FIGSHARE_DOWNLOAD_URL')}/files/{quote(self.host[2])}"
+            return f"{_host_url('DEEPSTRF_OSF_URL')}/download/{quote(self.host[1])}/"
         return str(self.url)
+
+    @property
+    def api_url(self) -> str | None:
+        """The host API page that publishes this file's checksum (None without a host)."""
+        if self.host is None:
+            return None
+        kind = self.host[0]
+        if kind == "zenodo":
+            return f"{_host_url('DEEPSTRF_ZENODO_URL')}/api/records/{quote(self.host[1])}"
+        if kind == "figshare":
+            return f"{_host_url('DEEPSTRF_FIGSHARE_API_URL')}/articles/{quote(self.host[1])}"
+        return f"{_host_url('DEEPSTRF_OSF_API_URL')}/files/{quote(self.host[1])}/"
 
     def describe_source(self) -> str:
         """Human-readable origin used in messages."""
         if self.crcns is not None:
             return f"CRCNS {self.crcns[0]}, file {self.crcns[1]} ({self.source_url})"
+        if self.host is not None:
+            where = {"zenodo": f"record {self.host[1]}", "figshare": f"article {self.host[1]}",
+                     "osf": f"file {self.host[1]}"}[self.host[0]]
+            return f"{_HOST_NAMES[self.host[0]]} {where} ({self.source_url})"
         return self.source_url
 
 
@@ -281,8 +445,8 @@ class CRCNSCredentials:
 
     @classmethod
     def resolve(cls, username: str | None = None, password: str | None = None, *,
-                owner: str = "") -> CRCNSCredentials:
-        """Find CRCNS credentials: arguments, then environment, then netrc.
+                owner: str = "", prompt: CredentialsPrompt | None = None) -> CRCNSCredentials:
+        """Find CRCNS credentials: arguments, then environment, then netrc, then ``prompt``.
 
         Each of username and password is taken from the first source that
         has it; a netrc password is used only if the netrc login matches the
@@ -294,6 +458,11 @@ class CRCNSCredentials:
             Explicit values; None looks further.
         owner : str
             Name of the caller (e.g. ``"CRCNSAA1Dataset"``) for the error message.
+        prompt : callable or None
+            Asked, with the username found so far (or None), for
+            ``(username, password)`` when no complete pair is configured; the
+            command line passes one that asks on the terminal. It may raise
+            :class:`~deepstrf.errors.AuthenticationError` itself.
 
         Returns
         -------
@@ -332,6 +501,18 @@ class CRCNSCredentials:
                 if secret is None and netrc_secret and (not login or login == user):
                     secret = netrc_secret
                     origins.append(f"netrc file {netrc_path}")
+        if (not user or not secret) and prompt is not None:
+            asked_user, asked_secret = prompt(user)
+            for label, value in (("username", asked_user), ("password", asked_secret)):
+                if not isinstance(value, str):
+                    raise TypeError(f"the CRCNS {label} prompt must return a string; got a "
+                                    f"{type(value).__name__}.")
+            if asked_user and asked_user != user:
+                user = asked_user
+                origins.append("prompt")
+            if asked_secret:
+                secret = asked_secret
+                origins.append("prompt")
         if not user or not secret:
             lacking = " and ".join(
                 label for label, value in (("username", user), ("password", secret)) if not value
@@ -403,8 +584,9 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
-def _write_sidecar(path: Path, algo: str, digest: str) -> None:
+def _write_sidecar(path: Path, algo: str, digest: str, **extra: Any) -> None:
     stat = path.stat()
+    previous = _read_sidecar(path)
     record = {
         "file": path.name,
         "size": stat.st_size,
@@ -412,6 +594,11 @@ def _write_sidecar(path: Path, algo: str, digest: str) -> None:
         algo: digest,
         "verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    # where the file and its checksum came from survives a later re-verification
+    for key in ("url", "checksum_origin"):
+        if key in previous and previous.get(algo) == digest:
+            record[key] = previous[key]
+    record.update(extra)
     sidecar = _sidecar_path(path)
     tmp = sidecar.with_name(sidecar.name + f".{os.getpid()}.tmp")
     try:
@@ -443,6 +630,48 @@ def _local_problem(path: Path, rf: RemoteFile) -> str | None:
         return f"its {algo} is {got}, expected {expected}"
     _write_sidecar(path, algo, expected)
     return None
+
+
+def source_record(rf: RemoteFile, raw_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """What is known of one remote source, for a manifest (no network, no hashing).
+
+    Parameters
+    ----------
+    rf : RemoteFile
+    raw_dir : str or path-like
+        The dataset's raw folder.
+
+    Returns
+    -------
+    dict
+        ``name``, ``url``, ``size`` (bytes: of the file present, else the
+        declared one), ``checksum`` (``"<algo>:<hex>"``: the declared one,
+        else the one verified at download time, e.g. from the host's API;
+        None when neither is known), ``checksum_origin`` (``"declared"``,
+        ``"Zenodo API <url>"``, ...), ``present`` (the file itself is in the
+        raw folder; False once only its unpacked contents are there) and
+        ``verified_at`` (when the checksum was last verified, if ever).
+    """
+    path = _check_raw_dir(raw_dir) / rf.name
+    record: dict[str, Any] = {"name": rf.name, "url": rf.source_url, "size": rf.size,
+                              "checksum": None, "checksum_origin": None,
+                              "present": path.is_file(), "verified_at": None}
+    if rf.checksum is not None:
+        record["checksum"] = f"{rf.checksum[0]}:{rf.checksum[1]}"
+        record["checksum_origin"] = "declared"
+    if record["present"]:
+        stat = path.stat()
+        record["size"] = stat.st_size
+        side = _read_sidecar(path)
+        if side.get("size") == stat.st_size and side.get("mtime_ns") == stat.st_mtime_ns:
+            for algo in ("sha256", "md5"):
+                if side.get(algo) and record["checksum"] in (None, f"{algo}:{side[algo]}"):
+                    record["checksum"] = f"{algo}:{side[algo]}"
+                    record["checksum_origin"] = record["checksum_origin"] or side.get(
+                        "checksum_origin", "verified")
+                    record["verified_at"] = side.get("verified_at")
+                    break
+    return record
 
 
 def _check_files(files: Any) -> list[RemoteFile]:
@@ -963,13 +1192,147 @@ def _crcns_listed_size(sizes: Mapping[str, int], dataset: str, path: str,
 
 
 # --------------------------------------------------------------------------------------
+# Checksums published by the open hosts
+
+
+def _published_entry(rf: RemoteFile, data: Any) -> tuple[dict[str, Any] | None, list[str]]:
+    """The API's record of ``rf`` in the parsed JSON ``data``, and the names it lists."""
+    assert rf.host is not None
+    kind = rf.host[0]
+    if kind == "osf":
+        entry = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(entry, dict) or not isinstance(entry.get("attributes"), dict):
+            return None, []
+        return entry["attributes"], [str(entry["attributes"].get("name"))]
+    files = data.get("files") if isinstance(data, dict) else None
+    if isinstance(files, dict):  # older Zenodo answers: {"entries": [...]} (or a mapping)
+        files = files.get("entries", list(files.values()))
+    if not isinstance(files, list):
+        return None, []
+    entries = [f for f in files if isinstance(f, dict)]
+    if kind == "zenodo":
+        names = [str(f.get("key", f.get("filename"))) for f in entries]
+        found = [f for f in entries if f.get("key", f.get("filename")) == rf.host[2]]
+    else:
+        names = [f"{f.get('name')} (id {f.get('id')})" for f in entries]
+        found = [f for f in entries if str(f.get("id")) == rf.host[2]]
+    return (found[0] if found else None), names
+
+
+def _published_checksum(rf: RemoteFile, entry: Mapping[str, Any]
+                        ) -> tuple[tuple[str, str] | None, int | None]:
+    """``((algo, hex) or None, size or None)`` from a host's record of one file."""
+    assert rf.host is not None
+    kind = rf.host[0]
+    size = entry.get("size")
+    size = size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+    candidates: list[tuple[str, Any]] = []
+    if kind == "zenodo":
+        value = entry.get("checksum")
+        if isinstance(value, str):
+            algo, _, digest = value.rpartition(":")
+            candidates.append((algo.lower() or "md5", digest))
+    elif kind == "figshare":
+        candidates += [("md5", entry.get("computed_md5")), ("md5", entry.get("supplied_md5"))]
+    else:
+        hashes = (entry.get("extra") or {}).get("hashes") or {}
+        candidates += [("sha256", hashes.get("sha256")), ("md5", hashes.get("md5"))]
+    for algo, digest in candidates:
+        if not isinstance(digest, str) or not digest:
+            continue
+        pattern = {"sha256": _SHA256, "md5": _MD5}.get(algo)
+        if pattern is not None and pattern.fullmatch(digest.lower()):
+            return (algo, digest.lower()), size
+        logger.warning("%s publishes an unusable %s checksum %r for %s; it is not checked",
+                       _HOST_NAMES[kind], algo, digest, rf.name)
+    return None, size
+
+
+def _with_published_checksums(session: requests.Session, todo: Sequence[RemoteFile], *,
+                              retries: int, timeout: float, owner: str
+                              ) -> tuple[list[RemoteFile], dict[str, str]]:
+    """``todo`` with the hosts' checksums filled in where none is declared.
+
+    Returns the files and, per file name, where its checksum came from. One
+    API request per record or article (or per OSF file). Any failure raises
+    before a byte of the files is downloaded.
+    """
+    pages: dict[str, Any] = {}
+    out: list[RemoteFile] = []
+    origins: dict[str, str] = {}
+    for rf in todo:
+        if rf.checksum is not None:
+            origins[rf.name] = "declared"
+        if rf.checksum is not None or rf.host is None:
+            out.append(rf)
+            continue
+        host = _HOST_NAMES[rf.host[0]]
+        url = str(rf.api_url)
+        if url not in pages:
+            pages[url] = _read_api(session, rf, url, host, retries=retries, timeout=timeout,
+                                   owner=owner)
+        entry, names = _published_entry(rf, pages[url])
+        if entry is None:
+            listed = ", ".join(names[:10]) if names else "no files"
+            raise DownloadError(
+                f"{_prefix(owner)}the {host} API page {url} does not list {rf.name} "
+                f"({rf.describe_source()}); it lists {listed}. The release may have "
+                f"changed; nothing was downloaded. Please report it to the deepstrf maintainers."
+            )
+        checksum, size = _published_checksum(rf, entry)
+        if checksum is None:
+            logger.warning("%s%s publishes no checksum for %s; only its size is checked",
+                           _prefix(owner), host, rf.name)
+        changes: dict[str, Any] = {}
+        if checksum is not None:
+            changes[checksum[0]] = checksum[1]
+            origins[rf.name] = f"{host} API {url}"
+        if rf.size is None and size is not None:
+            changes["size"] = size
+        out.append(dataclasses.replace(rf, **changes) if changes else rf)
+    return out, origins
+
+
+def _read_api(session: requests.Session, rf: RemoteFile, url: str, host: str, *,
+              retries: int, timeout: float, owner: str) -> Any:
+    what = f"{_prefix(owner)}reading the {host} checksum of {rf.name}"
+    failure = None
+    try:
+        resp = _request(session, "GET", url, _Backoff(retries, what, url), timeout,
+                        headers={"Accept": "application/json"})
+    except DownloadError as err:
+        failure = err
+    if failure is not None:
+        raise DownloadError(
+            f"{_prefix(owner)}could not reach the {host} API at {url} to read the published "
+            f"checksum of {rf.name} ({failure}). Nothing was downloaded; try again later."
+        ) from failure
+    with resp:
+        if resp.status_code >= 400:
+            raise DownloadError(
+                f"{_prefix(owner)}the {host} API answered HTTP {resp.status_code} at {url} when "
+                f"asked for the checksum of {rf.name}. Nothing was downloaded. "
+                + ("The record may have been moved or withdrawn: please report it to the "
+                   "deepstrf maintainers." if resp.status_code == 404 else "Try again later.")
+            )
+        try:
+            return json.loads(resp.content.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as err:
+            raise DownloadError(
+                f"{_prefix(owner)}the {host} API at {url} did not answer with JSON (Content-Type "
+                f"{resp.headers.get('Content-Type', 'none')}), so the checksum of {rf.name} "
+                f"could not be read. Nothing was downloaded; try again later."
+            ) from err
+
+
+# --------------------------------------------------------------------------------------
 # Public entry point
 
 
 def fetch(files: Sequence[RemoteFile], raw_dir: str | os.PathLike[str], *,
           download: bool = True, username: str | None = None, password: str | None = None,
           progress: bool | None = None, retries: int = 5, timeout: float = 60.0,
-          owner: str = "") -> dict[str, Path]:
+          owner: str = "", prompt: CredentialsPrompt | None = None) -> dict[str, Path]:
     """Make sure every file is present and verified under ``raw_dir``; download what is not.
 
     Parameters
@@ -996,6 +1359,9 @@ def fetch(files: Sequence[RemoteFile], raw_dir: str | os.PathLike[str], *,
         Seconds to wait for the server to connect or to send the next bytes.
     owner : str
         Name of the caller (e.g. ``"CRCNSAA1Dataset"``) used to word messages.
+    prompt : callable or None
+        Asked for CRCNS credentials when a CRCNS file must be downloaded and
+        none are configured (see :meth:`CRCNSCredentials.resolve`).
 
     Returns
     -------
@@ -1058,7 +1424,7 @@ def fetch(files: Sequence[RemoteFile], raw_dir: str | os.PathLike[str], *,
     crcns_todo = [rf for rf in todo if rf.crcns is not None]
     # Credentials are resolved before any connection, so a missing password
     # fails fast, without a half-finished batch.
-    credentials = (CRCNSCredentials.resolve(username, password, owner=owner)
+    credentials = (CRCNSCredentials.resolve(username, password, owner=owner, prompt=prompt)
                    if crcns_todo else None)
     _download_all(todo, root, credentials, progress_off=progress_off, retries=retries,
                   timeout=timeout, owner=owner)
@@ -1096,6 +1462,8 @@ def _download_all(todo: Sequence[RemoteFile], root: Path,
             for dataset in datasets:
                 sizes[dataset] = _crcns_sizes(session, dataset, retries=retries,
                                               timeout=timeout, owner=owner)
+        todo, origins = _with_published_checksums(session, todo, retries=retries,
+                                                  timeout=timeout, owner=owner)
         store = pooch.create(
             path=root, base_url="",
             registry={rf.name: (f"{rf.checksum[0]}:{rf.checksum[1]}" if rf.checksum else None)
@@ -1123,11 +1491,14 @@ def _download_all(todo: Sequence[RemoteFile], root: Path,
                 algo, expected = rf.checksum
                 match = re.search(r"but got (\w+)", str(err))
                 got = match.group(1) if match else "a different value"
+                origin = origins.get(rf.name, "declared")
+                published = "" if origin == "declared" else f" (published by the {origin})"
                 raise ChecksumError(
                     f"{_prefix(owner)}checksum mismatch for {rf.name} downloaded from "
-                    f"{rf.source_url}: expected {algo} {expected}, got {got}. The download was "
-                    f"deleted. Try again; if it happens again the file on the server has "
-                    f"changed: please report it to the deepstrf maintainers."
+                    f"{rf.source_url}: expected {algo} {expected}{published}, got {got}. The "
+                    f"download was deleted. Try again; if it happens again the file on the "
+                    f"server has changed: please report it to the deepstrf maintainers."
                 ) from err
             if rf.checksum is not None:
-                _write_sidecar(target, *rf.checksum)
+                _write_sidecar(target, *rf.checksum, url=rf.source_url,
+                               checksum_origin=origins.get(rf.name, "declared"))

@@ -16,7 +16,13 @@ failures real hosts produce, so download code can be tested against them:
   fields, a session cookie, a dataset page ``/<dataset>`` that says
   "logged in as <user>" only to a logged-in session, ``/<dataset>/filelist.txt``,
   and files that are replaced by the HTML login page for anonymous sessions
-  (:meth:`~LocalHTTPServer.add_crcns_dataset`).
+  (:meth:`~LocalHTTPServer.add_crcns_dataset`);
+* the open hosts' APIs that publish checksums, with the JSON shapes the real
+  APIs answer: a Zenodo record (:meth:`~LocalHTTPServer.add_zenodo_record`),
+  a figshare article (:meth:`~LocalHTTPServer.add_figshare_article`) and an
+  OSF file (:meth:`~LocalHTTPServer.add_osf_file`), each with its files;
+  :meth:`~LocalHTTPServer.host_env` gives the environment variables that
+  point :mod:`deepstrf.io.download` at them.
 
 Every request is logged (method, path, headers, and for form posts the field
 names, never their values) so tests can assert on what was asked.
@@ -41,8 +47,10 @@ To test the CRCNS flow of :mod:`deepstrf.io.download`, point it at the server::
 
 from __future__ import annotations
 
+import hashlib
 import html
 import http.cookies
+import json
 import logging
 import mimetypes
 import os
@@ -50,6 +58,7 @@ import re
 import secrets
 import socket
 import threading
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,6 +87,20 @@ LOGIN_PAGE = """<!DOCTYPE html>
 
 _SESSION_COOKIE = "__ac"
 _LOGIN_PATH = "/login_form"
+# Each emulated host lives under its own prefix so their paths cannot collide.
+_ZENODO_PREFIX = "/zenodo"
+_FIGSHARE_API_PREFIX = "/figshare-api/v2"
+_FIGSHARE_DOWNLOAD_PREFIX = "/figshare-files"
+_OSF_PREFIX = "/osf"
+_OSF_API_PREFIX = "/osf-api/v2"
+
+
+def _as_bytes(data: bytes | str) -> bytes:
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if not isinstance(data, bytes):
+        raise TypeError(f"file content must be bytes or str; got {type(data).__name__}.")
+    return data
 
 
 @dataclass(frozen=True)
@@ -283,6 +306,186 @@ class LocalHTTPServer:
         with self._lock:
             self._crcns[dataset.strip("/")] = content
             self._file_lists[dataset.strip("/")] = file_list
+
+    # ---------------------------------------------------------------- open hosts
+
+    @property
+    def zenodo_url(self) -> str:
+        """Root of the emulated Zenodo (``/api/records/<id>`` below it)."""
+        return self.url + _ZENODO_PREFIX
+
+    @property
+    def figshare_api_url(self) -> str:
+        """Root of the emulated figshare API v2 (``/articles/<id>`` below it)."""
+        return self.url + _FIGSHARE_API_PREFIX
+
+    @property
+    def figshare_download_url(self) -> str:
+        """Root of the emulated figshare file host (``/files/<file id>`` below it)."""
+        return self.url + _FIGSHARE_DOWNLOAD_PREFIX
+
+    @property
+    def osf_url(self) -> str:
+        """Root of the emulated OSF site (``/download/<guid>/`` below it)."""
+        return self.url + _OSF_PREFIX
+
+    @property
+    def osf_api_url(self) -> str:
+        """Root of the emulated OSF API v2 (``/files/<guid>/`` below it)."""
+        return self.url + _OSF_API_PREFIX
+
+    def host_env(self) -> dict[str, str]:
+        """The environment variables that point :mod:`deepstrf.io.download` at this server."""
+        return {"DEEPSTRF_ZENODO_URL": self.zenodo_url,
+                "DEEPSTRF_FIGSHARE_API_URL": self.figshare_api_url,
+                "DEEPSTRF_FIGSHARE_DOWNLOAD_URL": self.figshare_download_url,
+                "DEEPSTRF_OSF_URL": self.osf_url,
+                "DEEPSTRF_OSF_API_URL": self.osf_api_url,
+                "DEEPSTRF_CRCNS_LOGIN_URL": self.crcns_login_url,
+                "DEEPSTRF_CRCNS_DOWNLOAD_URL": self.crcns_download_url}
+
+    def add_zenodo_record(self, record: int | str, files: Mapping[str, bytes | str], *,
+                          checksums: Mapping[str, str | None] | None = None,
+                          title: str = "A test record") -> dict[str, Any]:
+        """Serve a Zenodo record: its API page and its files.
+
+        ``GET /api/records/<record>`` answers the JSON of Zenodo's records API
+        (InvenioRDM): ``files`` is a list of ``{"id", "key", "size",
+        "checksum": "md5:<hex>", "links": {"self": <content URL>}}``; each file
+        is served at ``/api/records/<record>/files/<key>/content``.
+
+        Parameters
+        ----------
+        checksums : mapping of str to str or None, optional
+            Per key, the ``checksum`` value to publish instead of the true
+            ``md5:<hex>`` (a wrong one, or None for an entry without a checksum).
+
+        Returns
+        -------
+        dict
+            The record JSON served.
+        """
+        record = str(record)
+        base = f"{self.zenodo_url}/api/records/{quote(record)}"
+        entries = []
+        for key, data in files.items():
+            data = _as_bytes(data)
+            self.add_file(f"{_ZENODO_PREFIX}/api/records/{record}/files/{key}/content", data)
+            checksum = f"md5:{hashlib.md5(data).hexdigest()}"
+            if checksums is not None and key in checksums:
+                checksum = checksums[key]
+            entry: dict[str, Any] = {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, base + key)),
+                                     "key": key, "size": len(data),
+                                     "links": {"self": f"{base}/files/{quote(key)}/content"}}
+            if checksum is not None:
+                entry["checksum"] = checksum
+            entries.append(entry)
+        page = {
+            "created": "2023-06-15T12:00:00.000000+00:00",
+            "modified": "2023-06-15T12:00:00.000000+00:00",
+            "id": int(record) if record.isdigit() else record,
+            "conceptrecid": record, "doi": f"10.5281/zenodo.{record}",
+            "doi_url": f"https://doi.org/10.5281/zenodo.{record}",
+            "title": title, "recid": record, "status": "published",
+            "metadata": {"title": title, "publication_date": "2023-06-15",
+                         "resource_type": {"title": "Dataset", "type": "dataset"}},
+            "files": entries,
+            "links": {"self": base, "files": f"{base}/files"},
+        }
+        self.add_file(f"{_ZENODO_PREFIX}/api/records/{record}", json.dumps(page),
+                      content_type="application/json")
+        return page
+
+    def add_figshare_article(self, article: int | str,
+                             files: Mapping[int | str, tuple[str, bytes | str]], *,
+                             checksums: Mapping[int | str, str | None] | None = None,
+                             title: str = "A test article") -> dict[str, Any]:
+        """Serve a figshare article: its API page and its files.
+
+        ``GET /articles/<article>`` (under :attr:`figshare_api_url`) answers the
+        JSON of figshare's API v2, whose ``files`` entries are PublicFile
+        objects ``{"id", "name", "size", "is_link_only", "download_url",
+        "supplied_md5", "computed_md5", "mimetype"}``; each file is served at
+        ``/files/<file id>`` under :attr:`figshare_download_url`.
+
+        Parameters
+        ----------
+        files : mapping of file id to (name, content)
+        checksums : mapping of file id to str or None, optional
+            ``computed_md5`` to publish instead of the true one ('' or None: empty).
+        """
+        article = str(article)
+        entries = []
+        for file_id, (name, data) in files.items():
+            data = _as_bytes(data)
+            self.add_file(f"{_FIGSHARE_DOWNLOAD_PREFIX}/files/{file_id}", data,
+                          content_type="application/octet-stream")
+            md5 = hashlib.md5(data).hexdigest()
+            if checksums is not None and file_id in checksums:
+                md5 = checksums[file_id] or ""
+            entries.append({"id": int(file_id) if str(file_id).isdigit() else file_id,
+                            "name": name, "size": len(data), "is_link_only": False,
+                            "download_url": f"{self.figshare_download_url}/files/{file_id}",
+                            "supplied_md5": md5, "computed_md5": md5,
+                            "mimetype": mimetypes.guess_type(name)[0] or ""})
+        page = {
+            "id": int(article) if article.isdigit() else article, "title": title,
+            "doi": f"10.6084/m9.figshare.{article}.v1",
+            "url": f"{self.figshare_api_url}/articles/{article}",
+            "url_public_html": f"https://figshare.com/articles/dataset/test/{article}",
+            "published_date": "2025-06-01T00:00:00Z", "defined_type": 3,
+            "defined_type_name": "dataset", "version": 1, "is_public": True,
+            "files": entries,
+        }
+        self.add_file(f"{_FIGSHARE_API_PREFIX}/articles/{article}", json.dumps(page),
+                      content_type="application/json")
+        return page
+
+    def add_osf_file(self, guid: str, name: str, data: bytes | str, *,
+                     md5: str | None | bool = True, sha256: str | None | bool = True,
+                     ) -> dict[str, Any]:
+        """Serve an OSF file: ``/files/<guid>/`` of the API and ``/download/<guid>/``.
+
+        The API answer is the JSON:API document of OSF's API v2, ``{"data":
+        {"id", "type": "files", "attributes": {..., "size", "extra": {"hashes":
+        {"md5", "sha256"}, "downloads"}}, "links": {"download", ...}}, "meta"}``.
+
+        Parameters
+        ----------
+        md5, sha256 : True, str or None
+            True publishes the true digest, a string publishes that value,
+            None publishes null (OSF does for some storage providers).
+        """
+        data = _as_bytes(data)
+        self.add_file(f"{_OSF_PREFIX}/download/{guid}/", data,
+                      content_type="application/octet-stream")
+        hashes = {"md5": hashlib.md5(data).hexdigest() if md5 is True else md5 or None,
+                  "sha256": hashlib.sha256(data).hexdigest() if sha256 is True
+                  else sha256 or None}
+        internal = hashlib.sha1(guid.encode()).hexdigest()[:24]
+        api = f"{self.osf_api_url}/files/{guid}/"
+        page = {
+            "data": {
+                "id": internal, "type": "files",
+                "attributes": {
+                    "guid": guid, "checkout": None, "name": name, "kind": "file",
+                    "path": f"/{internal}", "size": len(data), "provider": "osfstorage",
+                    "materialized_path": f"/{name}", "last_touched": None,
+                    "date_modified": "2019-03-01T10:00:00.000000Z",
+                    "date_created": "2019-03-01T10:00:00.000000Z",
+                    "extra": {"hashes": hashes, "downloads": 0},
+                    "tags": [], "current_user_can_comment": False, "current_version": 1,
+                },
+                "links": {"info": api, "move": api, "upload": api, "delete": api,
+                          "download": f"{self.osf_url}/download/{guid}/",
+                          "html": f"https://osf.io/{guid}/",
+                          "render": f"https://mfr.osf.io/render?url={self.osf_url}/{guid}/"},
+            },
+            "meta": {"version": "2.0"},
+        }
+        self.add_file(f"{_OSF_API_PREFIX}/files/{guid}/", json.dumps(page),
+                      content_type="application/vnd.api+json")
+        return page
 
     # ---------------------------------------------------------------- faults
 

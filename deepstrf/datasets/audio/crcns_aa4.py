@@ -94,8 +94,9 @@ class CRCNSAA4Dataset(SpikeAudioDataset):
         papers=("Elie & Theunissen (2015) Eur J Neurosci 41:546",
                 "Elie & Theunissen (2019) PLoS Comput Biol 15:e1006698"))
     folder = "AA4"
-    remote_files = tuple(RemoteFile(f"{a}.tar.gz", crcns=("aa-4", f"{a}.tar.gz"))
-                         for a in ANIMALS)
+    # one archive per bird, fetched only when the bird is selected
+    remote_files = tuple(RemoteFile(f"{a}.tar.gz", crcns=("aa-4", f"{a}.tar.gz"),
+                                    when={"animals": a}) for a in ANIMALS)
     archives = tuple(ArchiveSpec(f"{a}.tar.gz", provides=(a,)) for a in ANIMALS)
     raw_markers = ANIMALS
     cache_version = 1
@@ -124,12 +125,6 @@ class CRCNSAA4Dataset(SpikeAudioDataset):
         self._init_source(path, params, front, download=download, username=username,
                           password=password, n_jobs=n_jobs, cache=cache, progress=progress,
                           expect_full=full)
-
-    def _needs(self, params: Mapping[str, Any]):
-        animals = params["animals"]
-        files = tuple(f for f in self.remote_files if f.name[:-len(".tar.gz")] in animals)
-        archives = tuple(a for a in self.archives if a.name[:-len(".tar.gz")] in animals)
-        return files, archives, tuple(animals), tuple(animals)
 
     def _parse(self, raw_dir: Path, params: Mapping[str, Any], n_jobs: int | None,
                progress: bool | None) -> SpikeRecording:
