@@ -84,7 +84,7 @@ def test_offline_without_files_lists_what_is_missing(name, tmp_path, monkeypatch
     assert any(f.name in text for f in cls.remote_files)
     if cls.info.access == "open":
         assert "crcns" not in text.lower() and "password" not in text.lower()
-        assert any(f.url in text for f in cls.remote_files if f.name in text)
+        assert any(f.source_url in text for f in cls.remote_files if f.name in text)
     else:
         assert "crcns.org/register" in text
 

@@ -139,8 +139,9 @@ class Le2025Dataset(SpikeAudioDataset):
         papers=("Le, Bjoring & Meliza (2025) Nat Commun 16:8452, "
                 "doi:10.1038/s41467-025-63182-y",))
     folder = "Le_2025"
-    remote_files = (RemoteFile("zebf-auditory-restoration-1.zip",
-                               url="https://figshare.com/ndownloader/files/55083911"),)
+    # figshare publishes the zip's MD5 through its API: fetched and checked at download time
+    remote_files = (RemoteFile.figshare("zebf-auditory-restoration-1.zip", article=29203457,
+                                        file_id=55083911),)
     # the zip wraps everything in zebf-auditory-restoration-1/
     archives = (ArchiveSpec("zebf-auditory-restoration-1.zip", strip_components="auto",
                             provides=("metadata", *(f"{e}-stimuli" for e in EXPERIMENTS),

@@ -132,9 +132,9 @@ class NS1Dataset(AudioSourceDataset):
                 "Rahman et al. (2020) PNAS 117:28442"))
     folder = "NS1"
     remote_files = (
-        RemoteFile(META_FILE, url="https://osf.io/download/gdwyd/"),
-        RemoteFile("spikesandwav.zip", url="https://osf.io/download/5nxga/"),
-        RemoteFile("ReadMe.rtf", url="https://osf.io/download/f3rtm/"),
+        RemoteFile.osf(META_FILE, guid="gdwyd"),
+        RemoteFile.osf("spikesandwav.zip", guid="5nxga"),
+        RemoteFile.osf("ReadMe.rtf", guid="f3rtm"),
         RemoteFile(SPEC_FILE, url="https://raw.githubusercontent.com/monzilur/DNet/master/"
                                   "test_data_5ms.mat", size=None))
     archives = (ArchiveSpec("spikesandwav.zip", provides=(SPIKE_DIR,)),)
