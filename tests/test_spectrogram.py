@@ -237,7 +237,7 @@ def test_params_to_dict_round_trips_and_normalises_types():
     [
         (dict(dt_ms=0), ValueError, "dt_ms"),
         (dict(dt_ms="5"), TypeError, "dt_ms"),
-        (dict(dt_ms=5, kind="gammatone"), ValueError, "kind.*'mel', 'logfreq'"),
+        (dict(dt_ms=5, kind="bark"), ValueError, "kind.*'mel', 'logfreq'"),
         (dict(dt_ms=5, n_bands=0), ValueError, "n_bands"),
         (dict(dt_ms=5, n_bands=3.5), TypeError, "n_bands"),
         (dict(dt_ms=5, window_ms=-1), ValueError, "window_ms"),
@@ -302,3 +302,110 @@ def test_numpy_front_end_is_exactly_librosa():
     np.testing.assert_allclose(sp._resample(x, 24414.0, 24000.0),
                                librosa.resample(x, orig_sr=24414, target_sr=24000,
                                                 res_type="soxr_hq"), atol=1e-6)
+
+
+# --- front-end registry -----------------------------------------------------
+
+
+def _envelope_bands(waveform, sample_rate, params):
+    """A toy front end: the rectified sound averaged per response bin, copied per band."""
+    hop = int(round(sample_rate * params.dt_ms / 1000))
+    n = n_bins_for_duration(len(waveform), sample_rate, params.dt_ms)
+    padded = np.zeros(n * hop, np.float32)
+    padded[:min(len(waveform), n * hop)] = np.abs(waveform[:n * hop])
+    return np.repeat(padded.reshape(n, hop).mean(axis=1)[None, :], params.n_bands, axis=0)
+
+
+def _wrong_shape(waveform, sample_rate, params):
+    return np.zeros((params.n_bands, 1))
+
+
+def _envelope_centres(params, sample_rate):
+    return np.linspace(100.0, 1000.0, params.n_bands)
+
+
+def test_registered_front_end_serves_params_compute_and_band_frequencies():
+    from deepstrf.preprocessing import spectrogram as sp
+
+    sp.register_front_end("toyenv", _envelope_bands, band_frequencies=_envelope_centres)
+    try:
+        assert "toyenv" in sp.front_end_kinds()
+        params = SpectrogramParams(dt_ms=5, kind="toyenv", n_bands=3)
+        y = np.concatenate([np.zeros(800), np.ones(800)]).astype(np.float32)  # 16 kHz
+        spec = compute_spectrogram(y, 16000, params)
+        np.testing.assert_array_equal(spec, np.repeat([[0] * 10 + [1] * 10], 3, axis=0))
+        np.testing.assert_array_equal(band_frequencies(params, 16000), [100, 550, 1000])
+        # the same functions again are fine (a module imported twice), others are refused
+        sp.register_front_end("toyenv", _envelope_bands, band_frequencies=_envelope_centres)
+        with pytest.raises(ValueError, match="already registered"):
+            sp.register_front_end("toyenv", _envelope_centres)
+        with pytest.raises(TypeError, match="module:function"):
+            sp.register_front_end("toyenv2", 3)
+    finally:
+        sp._REGISTRY.pop("toyenv", None)
+    with pytest.raises(ValueError, match="kind must be one of 'mel', 'logfreq'"):
+        SpectrogramParams(dt_ms=5, kind="toyenv")
+
+
+def test_string_target_is_imported_on_use_and_shape_is_checked():
+    from deepstrf.preprocessing import spectrogram as sp
+
+    sp.register_front_end("toybad", "tests.test_spectrogram:_wrong_shape")
+    try:
+        params = SpectrogramParams(dt_ms=5, kind="toybad", n_bands=1)
+        with pytest.raises(ValueError, match="'toybad' front end returned shape"):
+            compute_spectrogram(np.zeros(160, np.float32), 16000, params)
+        with pytest.raises(ValueError, match="without band_frequencies"):
+            band_frequencies(params, 16000)
+    finally:
+        sp._REGISTRY.pop("toybad", None)
+    sp.register_front_end("toymissing", "deepstrf_no_such_module:f")
+    try:
+        with pytest.raises(ImportError, match="deepstrf_no_such_module"):
+            compute_spectrogram(np.zeros(160, np.float32), 16000,
+                                SpectrogramParams(dt_ms=5, kind="toymissing"))
+    finally:
+        sp._REGISTRY.pop("toymissing", None)
+
+
+@pytest.mark.parametrize("kind", ["mel", "logfreq"])
+def test_prepared_front_end_equals_direct_and_carries_librosa_banks(kind):
+    import librosa
+
+    from deepstrf.preprocessing import spectrogram as sp
+
+    params = SpectrogramParams(dt_ms=2, kind=kind, n_bands=24, window_ms=8)
+    prepared = sp.prepare_front_end(params, [32000, 32000.0, 24414.0625])
+    assert len(prepared.banks) == 2  # one per analysis rate
+    y = np.random.default_rng(3).standard_normal(9000).astype(np.float32)
+    for rate in (32000, 24414.0625):
+        np.testing.assert_array_equal(prepared(y, rate), compute_spectrogram(y, rate, params))
+    if kind == "mel":
+        (bank,) = [w for (r, n), w in prepared.banks.items() if r == 32000.0]
+        ref = librosa.filters.mel(sr=32000, n_fft=(bank.shape[1] - 1) * 2, n_mels=24,
+                                  htk=True, norm=None)
+        np.testing.assert_array_equal(bank, ref)
+    with pytest.raises(ValueError, match="other parameters"):
+        compute_spectrogram(y, 32000, dataclasses.replace(params, n_bands=8),
+                            prepared=prepared)
+
+
+def test_worker_applies_a_prepared_mel_front_end_without_importing_librosa(tmp_path):
+    import pickle
+    import subprocess
+    import sys
+
+    from deepstrf.preprocessing import spectrogram as sp
+
+    params = SpectrogramParams(dt_ms=5, n_bands=16)
+    y = np.random.default_rng(4).standard_normal(4000).astype(np.float32)
+    (tmp_path / "task.pkl").write_bytes(pickle.dumps((sp.prepare_front_end(params, [16000]), y)))
+    code = ("import pickle, sys, numpy as np\n"
+            f"prepared, y = pickle.load(open({str(tmp_path / 'task.pkl')!r}, 'rb'))\n"
+            f"np.save({str(tmp_path / 'out.npy')!r}, prepared(y, 16000))\n"
+            "print('librosa' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"),
+                                  compute_spectrogram(y, 16000, params))

@@ -2,8 +2,11 @@
 
 A dataset module declares facts as class attributes (:class:`DatasetInfo`,
 its remote files and archives, its folder name, a cache version) and writes
-one hook, :meth:`SourceDataset._build`, from the raw folder to tensors. This
-class supplies the rest of a constructor, in this order:
+one hook, :meth:`SourceDataset._parse`, from the raw folder to a recording
+(stimulus and response sources plus metadata), which the modality base class
+renders into tensors (:meth:`SourceDataset._render`). Its constructor checks
+its arguments and calls :meth:`SourceDataset._init_source`, which does the
+rest, in this order:
 
 1. resolve the folders (:func:`deepstrf.io.paths.dataset_paths`);
 2. when the raw files are absent: fetch them if allowed (verified, resumable,
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -120,10 +123,56 @@ class SourceDataset(ABC):
     cache_version: ClassVar[int] = 1
 
     # ------------------------------------------------------------------ hooks
-    @abstractmethod
+    def _parse(self, raw_dir: Path, params: Mapping[str, Any], n_jobs: int | None,
+               progress: bool | None) -> Any:
+        """Read the raw folder into a recording (stimulus and response sources, metadata).
+
+        The dataset's hook; for audio, a
+        :class:`~deepstrf.datasets.audio._spikes_audio.Recording`. (A dataset
+        may override :meth:`_build` instead.)
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement _parse (or _build).")
+
+    def _render(self, recording: Any, front: Any, n_jobs: int | None,
+                progress: bool | None) -> BuiltData:
+        """Render a parsed recording into tensors (the modality base class's hook)."""
+        raise NotImplementedError(f"{type(self).__name__} has no renderer; combine "
+                                  "SourceDataset with a modality base such as "
+                                  "AudioSourceDataset.")
+
     def _build(self, raw_dir: Path, params: dict[str, Any], n_jobs: int | None,
                progress: bool | None) -> BuiltData:
-        """Parse the raw folder and preprocess it into tensors (the dataset's hook)."""
+        """Parse, then render in parallel; override only for a build of another shape."""
+        recording = self._parse(raw_dir, params, n_jobs, progress)
+        if not recording.neurons or not recording.trials:
+            from deepstrf.errors import RawDataError
+
+            shown = {k: v for k, v in params.items() if k != "front_end"}
+            raise RawDataError(f"{type(self).__name__}: no responses match the selection "
+                               f"{shown} in {raw_dir}. Widen the selection or check the "
+                               "folder.")
+        return self._render(recording, self._front_end, n_jobs, progress)
+
+    def _init_source(self, path: Any, params: Mapping[str, Any], front: Any, *,
+                     download: bool, username: str | None = None,
+                     password: str | None = None, n_jobs: int | None = 1, cache: str = "use",
+                     progress: bool | None = None, expect_full: bool = False) -> None:
+        """Initialise the modality class, then load from the cache or build.
+
+        The one constructor body of every dataset, audio or video: ``front``
+        (its :meth:`to_dict` goes into the cache key once, as
+        ``params["front_end"]``) says how stimuli and responses reach the
+        grid, ``params`` are the dataset's own checked parameters. The
+        modality attributes (``F``, ``audio_fs``, frame size) come from the
+        build result.
+        """
+        paths = self.default_paths(path)
+        # the modality base (AudioNeuralDataset, VideoNeuralDataset) is next in the MRO
+        super(SourceDataset, self).__init__(str(paths.root), front.dt_ms)
+        self._front_end = front
+        self._load(path, {**params, "front_end": front.to_dict()}, download=download,
+                   username=username, password=password, n_jobs=n_jobs, cache=cache,
+                   progress=progress, expect_full=expect_full)
 
     # ------------------------------------------------------------------ helpers
     @classmethod

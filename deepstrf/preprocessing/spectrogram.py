@@ -25,21 +25,51 @@ length is moved by one sample when needed so that its centre falls on that
 middle). The sound is zero-padded before its onset and after its end,
 silence being what the animal heard there.
 
-Filter banks and compression
-----------------------------
-``"mel"``: librosa's mel filter bank on the HTK mel scale, triangles peaking
-at 1 (``htk=True, norm=None``), as torchaudio's defaults that the published
-deepSTRF used. The STFT, the filter banks and the resampling are exactly
-librosa's (``librosa.stft(center=False)``, ``librosa.filters.mel``,
+Front ends and compression
+--------------------------
+Every ``kind`` is a registered front end, so one parameters object and one
+call serve them all. Two are built in, both an STFT pooled by triangular
+filters: ``"mel"`` is librosa's mel filter bank
+(``librosa.filters.mel(htk=True, norm=None)``: HTK mel scale, triangles
+peaking at 1, as torchaudio's defaults that the published deepSTRF used);
+``"logfreq"`` puts the same triangles with centres equally spaced in log
+frequency between ``f_min`` and ``f_max`` (``f_min = 0`` means
+:data:`LOGFREQ_DEFAULT_FMIN_HZ`); librosa has no such bank. In both, a band
+narrower than the FFT bin spacing, which would otherwise be all zeros (librosa
+warns "empty filters"), takes the FFT bin nearest its centre frequency. Power
+spectra are pooled by the filters, then compressed: ``"cubic"`` ``x**(1/3)``,
+``"log1p"`` ``log(1 + x)``, ``"log"`` ``log(x + LOG_FLOOR)`` (:data:`LOG_FLOOR`
+= 1e-10), ``"none"`` ``x``.
+
+The STFT and the resampling are librosa's (``librosa.stft(center=False)``,
 ``librosa.resample(res_type="soxr_hq")``; the tests compare them), written
-with numpy and soxr so that a worker process does not import librosa, whose
-import (1-2 s, numba compiling) outweighed the work of a whole small build. ``"logfreq"``: triangles peaking at 1 with centres equally
-spaced in log frequency between ``f_min`` and ``f_max`` (``f_min = 0``
-means :data:`LOGFREQ_DEFAULT_FMIN_HZ`). In both, a band narrower than the
-FFT bin spacing, which would otherwise be all zeros, takes the FFT bin
-nearest its centre frequency. Power spectra are pooled by the filters, then
-compressed: ``"cubic"`` ``x**(1/3)``, ``"log1p"`` ``log(1 + x)``, ``"log"``
-``log(x + LOG_FLOOR)`` (:data:`LOG_FLOOR` = 1e-10), ``"none"`` ``x``.
+with numpy and soxr. The filter banks are librosa's own, computed once per
+build in the parent process (:func:`prepare_front_end`) and handed to the
+worker processes inside a :class:`PreparedFrontEnd`, so a worker never
+imports librosa, whose import (1-2 s, numba compiling) outweighed the work of
+a whole small build.
+
+Adding a front end
+------------------
+:func:`register_front_end` adds a kind::
+
+    register_front_end("gammatone", gammatone_spectrogram,
+                       band_frequencies=gammatone_band_frequencies)
+
+``compute(waveform, sample_rate, params) -> (params.n_bands, T)`` must return
+``T = n_bins_for_duration(len(waveform), sample_rate, params.dt_ms)`` frames,
+frame ``k`` describing response bin ``k``; ``band_frequencies(params,
+sample_rate)`` gives the band centres in Hz. Either may also be given as a
+``"module:function"`` string, imported when first used. A kind that is not
+registered yet is looked up as the module ``deepstrf.preprocessing.<kind>``,
+which registers it when imported: so the line above, at the end of
+``deepstrf/preprocessing/gammatone.py``, makes ``SpectrogramParams(kind=
+"gammatone")`` work without any import by the user. The parent process
+resolves the functions into the :class:`PreparedFrontEnd` it sends to
+workers, so a front end registered at run time (even in a script) reaches
+them too. All the :class:`SpectrogramParams` fields are available to
+``compute``; ``window_ms``, ``f_min``, ``f_max`` and ``compression`` should
+keep their meaning.
 
 The STFT uses a periodic Hann window of ``win_length = round(window_ms *
 rate / 1000)`` samples (plus one when needed for centring) and ``n_fft`` the
@@ -50,8 +80,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import logging
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -60,8 +93,15 @@ from deepstrf._validation import check_choice, check_int, check_positive
 from deepstrf.preprocessing.spikes import n_bins_for_duration
 
 __all__ = [
+    "FrontEnd",
+    "PreparedFrontEnd",
     "SpectrogramParams",
+    "analysis_rate",
     "compute_spectrogram",
+    "front_end_kinds",
+    "get_front_end",
+    "prepare_front_end",
+    "register_front_end",
     "waveform_on_grid",
     "grid_sample_rate",
     "band_frequencies",
@@ -71,7 +111,120 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("mel", "logfreq")
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """A registered front end (see "Adding a front end" in the module docstring).
+
+    ``compute`` is None for the built-in triangular filter banks.
+    """
+
+    name: str
+    compute: Callable[..., Any] | str | None
+    band_frequencies: Callable[..., Any] | str | None = None
+    description: str = ""
+
+    @property
+    def filterbank(self) -> bool:
+        """True for the built-in STFT + triangular filter bank kinds."""
+        return self.compute is None
+
+    def resolved(self) -> FrontEnd:
+        """This entry with ``"module:function"`` strings imported."""
+        return dataclasses.replace(self, compute=_resolve(self.name, self.compute),
+                                   band_frequencies=_resolve(self.name, self.band_frequencies))
+
+
+_REGISTRY: dict[str, FrontEnd] = {}
+
+
+def register_front_end(name: str, compute: Callable[..., Any] | str, *,
+                       band_frequencies: Callable[..., Any] | str | None = None,
+                       description: str = "", replace: bool = False) -> FrontEnd:
+    """Make ``kind=name`` a front end of :class:`SpectrogramParams`.
+
+    Parameters
+    ----------
+    name : str
+        The kind, e.g. ``"gammatone"``.
+    compute : callable or str
+        ``compute(waveform, sample_rate, params) -> (n_bands, T)`` array (or a
+        ``"module:function"`` string naming it).
+    band_frequencies : callable or str, optional
+        ``band_frequencies(params, sample_rate) -> (n_bands,)`` centres, Hz.
+    description : str
+        One line shown in error messages and docs.
+    replace : bool
+        Allow replacing a different registration of ``name``. Registering the
+        same functions again (a module imported twice) is always allowed.
+
+    Returns
+    -------
+    FrontEnd
+        The registered entry.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"front-end name must be an identifier string; got {name!r}.")
+    for label, value in (("compute", compute), ("band_frequencies", band_frequencies)):
+        if value is None and label == "band_frequencies":
+            continue
+        if not (callable(value) or (isinstance(value, str) and value.count(":") == 1)):
+            raise TypeError(f"{label} must be a callable or a 'module:function' string; got "
+                            f"{value!r}.")
+    entry = FrontEnd(name, compute, band_frequencies, description)
+    old = _REGISTRY.get(name)
+    if old is not None and old != entry and not replace:
+        raise ValueError(f"a front end named {name!r} is already registered ({old}); pass "
+                         "replace=True to replace it.")
+    _REGISTRY[name] = entry
+    return entry
+
+
+def get_front_end(name: str) -> FrontEnd:
+    """The registered front end ``name``, importing ``deepstrf.preprocessing.<name>`` if needed.
+
+    Raises
+    ------
+    ValueError
+        If no front end of that name exists; the message lists the known ones.
+    """
+    if name not in _REGISTRY and isinstance(name, str) and name.isidentifier():
+        try:
+            importlib.import_module(f"deepstrf.preprocessing.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"deepstrf.preprocessing.{name}":
+                raise ImportError(f"the {name!r} front end needs {err.name}, which is not "
+                                  f"installed ({err}).") from err
+    if name not in _REGISTRY:
+        check_choice("kind", name, front_end_kinds())
+    return _REGISTRY[name]
+
+
+def front_end_kinds() -> tuple[str, ...]:
+    """Names of the registered front ends, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def _resolve(kind: str, target: Any) -> Any:
+    if not isinstance(target, str):
+        return target
+    module_name, function = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ImportError(f"the {kind!r} front end needs {module_name}, which cannot be "
+                          f"imported ({err}).") from err
+    try:
+        return getattr(module, function)
+    except AttributeError:
+        raise AttributeError(f"{module_name} has no {function}(), which the {kind!r} front "
+                             "end names.") from None
+
+
+_REGISTRY["mel"] = FrontEnd("mel", None, None, "STFT power pooled by librosa's HTK mel bank")
+_REGISTRY["logfreq"] = FrontEnd("logfreq", None, None,
+                                "STFT power pooled by log-spaced triangular filters")
 COMPRESSIONS = ("cubic", "log1p", "log", "none")
 #: Added to the power before ``"log"`` compression, so silence gives log(1e-10) ~ -23.
 LOG_FLOOR = 1e-10
@@ -137,8 +290,9 @@ class SpectrogramParams:
     ----------
     dt_ms : float
         Hop between frames = response bin width, ms, > 0.
-    kind : {"mel", "logfreq"}
-        Filter bank (see the module docstring).
+    kind : str
+        Front end: ``"mel"``, ``"logfreq"`` or any registered with
+        :func:`register_front_end` (see the module docstring).
     n_bands : int
         Number of frequency bands F, >= 1.
     window_ms : float
@@ -178,7 +332,9 @@ class SpectrogramParams:
     def validate(self) -> None:
         """Check every field; raise ``TypeError``/``ValueError`` naming the bad one."""
         dt_ms = check_positive("dt_ms", self.dt_ms)
-        check_choice("kind", self.kind, KINDS)
+        if not isinstance(self.kind, str):
+            raise TypeError(f"kind must be a string; got {self.kind!r}.")
+        get_front_end(self.kind)
         check_int("n_bands", self.n_bands, minimum=1)
         check_positive("window_ms", self.window_ms)
         f_min = check_positive("f_min", self.f_min, allow_zero=True)
@@ -319,19 +475,29 @@ def _edges(kind: str, n_bands: int, f_min: float, f_max: float) -> np.ndarray:
 @functools.lru_cache(maxsize=64)
 def _filterbank(kind: str, rate: float, n_fft: int, n_bands: int, f_min: float,
                 f_max: float) -> np.ndarray:
-    """(n_bands, 1 + n_fft // 2) float32 weights; read-only, cached.
+    """(n_bands, 1 + n_fft // 2) float32 weights; read-only, cached (parent process).
 
-    Triangles peaking at 1 between consecutive corner frequencies: for "mel"
-    exactly ``librosa.filters.mel(htk=True, norm=None)`` (tested), written with
-    numpy so that worker processes need not import librosa (1-2 s each, which
-    would outweigh the work of a small build).
+    ``"mel"`` is ``librosa.filters.mel(htk=True, norm=None)``; ``"logfreq"``
+    the same triangles on log-spaced corners. Workers get these arrays in a
+    :class:`PreparedFrontEnd` instead of calling this (it would import librosa).
     """
-    fft_freqs = np.linspace(0.0, rate / 2.0, 1 + n_fft // 2)
-    edges = _edges(kind, n_bands, f_min, f_max)
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (fft_freqs[None, :] - lower) / (centre - lower)
-    falling = (upper - fft_freqs[None, :]) / (upper - centre)
-    weights = np.maximum(0.0, np.minimum(rising, falling))
+    if kind == "mel":
+        import librosa
+
+        with warnings.catch_warnings():
+            # librosa warns about empty bands; they are filled just below
+            warnings.filterwarnings("ignore", message=".*[Ee]mpty filters.*")
+            weights = np.array(librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_bands,
+                                                   fmin=f_min, fmax=f_max, htk=True, norm=None),
+                               dtype=np.float64)
+        fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / rate)
+    else:
+        fft_freqs = np.linspace(0.0, rate / 2.0, 1 + n_fft // 2)
+        edges = _edges(kind, n_bands, f_min, f_max)
+        lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+        rising = (fft_freqs[None, :] - lower) / (centre - lower)
+        falling = (upper - fft_freqs[None, :]) / (upper - centre)
+        weights = np.maximum(0.0, np.minimum(rising, falling))
     centres = _band_centres(kind, n_bands, f_min, f_max)
     empty = ~(weights > 0).any(axis=1)
     if empty.any():
@@ -342,6 +508,87 @@ def _filterbank(kind: str, rate: float, n_fft: int, n_bands: int, f_min: float,
     weights = weights.astype(np.float32)
     weights.setflags(write=False)
     return weights
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How one sound is analysed: rate, hop, window, FFT size and band limits."""
+
+    rate: float
+    hop: int
+    win: int
+    n_fft: int
+    f_min: float
+    f_max: float
+
+
+def _plan(params: SpectrogramParams, sample_rate: float) -> _Plan:
+    rate, hop = _analysis_rate(params, sample_rate)
+    f_min, f_max = _band_limits(params, rate)
+    win = _window_length(params.window_ms, rate, hop)
+    return _Plan(rate=rate, hop=hop, win=win, n_fft=1 << (win - 1).bit_length(), f_min=f_min,
+                 f_max=f_max)
+
+
+@dataclass(frozen=True)
+class PreparedFrontEnd:
+    """A front end made ready in the parent process, to be pickled to workers.
+
+    ``banks`` maps ``(analysis rate, n_fft)`` to the filter weights of a
+    built-in kind; ``entry`` is the registry entry with its functions
+    imported. Made by :func:`prepare_front_end`.
+    """
+
+    params: SpectrogramParams
+    entry: FrontEnd
+    banks: Mapping[tuple[float, int], np.ndarray] = field(default_factory=dict)
+
+    def weights(self, plan: _Plan) -> np.ndarray:
+        found = self.banks.get((plan.rate, plan.n_fft))
+        if found is None:
+            # a sound at a rate its source did not declare: correct, only slower here
+            logger.info("no %s filter bank prepared for %g Hz / n_fft %d; computing it in "
+                        "this process", self.params.kind, plan.rate, plan.n_fft)
+            found = _filterbank(self.params.kind, plan.rate, plan.n_fft, self.params.n_bands,
+                                plan.f_min, plan.f_max)
+        return found
+
+    def __call__(self, waveform: np.ndarray, sample_rate: float) -> np.ndarray:
+        return compute_spectrogram(waveform, sample_rate, self.params, prepared=self)
+
+
+def analysis_rate(params: SpectrogramParams, sample_rate: float) -> float:
+    """Rate (Hz) a sound at ``sample_rate`` is analysed at by this front end."""
+    return _analysis_rate(params, check_positive("sample_rate", sample_rate))[0]
+
+
+def prepare_front_end(params: SpectrogramParams,
+                      sample_rates: Iterable[float] = ()) -> PreparedFrontEnd:
+    """Everything workers need to apply ``params`` to sounds at these rates.
+
+    Parameters
+    ----------
+    params : SpectrogramParams
+        The front end.
+    sample_rates : iterable of float
+        Native rates of the sounds the workers will analyse: the filter banks
+        of the built-in kinds are computed for each (librosa is imported
+        here, in the parent, once).
+
+    Returns
+    -------
+    PreparedFrontEnd
+    """
+    params = _check_params(params)
+    entry = get_front_end(params.kind).resolved()
+    banks: dict[tuple[float, int], np.ndarray] = {}
+    if entry.filterbank:
+        for sample_rate in sorted({float(r) for r in sample_rates}):
+            plan = _plan(params, sample_rate)
+            banks.setdefault((plan.rate, plan.n_fft),
+                             _filterbank(params.kind, plan.rate, plan.n_fft, params.n_bands,
+                                         plan.f_min, plan.f_max))
+    return PreparedFrontEnd(params, entry, banks)
 
 
 def _band_centres(kind: str, n_bands: int, f_min: float, f_max: float) -> np.ndarray:
@@ -366,6 +613,13 @@ def band_frequencies(params: SpectrogramParams, sample_rate: float) -> np.ndarra
     """
     params = _check_params(params)
     sample_rate = check_positive("sample_rate", sample_rate)
+    entry = get_front_end(params.kind)
+    if not entry.filterbank:
+        if entry.band_frequencies is None:
+            raise ValueError(f"the {params.kind!r} front end was registered without "
+                             "band_frequencies; its band centres are unknown.")
+        return np.asarray(_resolve(params.kind, entry.band_frequencies)(params, sample_rate),
+                          dtype=np.float64)
     rate, _ = _analysis_rate(params, sample_rate)
     f_min, f_max = _band_limits(params, rate)
     return np.asarray(_band_centres(params.kind, params.n_bands, f_min, f_max), dtype=np.float64)
@@ -399,7 +653,8 @@ def _power_frames(padded: np.ndarray, n_fft: int, hop: int, win: int) -> np.ndar
 
 
 def compute_spectrogram(waveform: np.ndarray, sample_rate: float,
-                        params: SpectrogramParams) -> np.ndarray:
+                        params: SpectrogramParams, *,
+                        prepared: PreparedFrontEnd | None = None) -> np.ndarray:
     """Spectrogram of a sound on the response time grid.
 
     Parameters
@@ -410,6 +665,9 @@ def compute_spectrogram(waveform: np.ndarray, sample_rate: float,
         Its rate, Hz, > 0.
     params : SpectrogramParams
         The front end.
+    prepared : PreparedFrontEnd, optional
+        Made by :func:`prepare_front_end` for ``params`` (how worker processes
+        get the filter banks without importing librosa); by default made here.
 
     Returns
     -------
@@ -430,12 +688,23 @@ def compute_spectrogram(waveform: np.ndarray, sample_rate: float,
     y = _check_waveform(waveform)
     sample_rate = check_positive("sample_rate", sample_rate)
     n_frames = n_bins_for_duration(y.size, sample_rate, params.dt_ms)
-    rate, hop = _analysis_rate(params, sample_rate)
-    f_min, f_max = _band_limits(params, rate)
-    win = _window_length(params.window_ms, rate, hop)
-    n_fft = 1 << (win - 1).bit_length()
+    if prepared is None:
+        prepared = PreparedFrontEnd(params, get_front_end(params.kind).resolved())
+    elif prepared.params != params:
+        raise ValueError("prepared was made for other parameters than params; call "
+                         "prepare_front_end(params, ...) again.")
+    if not prepared.entry.filterbank:
+        spec = np.asarray(_resolve(params.kind, prepared.entry.compute)(y, sample_rate, params),
+                          dtype=np.float32)
+        if spec.shape != (params.n_bands, n_frames):
+            raise ValueError(f"the {params.kind!r} front end returned shape {spec.shape}; the "
+                             f"grid needs ({params.n_bands}, {n_frames}) for this sound.")
+        return np.ascontiguousarray(spec)
+    plan = _plan(params, sample_rate)
+    rate, hop, win, n_fft = plan.rate, plan.hop, plan.win, plan.n_fft
     if n_frames == 0:
         return np.zeros((params.n_bands, 0), dtype=np.float32)
+    weights = prepared.weights(plan)
     y = _resample(y, sample_rate, rate)
 
     # Padded sample j holds sound sample j - lead. A window of win samples sits
@@ -449,7 +718,6 @@ def compute_spectrogram(waveform: np.ndarray, sample_rate: float,
     if n_copy > 0:
         padded[dst:dst + n_copy] = y[src:src + n_copy]
     power = _power_frames(padded, n_fft, hop, win)
-    weights = _filterbank(params.kind, rate, n_fft, params.n_bands, f_min, f_max)
     spec = _compress(weights @ power, params.compression)
     return np.ascontiguousarray(spec, dtype=np.float32)
 

@@ -1,66 +1,43 @@
-"""Worker-side pieces of the spike-train audio pipeline (no torch import).
+"""Worker-side pieces of the audio build pipeline (no torch import).
 
 :func:`stim_task` runs in joblib worker processes, which import this module to
-unpickle their work; it and the types it receives (:class:`StimSource`,
-:class:`AudioFrontEnd`, :class:`SpikeTrains`) import only numpy, scipy, soxr,
-soundfile and the raw readers, so a worker starts in a fraction of a second
-instead of loading torch.
+unpickle their work; it and the types it receives (the stimulus sources of
+:mod:`~deepstrf.datasets.audio._stimuli`, :class:`AudioFrontEnd`, the
+response sources of :mod:`~deepstrf.datasets._responses`) import only numpy,
+scipy, soxr, soundfile and the raw readers, so a worker starts in a fraction
+of a second instead of loading torch.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from deepstrf._validation import check_choice, check_int, check_positive
+from deepstrf.datasets._responses import (
+    BinnedRows,
+    ContinuousTrace,
+    SpikeTrains,
+    render_responses,
+    response_bins,
+)
+from deepstrf.datasets.audio._stimuli import (
+    SpectrogramArrayStim,
+    StimSource,
+    WaveformArrayStim,
+    WavStim,
+)
 
-__all__ = ["AudioFrontEnd", "DEFAULT_SMOOTH_MS", "SpikeTrains", "StimSource", "make_front_end",
-           "stim_task"]
+__all__ = ["AudioFrontEnd", "BinnedRows", "ContinuousTrace", "DEFAULT_SMOOTH_MS",
+           "SpectrogramArrayStim", "SpikeTrains", "StimSource", "WavStim", "WaveformArrayStim",
+           "make_front_end", "stim_task"]
 
 #: Window of the PSTH smoothing when ``smooth=True`` (Hsu, Borst & Theunissen 2004).
 DEFAULT_SMOOTH_MS = 21.0
-
-
-class SpikeTrains(NamedTuple):
-    """The trials of one (stimulus, neuron) pair: all spike times (ms from onset)
-    one trial after the other, and the number of spikes of each trial.
-
-    One pair of arrays instead of one array per trial: sending thousands of
-    small arrays between processes cost more than the work they carried.
-    """
-
-    times: np.ndarray
-    lengths: np.ndarray
-
-    @classmethod
-    def from_trials(cls, trials: Sequence[np.ndarray]) -> SpikeTrains:
-        arrays = [np.asarray(t, dtype=np.float64).reshape(-1) for t in trials]
-        return cls(np.concatenate(arrays) if arrays else np.zeros(0, np.float64),
-                   np.array([a.size for a in arrays], dtype=np.intp))
-
-    @property
-    def n_trials(self) -> int:
-        return len(self.lengths)
-
-    def merged(self, other: SpikeTrains) -> SpikeTrains:
-        """These trials followed by ``other``'s (a stimulus presented twice)."""
-        return SpikeTrains(np.concatenate([self.times, other.times]),
-                           np.concatenate([self.lengths, other.lengths]))
-
-
-@dataclass(frozen=True)
-class StimSource:
-    """One stimulus of a recording: its wav file and metadata."""
-
-    path: Path
-    meta: dict[str, Any]
-    expected_sr: float | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +49,20 @@ class AudioFrontEnd:
     return_waveform: bool
     audio_fs: float | None
     smooth_ms: float | None
+    #: the spectrogram made ready in the parent (filter banks, resolved functions);
+    #: derived from ``spectrogram``, so it is not part of the cache key
+    prepared: Any = field(default=None, compare=False, repr=False)
+
+    def prepare(self, sample_rates: Any) -> AudioFrontEnd:
+        """This front end with its spectrogram prepared for sounds at these rates."""
+        import dataclasses
+
+        from deepstrf.preprocessing.spectrogram import prepare_front_end
+
+        if self.return_waveform:
+            return self
+        return dataclasses.replace(self, prepared=prepare_front_end(self.spectrogram,
+                                                                    sample_rates))
 
     def to_dict(self) -> dict[str, Any]:
         return {"dt_ms": self.dt_ms, "spectrogram": self.spectrogram.to_dict(),
@@ -79,14 +70,17 @@ class AudioFrontEnd:
                 "smooth_ms": self.smooth_ms}
 
 
-def make_front_end(*, dt_ms: Any, smooth: Any, n_mels: Any, compression: Any, window_ms: Any,
-                   return_waveform: Any, audio_fs: Any, spectrogram: Any = None,
-                   kind: str = "mel") -> AudioFrontEnd:
+def make_front_end(*, dt_ms: Any, smooth: Any, compression: Any, window_ms: Any,
+                   return_waveform: Any, audio_fs: Any, n_bands: Any = None,
+                   n_mels: Any = None, default_n_bands: int | None = None,
+                   spectrogram: Any = None, kind: str = "mel",
+                   f_min: Any = 0.0, f_max: Any = None) -> AudioFrontEnd:
     """Check the audio arguments shared by the datasets (before any I/O).
 
     Parameters are those of the dataset constructors; ``spectrogram`` (a
     :class:`~deepstrf.preprocessing.spectrogram.SpectrogramParams`) replaces
-    ``n_mels``/``compression``/``window_ms`` when given.
+    ``n_bands``/``compression``/``window_ms``/``f_min``/``f_max`` when given.
+    ``n_mels`` is the CRCNS classes' older name of ``n_bands``; give one.
     """
     from deepstrf.preprocessing.spectrogram import SpectrogramParams
 
@@ -99,9 +93,17 @@ def make_front_end(*, dt_ms: Any, smooth: Any, n_mels: Any, compression: Any, wi
         raise TypeError(f"smooth must be True, False or a window in ms; got {smooth!r}.")
     if not isinstance(return_waveform, bool):
         raise TypeError(f"return_waveform must be True or False; got {return_waveform!r}.")
+    if n_mels is not None and n_bands is not None and n_mels != n_bands:
+        raise ValueError(f"n_mels is another name of n_bands; give one of them, not both "
+                         f"(got n_bands={n_bands!r}, n_mels={n_mels!r}).")
+    band_arg = ("n_mels", n_mels) if n_mels is not None else \
+        ("n_bands", default_n_bands if n_bands is None else n_bands)
     if spectrogram is None:
+        if band_arg[1] is None:
+            raise TypeError("n_bands (the number of frequency bands) is required.")
         spectrogram = SpectrogramParams(dt_ms=dt_ms, kind=kind,
-                                        n_bands=check_int("n_mels", n_mels, minimum=1),
+                                        n_bands=check_int(*band_arg, minimum=1),
+                                        f_min=f_min, f_max=f_max,
                                         window_ms=check_positive("window_ms", window_ms),
                                         compression=check_choice(
                                             "compression", compression,
@@ -125,33 +127,20 @@ def make_front_end(*, dt_ms: Any, smooth: Any, n_mels: Any, compression: Any, wi
 
 
 def stim_task(task: tuple) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """One stimulus: its audio on the response grid, and every neuron's trials binned.
+    """One stimulus: its sound on the response grid, and every neuron's repeats on it.
 
-    ``task`` is ``(StimSource, AudioFrontEnd, times, lengths)`` with the spike
-    trains of all the stimulus's neurons one after the other. Returns the stim
-    array (``(1, F, T)`` spectrogram or ``(1, T * hop)`` waveform), the
-    ``(n_trials, T)`` counts (smoothed if asked) and the audio facts, among
-    them ``n_bins`` (T).
+    ``task`` is ``(stimulus source, AudioFrontEnd, response sources)``, the
+    sources of all the stimulus's neurons one after the other (spike trains
+    of several neurons may come merged in one :class:`SpikeTrains`). Returns
+    the stim array (``(1, F, T)`` spectrogram or ``(1, T * hop)`` waveform),
+    the ``(n_rows, T)`` responses (counts smoothed if asked) and the stimulus
+    facts, among them ``n_bins`` (T).
     """
-    from deepstrf.io.readers import read_wav
-    from deepstrf.preprocessing.spectrogram import compute_spectrogram, waveform_on_grid
-    from deepstrf.preprocessing.spikes import (
-        bin_flat_spike_times,
-        hanning_kernel,
-        n_bins_for_duration,
-        smooth_rows,
-    )
-
-    source, front, times, lengths = task
-    wave, sr = read_wav(source.path, expected_sr=source.expected_sr)
-    T = n_bins_for_duration(len(wave), sr, front.dt_ms)
-    if front.return_waveform:
-        stim = waveform_on_grid(wave, sr, front.dt_ms, front.audio_fs)[None, :]
-    else:
-        stim = compute_spectrogram(wave, sr, front.spectrogram)[None, :, :]
-    counts = bin_flat_spike_times(times, lengths, front.dt_ms, T)
-    if front.smooth_ms is not None and len(counts):
-        counts = smooth_rows(counts, hanning_kernel(front.smooth_ms, front.dt_ms))
-    facts = {"sample_rate": float(sr), "n_samples": int(len(wave)),
-             "duration_s": float(len(wave)) / float(sr), "n_bins": int(T)}
-    return stim.astype(np.float32, copy=False), counts, facts
+    source, front, responses = task
+    n_bins = source.n_bins
+    if n_bins == "response":
+        n_bins = response_bins(responses, front.dt_ms, str(source.meta.get("name", "")))
+    stim, facts = source.render(front, n_bins)
+    rows = render_responses(responses, front.dt_ms, int(facts["n_bins"]),
+                            onset_ms=-float(source.inset_ms), smooth_ms=front.smooth_ms)
+    return stim, rows, facts

@@ -1,69 +1,86 @@
-"""Shared pipeline of the audio datasets recorded as spike times.
+"""The build pipeline of the audio datasets.
 
-A dataset module's parse hook returns a :class:`SpikeRecording`: the stimuli
-(a wav file each, with metadata), the neurons (metadata), and for every
-(stimulus, neuron) pair that was recorded the trials as arrays of spike times
-in ms relative to stimulus onset. :func:`build_spike_audio` turns it into
-tensors, one task per stimulus through
-:func:`~deepstrf.preprocessing.parallel_map`: put its audio on the response
-grid (a spectrogram, or the waveform fitted to the grid), bin every neuron's
-trials on the same T bins (spikes before onset and after the end dropped) and
-smooth them if asked. Empty trials stay as zero-count repeats. Stimuli no
-neuron heard and neurons with no data are dropped.
+A dataset module's parse hook returns a :class:`Recording`: the stimuli (a
+stimulus source each, :mod:`~deepstrf.datasets.audio._stimuli`, with its
+metadata), the neurons (metadata), and for every (stimulus, neuron) pair that
+was recorded a response source (:mod:`~deepstrf.datasets._responses`: spike
+trains in ms from the sound's onset, pre-binned rows or a continuous trace).
+:func:`build_recording` turns it into tensors, one task per stimulus through
+:func:`~deepstrf.preprocessing.parallel_map`: put its sound on the response
+grid (a spectrogram of the chosen front end, the waveform fitted to the grid,
+or a precomputed spectrogram pooled to ``dt_ms``), render every neuron's
+repeats on the same T bins (spikes outside the grid dropped) and smooth counts
+if asked. Empty trials stay as zero-count repeats. Stimuli no neuron heard and
+neurons with no data are dropped. The filter banks of the front end are made
+once here, in the parent, for the rates the sources declare.
 """
 
 from __future__ import annotations
 
 import logging
-from abc import abstractmethod
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from deepstrf.datasets._responses import BinnedRows, ContinuousTrace, SpikeTrains
 from deepstrf.datasets._source import SourceDataset
 from deepstrf.datasets._storage import ResponseStore
-from deepstrf.datasets.audio._spike_tasks import (
-    AudioFrontEnd,
-    SpikeTrains,
+from deepstrf.datasets.audio._spike_tasks import AudioFrontEnd, make_front_end, stim_task
+from deepstrf.datasets.audio._stimuli import (
+    SpectrogramArrayStim,
     StimSource,
-    make_front_end,
-    stim_task,
+    WaveformArrayStim,
+    WavStim,
 )
 from deepstrf.datasets.audio.audio_dataset import AudioNeuralDataset
 from deepstrf.io.cache import BuiltData
 
-__all__ = ["AudioFrontEnd", "SpikeAudioDataset", "SpikeRecording", "SpikeTrains", "StimSource",
-           "build_spike_audio", "make_front_end"]
+__all__ = ["AudioFrontEnd", "AudioSourceDataset", "BinnedRows", "ContinuousTrace", "Recording",
+           "SpectrogramArrayStim", "SpikeAudioDataset", "SpikeRecording", "SpikeTrains",
+           "StimSource", "WavStim", "WaveformArrayStim", "build_recording", "build_spike_audio",
+           "make_front_end"]
 
 logger = logging.getLogger(__name__)
 
 @dataclass
-class SpikeRecording:
-    """What a spike-train dataset's parse hook returns.
+class Recording:
+    """What a dataset's parse hook returns.
 
-    ``trials[(s, n)]`` holds the spike trains (ms from onset) of every trial
-    of neuron n on stimulus s; a missing key is a pair not recorded.
+    ``trials[(s, n)]`` is the response source (every repeat) of neuron n on
+    stimulus s; a missing key is a pair not recorded.
     """
 
-    stims: list[StimSource]
+    stims: list[Any]
     neurons: list[dict[str, Any]]
-    trials: dict[tuple[int, int], SpikeTrains]
+    trials: dict[tuple[int, int], Any]
     sources: list[dict[str, Any]] = field(default_factory=list)
     #: tolerated data quirks, kind -> count (each also reported as a DataQuirkWarning)
     quirks: dict[str, int] = field(default_factory=dict)
 
 
-def build_spike_audio(recording: SpikeRecording, front: AudioFrontEnd, *,
-                      n_jobs: int | None = 1, progress: bool | None = None,
-                      owner: str = "") -> BuiltData:
+#: The name of :class:`Recording` when all its responses were spike trains.
+SpikeRecording = Recording
+
+
+def _merged(sources: list[Any]) -> list[Any]:
+    """Consecutive spike trains merged into one (cheaper to send to a worker)."""
+    out: list[Any] = []
+    for source in sources:
+        if out and isinstance(source, SpikeTrains) and isinstance(out[-1], SpikeTrains):
+            out[-1] = out[-1].merged(source)
+        else:
+            out.append(source)
+    return out
+
+
+def build_recording(recording: Recording, front: AudioFrontEnd, *,
+                    n_jobs: int | None = 1, progress: bool | None = None,
+                    owner: str = "") -> BuiltData:
     """Turn a parsed recording into a dataset's tensors (see the module docstring)."""
     from deepstrf.preprocessing.parallel import parallel_map
 
-    by_stim: dict[int, list[tuple[int, SpikeTrains]]] = {}
+    by_stim: dict[int, list[tuple[int, Any]]] = {}
     for (s, n), trains in sorted(recording.trials.items()):
         if trains.n_trials:
             by_stim.setdefault(s, []).append((n, trains))
@@ -78,8 +95,12 @@ def build_spike_audio(recording: SpikeRecording, front: AudioFrontEnd, *,
     if len(keep_stims) < len(recording.stims):
         logger.info("%s: %d stimulus/stimuli heard by no selected neuron are left out", owner,
                     len(recording.stims) - len(keep_stims))
-    tasks = [(recording.stims[s], front, np.concatenate([t.times for _, t in by_stim[s]]),
-              np.concatenate([t.lengths for _, t in by_stim[s]])) for s in keep_stims]
+    # filter banks made here, once, for the rates the sources declare (else read
+    # from the file headers), so workers need not import librosa
+    front = front.prepare({r for r in (_declared_rate(recording.stims[s]) for s in keep_stims)
+                           if r is not None})
+    tasks = [(recording.stims[s], front, _merged([t for _, t in by_stim[s]]))
+             for s in keep_stims]
     results = parallel_map(stim_task, tasks, n_jobs=n_jobs, progress=progress,
                            desc=f"{owner}: stimuli" if owner else "stimuli")
     stims, blocks, stim_meta = [], [], []
@@ -108,41 +129,34 @@ def build_spike_audio(recording: SpikeRecording, front: AudioFrontEnd, *,
                      quirks=dict(recording.quirks))
 
 
-class SpikeAudioDataset(SourceDataset, AudioNeuralDataset):
-    """Base of the audio datasets recorded as spike times (CRCNS AA1, AA2, AA4, ...).
+build_spike_audio = build_recording
 
-    Subclasses implement :meth:`_parse`; building, caching and validation come
-    from here and from :class:`~deepstrf.datasets._source.SourceDataset`.
+
+def _declared_rate(source: Any) -> float | None:
+    rate = source.declared_rate()
+    if rate is not None or not isinstance(source, WavStim):
+        return rate
+    import soundfile
+
+    try:
+        return float(soundfile.info(str(source.path)).samplerate)
+    except Exception:  # noqa: BLE001 - the worker's read reports a bad file properly
+        return None
+
+
+class AudioSourceDataset(SourceDataset, AudioNeuralDataset):
+    """Base of the audio datasets built from a public release (CRCNS AA1, AA2, AA4, NS1, ...).
+
+    Subclasses implement :meth:`~deepstrf.datasets._source.SourceDataset._parse`
+    returning a :class:`Recording`; initialisation, building, caching and
+    validation come from :class:`~deepstrf.datasets._source.SourceDataset`.
     """
 
-    _front_end: AudioFrontEnd
+    def _render(self, recording: Recording, front: Any, n_jobs: int | None,
+                progress: bool | None) -> BuiltData:
+        return build_recording(recording, front, n_jobs=n_jobs, progress=progress,
+                               owner=type(self).__name__)
 
-    def _init_source(self, path: Any, params: Mapping[str, Any], front: AudioFrontEnd, *,
-                     download: bool, username: str | None, password: str | None,
-                     n_jobs: int | None, cache: str, progress: bool | None,
-                     expect_full: bool) -> None:
-        """Initialise, then load from the cache or build (arguments already checked)."""
-        paths = self.default_paths(path)
-        AudioNeuralDataset.__init__(self, str(paths.root), front.dt_ms)
-        self._front_end = front
-        self._load(path, {**params, "front_end": front.to_dict()}, download=download,
-                   username=username, password=password, n_jobs=n_jobs, cache=cache,
-                   progress=progress, expect_full=expect_full)
 
-    @abstractmethod
-    def _parse(self, raw_dir: Path, params: Mapping[str, Any], n_jobs: int | None,
-               progress: bool | None) -> SpikeRecording:
-        """Read the raw folder into a :class:`SpikeRecording` (the dataset's hook)."""
-
-    def _build(self, raw_dir: Path, params: dict[str, Any], n_jobs: int | None,
-               progress: bool | None) -> BuiltData:
-        recording = self._parse(raw_dir, params, n_jobs, progress)
-        if not recording.neurons or not recording.trials:
-            from deepstrf.errors import RawDataError
-
-            shown = {k: v for k, v in params.items() if k != "front_end"}
-            raise RawDataError(f"{type(self).__name__}: no responses match the selection "
-                               f"{shown} in {raw_dir}. Widen areas/stimuli/animals or check "
-                               "the folder.")
-        return build_spike_audio(recording, self._front_end, n_jobs=n_jobs, progress=progress,
-                                 owner=type(self).__name__)
+#: The earlier name of :class:`AudioSourceDataset`.
+SpikeAudioDataset = AudioSourceDataset

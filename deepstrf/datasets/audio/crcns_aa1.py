@@ -24,7 +24,7 @@ Preprocessing
   of unit sum (Hsu, Borst & Theunissen 2004), so values stay spike counts;
   deepSTRF 0.1.0's kernel is not normalised (its smoothed counts are scaled by
   about K/2).
-* Stimuli: 32 kHz wavs (checked) to a mel spectrogram (``n_mels`` bands,
+* Stimuli: 32 kHz wavs (checked) to a mel spectrogram (``n_bands`` bands,
   ``window_ms`` window, ``compression``) whose frame k is centred on response
   bin k, or, with ``return_waveform=True``, the waveform on the response grid
   at ``audio_fs``.
@@ -45,7 +45,10 @@ animals : 'all' or sequence of str
 dt_ms : float, default 1.0
 smooth : bool or float, default True
     True: 21 ms Hanning smoothing; a number: that window in ms; False: none.
-n_mels, window_ms, compression : spectrogram settings (32, 10.0, 'cubic').
+n_bands, window_ms, compression : spectrogram settings (32, 10.0, 'cubic').
+    ``n_bands`` is the number of mel bands F.
+n_mels : int, optional
+    The older name of ``n_bands`` (deepSTRF 0.1.0), still accepted.
 spectrogram : SpectrogramParams, optional
     Full control of the front end (replaces the three settings above).
 return_waveform : bool, default False
@@ -125,12 +128,14 @@ class CRCNSAA1Dataset(SpikeAudioDataset):
 
     def __init__(self, path: Any = None, areas: Any = AREAS, stimuli: Any = STIMULI,
                  animals: Any = "all", dt_ms: float = 1.0, smooth: bool | float = True,
-                 n_mels: int = 32, compression: str = "cubic", window_ms: float = 10.0,
+                 n_bands: int | None = None, compression: str = "cubic", window_ms: float = 10.0,
                  return_waveform: bool = False, audio_fs: int = 32000, download: bool = False,
                  username: str | None = None, password: str | None = None, *,
-                 spectrogram: Any = None, n_jobs: int | None = 1, cache: str = "use",
+                 spectrogram: Any = None,
+                 n_mels: int | None = None, n_jobs: int | None = 1, cache: str = "use",
                  progress: bool | None = None):
-        front = make_front_end(dt_ms=dt_ms, smooth=smooth, n_mels=n_mels,
+        front = make_front_end(dt_ms=dt_ms, smooth=smooth, n_bands=n_bands, n_mels=n_mels,
+                               default_n_bands=32,
                                compression=compression, window_ms=window_ms,
                                return_waveform=return_waveform, audio_fs=audio_fs,
                                spectrogram=spectrogram)

@@ -45,7 +45,7 @@ areas : str or sequence, default all
     groups ``'Field_L'`` (also ``'L'``), ``'MLd'``.
 stimuli : str or sequence of {'conspecific', 'flatrip', 'songrip'}
 animals : 'all' or sequence of bird ids (cell-name prefix)
-dt_ms, smooth, n_mels, window_ms, compression, spectrogram, return_waveform,
+dt_ms, smooth, n_bands, n_mels, window_ms, compression, spectrogram, return_waveform,
 audio_fs, download, username, password, n_jobs, cache, progress :
     As for :class:`~deepstrf.datasets.audio.crcns_aa1.CRCNSAA1Dataset`.
 
@@ -125,12 +125,14 @@ class CRCNSAA2Dataset(SpikeAudioDataset):
 
     def __init__(self, path: Any = None, areas: Any = ("Field_L", "mld", "OV", "CM", "None"),
                  stimuli: Any = STIMULI, animals: Any = "all", dt_ms: float = 1.0,
-                 smooth: bool | float = True, n_mels: int = 32, compression: str = "cubic",
+                 smooth: bool | float = True, n_bands: int | None = None,
+                 compression: str = "cubic",
                  window_ms: float = 10.0, return_waveform: bool = False, audio_fs: int = 32000,
                  download: bool = False, username: str | None = None,
-                 password: str | None = None, *, spectrogram: Any = None,
+                 password: str | None = None, *, spectrogram: Any = None, n_mels: int | None = None,
                  n_jobs: int | None = 1, cache: str = "use", progress: bool | None = None):
-        front = make_front_end(dt_ms=dt_ms, smooth=smooth, n_mels=n_mels,
+        front = make_front_end(dt_ms=dt_ms, smooth=smooth, n_bands=n_bands, n_mels=n_mels,
+                               default_n_bands=32,
                                compression=compression, window_ms=window_ms,
                                return_waveform=return_waveform, audio_fs=audio_fs,
                                spectrogram=spectrogram)

@@ -38,7 +38,7 @@ path : path-like, optional
 animals : 'all' or sequence of the six bird ids
 stimuli : str or sequence of {'song', 'call', 'mlnoise'}
 unit_types : sequence of {'single', 'multi', 'noise', 'tdt'}, default ('single', 'multi')
-dt_ms, smooth, n_mels, window_ms, compression, spectrogram, return_waveform,
+dt_ms, smooth, n_bands, n_mels, window_ms, compression, spectrogram, return_waveform,
 audio_fs, download, username, password, n_jobs, cache, progress :
     As for :class:`~deepstrf.datasets.audio.crcns_aa1.CRCNSAA1Dataset`.
 
@@ -101,13 +101,15 @@ class CRCNSAA4Dataset(SpikeAudioDataset):
     cache_version = 1
 
     def __init__(self, path: Any = None, animals: Any = "all", stimuli: Any = STIMULI,
-                 dt_ms: float = 1.0, smooth: bool | float = True, n_mels: int = 32,
+                 dt_ms: float = 1.0, smooth: bool | float = True, n_bands: int | None = None,
                  compression: str = "cubic", window_ms: float = 10.0,
                  return_waveform: bool = False, audio_fs: int = 24000, download: bool = False,
                  username: str | None = None, password: str | None = None, *,
                  unit_types: Any = ("single", "multi"), spectrogram: Any = None,
+                 n_mels: int | None = None,
                  n_jobs: int | None = 1, cache: str = "use", progress: bool | None = None):
-        front = make_front_end(dt_ms=dt_ms, smooth=smooth, n_mels=n_mels,
+        front = make_front_end(dt_ms=dt_ms, smooth=smooth, n_bands=n_bands, n_mels=n_mels,
+                               default_n_bands=32,
                                compression=compression, window_ms=window_ms,
                                return_waveform=return_waveform, audio_fs=audio_fs,
                                spectrogram=spectrogram)
