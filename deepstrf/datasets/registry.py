@@ -19,6 +19,7 @@ DATASETS: dict[str, str] = {
     "aa2": "deepstrf.datasets.audio.crcns_aa2:CRCNSAA2Dataset",
     "aa4": "deepstrf.datasets.audio.crcns_aa4:CRCNSAA4Dataset",
     "ns1": "deepstrf.datasets.audio.ns1:NS1Dataset",
+    "alice_eeg": "deepstrf.datasets.audio.alice_eeg:AliceEEGDataset",
 }
 
 
