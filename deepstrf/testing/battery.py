@@ -54,6 +54,10 @@ class BatteryCase:
         A bin width the dataset accepts.
     bad_kwargs : tuple of dict
         Further arguments its own rules refuse (before any I/O).
+    continuous : bool
+        The responses are continuous signals (EEG): ``pairs`` then gives the
+        expected ``(R, T)`` rows themselves, compared to float32 precision,
+        and no ``smooth`` argument is passed.
     """
 
     name: str
@@ -63,6 +67,7 @@ class BatteryCase:
     kwargs: dict[str, Any] = field(default_factory=dict)
     dt_ms: float = 5.0
     bad_kwargs: tuple[dict[str, Any], ...] = ()
+    continuous: bool = False
 
 
 _CASES: dict[str, BatteryCase] = {}
