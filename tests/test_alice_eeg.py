@@ -369,3 +369,76 @@ def test_fixture_word_table_round_trips(tree):
         if seg.words:
             np.testing.assert_array_equal(table[s]["onset"], seg.word_onsets_s())
             np.testing.assert_array_equal(table[s]["NGRAM"], seg.word_values("NGRAM"))
+
+
+# --- download ------------------------------------------------------------------
+
+PUBLISHED_MD5 = {"stimuli.zip": "4336a47bef7d3e63239c40c0623dc186",
+                 "eeg.0.zip": "d63d96a6e5080578dbf71320ddbec0a0",
+                 "eeg.1.zip": "bdc65f168db4c0f19bb0fed20eae129b",
+                 "eeg.2.zip": "3fb33ca1c4640c863a71bddd45006815"}
+
+
+def test_remote_files_carry_the_published_md5s():
+    files = {f.name: f for f in AliceEEGDataset.remote_files}
+    assert {n: f.md5 for n, f in files.items()} == PUBLISHED_MD5
+    assert all(f.url.startswith("https://drum.lib.umd.edu/bitstreams/") for f in files.values())
+
+
+def _serve_zips(tmp_path, monkeypatch, server, md5=None):
+    import hashlib
+
+    from deepstrf.io.download import RemoteFile
+    from deepstrf.testing.fixtures.alice import write_alice_zips
+
+    # one subject in each eeg.N.zip (11 per archive, in the listed order)
+    fx = write_alice_eeg(tmp_path / "src", subjects=("S01", "S26", "S37"),
+                         segment_durations_s=DURATION_FACTOR, seed=9)
+    zips = write_alice_zips(fx, tmp_path / "zips")
+    files = []
+    for name, path in zips.items():
+        data = path.read_bytes()
+        server.add_file(f"/bitstreams/{name}", data)
+        digest = hashlib.md5(data).hexdigest() if md5 is None else md5
+        files.append(RemoteFile(name, url=server.url_for(f"/bitstreams/{name}"), md5=digest))
+    monkeypatch.setattr(AliceEEGDataset, "remote_files", tuple(files))
+    return fx
+
+
+def test_download_unpacks_the_four_zips_into_one_tree_and_loads(tmp_path, monkeypatch):
+    from deepstrf.testing import LocalHTTPServer
+
+    with LocalHTTPServer() as server:
+        fx = _serve_zips(tmp_path, monkeypatch, server)
+        ds, msgs = _build(tmp_path / "home_ds", download=True, **POOL)
+    raw = tmp_path / "home_ds" / "raw"
+    assert (raw / "eeg" / "S01" / "S01_alice-raw.fif").is_file()
+    assert (raw / "eeg" / "S26" / "S26_alice-raw.fif").is_file()
+    assert (raw / "eeg" / "S37" / "S37_alice-raw.fif").is_file()
+    assert any("S26" in m for m in msgs)
+    assert (raw / "stimuli" / "12.wav").is_file()
+    truth = alice_pooled_truth(fx)
+    stims, cells = _index(ds)
+    assert int(ds.nrn_masks.sum()) == len(truth)
+    for (stim, cell), rows in list(truth.items())[::37]:
+        np.testing.assert_allclose(ds.responses[stims[stim]][cells[cell]].numpy(), rows,
+                                   rtol=1e-5, atol=1e-12)
+
+
+def test_download_with_a_wrong_md5_is_refused(tmp_path, monkeypatch):
+    """A served file whose MD5 is not the published one is not used (no tree, no cache)."""
+    from deepstrf.errors import ChecksumError
+    from deepstrf.io.download import RemoteFile
+    from deepstrf.testing import LocalHTTPServer
+
+    with LocalHTTPServer() as server:
+        files = []
+        for name, md5 in PUBLISHED_MD5.items():
+            server.add_file(f"/bitstreams/{name}", b"PK not the release's bytes")
+            files.append(RemoteFile(name, url=server.url_for(f"/bitstreams/{name}"), md5=md5))
+        monkeypatch.setattr(AliceEEGDataset, "remote_files", tuple(files))
+        with pytest.raises(ChecksumError, match=r"(stimuli|eeg\.\d)\.zip"):
+            AliceEEGDataset(tmp_path / "home_ds", download=True, **POOL)
+    raw = tmp_path / "home_ds" / "raw"
+    assert not (raw / "eeg").exists() and not (raw / "stimuli").exists()
+    assert not [e for e in _entries(tmp_path / "home_ds") if not e.startswith(".")]
