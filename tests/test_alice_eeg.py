@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
 mne = pytest.importorskip("mne")
 
@@ -442,3 +443,86 @@ def test_download_with_a_wrong_md5_is_refused(tmp_path, monkeypatch):
     raw = tmp_path / "home_ds" / "raw"
     assert not (raw / "eeg").exists() and not (raw / "stimuli").exists()
     assert not [e for e in _entries(tmp_path / "home_ds") if not e.startswith(".")]
+
+
+# --- BAD_ spans, waveform mode, workers, metrics ---------------------------------
+
+def test_bad_annotation_spans_are_nan(tmp_path):
+    fx = _small_tree(tmp_path)
+    rec = fx.subjects["S01"]
+    raw = mne.io.read_raw_fif(rec.path, preload=True, verbose="error")
+    onset3 = rec.onsets_s[3]
+    # orig_time of the file's annotations: onsets on the recording clock
+    raw.annotations.append(onset3 + 0.5 + raw.first_samp / 500.0, 0.2, "BAD_muscle")
+    raw.save(rec.path, overwrite=True, verbose="error")
+    ds, _ = _build(tmp_path, cache="off", **POOL)
+    stims, cells = _index(ds)
+    row = ds.responses[stims["3.wav"]][cells["S01_1"]].numpy()[0]
+    nan_bins = np.flatnonzero(np.isnan(row))
+    # bins of 10 ms touching [0.5, 0.7) s after the onset (the onset rounds to a 2 ms sample)
+    assert nan_bins.min() in (49, 50) and nan_bins.max() in (69, 70)
+    assert np.array_equal(nan_bins, np.arange(nan_bins.min(), nan_bins.max() + 1))
+    truth = alice_pooled_truth(fx)[("3.wav", "S01_1")][0]
+    keep = np.ones(row.size, bool)
+    keep[nan_bins] = False
+    np.testing.assert_allclose(row[keep], truth[keep], rtol=1e-5, atol=1e-12)
+    # the other segments are untouched
+    np.testing.assert_allclose(ds.responses[stims["4.wav"]][cells["S01_1"]].numpy(),
+                               alice_pooled_truth(fx)[("4.wav", "S01_1")], rtol=1e-5,
+                               atol=1e-12)
+
+
+def test_waveform_mode_keeps_the_grid(tree):
+    root, fx = tree
+    ds, _ = _build(root, cache="off", return_waveform=True, audio_fs=44100, **POOL)
+    for s, meta in enumerate(ds.stim_meta):
+        T = meta["n_bins"]
+        assert tuple(ds.stims[s].shape) == (1, T * 441)
+        assert ds.responses[s][0].shape[-1] == T
+        seg = fx.segments[meta["segment"]]
+        wave, _ = soundfile.read(seg.wav, dtype="float32")
+        np.testing.assert_allclose(ds.stims[s][0, :wave.size].numpy(), wave, atol=1e-6)
+
+
+def test_results_do_not_depend_on_n_jobs(tree):
+    root, _ = tree
+    one, _ = _build(root, cache="off", n_jobs=1, lp_freq_hz=30.0)
+    two, _ = _build(root, cache="off", n_jobs=2, lp_freq_hz=30.0)
+    for s in range(12):
+        for n in range(len(one.nrn_meta)):
+            np.testing.assert_array_equal(one.responses[s][n].numpy(),
+                                          two.responses[s][n].numpy())
+
+
+def test_metrics_and_collate_work_on_the_eeg(built):
+    """neural_collate batches and corrcoef on repeats-mode EEG, against numpy on the valid bins."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from deepstrf.metrics import corrcoef
+    from deepstrf.utils.data import neural_collate
+
+    _, ds, _ = built
+    preds, resps = [], []
+    for batch in DataLoader(ds, batch_size=5, collate_fn=neural_collate):
+        y = batch["responses"]
+        assert y.dtype == torch.float32 and y.shape[2] == 2
+        preds.append(torch.nan_to_num(y[:, :, :1], nan=0.0))  # subject S01 predicts the PSTH
+        resps.append(y)
+    cc = torch.cat([corrcoef(p, y, reduction="none")[None] for p, y in
+                    zip(preds, resps)])  # per batch, to exercise the NaN handling
+    assert cc.shape == (len(preds), 61)
+    pred = np.concatenate([p.numpy()[:, :, 0].transpose(1, 0, 2).reshape(61, -1)
+                           for p in preds[:1]], axis=1)
+    y = resps[0].numpy()
+    good = [n for n, m in enumerate(ds.nrn_meta) if not m["bad_subjects"]]
+    assert good
+    for n in good[:10]:
+        rows = y[:, n]                                   # (B, 2, T)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            psth = np.nanmean(rows, axis=1).ravel()
+        p = pred[n]
+        ok = np.isfinite(psth)
+        expected = np.corrcoef(p[ok], psth[ok])[0, 1]
+        assert cc[0, n].item() == pytest.approx(expected, abs=1e-4)
