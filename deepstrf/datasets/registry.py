@@ -21,6 +21,7 @@ DATASETS: dict[str, str] = {
     "aa4": "deepstrf.datasets.audio.crcns_aa4:CRCNSAA4Dataset",
     "le2025": "deepstrf.datasets.audio.le_2025:Le2025Dataset",
     "ns1": "deepstrf.datasets.audio.ns1:NS1Dataset",
+    "alice_eeg": "deepstrf.datasets.audio.alice_eeg:AliceEEGDataset",
 }
 
 

@@ -49,7 +49,8 @@ class BatteryCase:
         times (ms from onset) of each of its repeats. Names are
         ``stim_meta['name']`` and ``nrn_meta['cell_id']``.
     kwargs : dict
-        Constructor arguments of the load (``smooth=False`` is added).
+        Constructor arguments of the load (``smooth=False`` is added when the
+        constructor has that parameter).
     dt_ms : float
         A bin width the dataset accepts.
     bad_kwargs : tuple of dict

@@ -5,6 +5,7 @@ from __future__ import annotations
 from deepstrf._lazy import lazy_exports
 
 _LAZY = {
+    "AliceEEGDataset": "deepstrf.datasets.audio.alice_eeg",
     "AudioNeuralDataset": "deepstrf.datasets.audio.audio_dataset",
     "CRCNSAA1Dataset": "deepstrf.datasets.audio.crcns_aa1",
     "CRCNSAA2Dataset": "deepstrf.datasets.audio.crcns_aa2",
