@@ -495,7 +495,7 @@ def _mne() -> Any:
     try:
         import mne
     except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("EEG preprocessing needs MNE-Python: pip install 'deepstrf[eeg]' "
+        raise ImportError("EEG preprocessing needs MNE-Python: pip install 'deepstrf-datasets[eeg]' "
                           "(or pip install mne).") from err
     return mne
 
