@@ -211,3 +211,26 @@ def test_fill_doc_inserts_shared_text_at_the_placeholder_indent():
     assert DOCS["dt_ms"].splitlines()[1].strip() in Documented.__doc__
     with pytest.raises(KeyError, match="no shared text for %\\(nope\\)s"):
         fill_doc("x\n    %(nope)s\n")
+
+
+def test_a_build_imports_neither_librosa_nor_scipy_signal(stereo_wav, tmp_path):
+    import subprocess
+    import sys
+
+    path = stereo_wav[0]
+    code = f"""
+import sys
+from deepstrf.datasets.audio._spike_tasks import make_front_end
+from deepstrf.datasets.audio._spikes_audio import Recording, build_recording
+from deepstrf.datasets._responses import SpikeTrains
+from deepstrf.datasets.audio._stimuli import WavStim
+front = make_front_end(dt_ms=5.0, smooth=True, compression="cubic", window_ms=10.0,
+                       return_waveform=False, audio_fs=None, n_bands=16)
+rec = Recording(stims=[WavStim({str(path)!r}, {{"name": "a"}})], neurons=[{{"cell_id": "x"}}],
+                trials={{(0, 0): SpikeTrains.from_trials([[1.0, 30.0]])}})
+built = build_recording(rec, front, n_jobs=1)
+print(built.stims[0].shape, "librosa" in sys.modules, "scipy.signal" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[-2:] == ["False", "False"]

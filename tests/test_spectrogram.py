@@ -409,3 +409,26 @@ def test_worker_applies_a_prepared_mel_front_end_without_importing_librosa(tmp_p
     assert out.stdout.strip() == "False"
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"),
                                   compute_spectrogram(y, 16000, params))
+
+
+@pytest.mark.parametrize(("rate", "n_fft", "n_bands", "f_min", "f_max"),
+                         [(32000.0, 512, 32, 0.0, 16000.0), (24000.0, 256, 64, 0.0, 12000.0),
+                          (48800.0, 1024, 34, 500.0, 22600.0), (16000.0, 400, 80, 20.0, 8000.0),
+                          (44100.0, 2048, 128, 0.0, 22050.0)])
+def test_mel_bank_is_librosas_element_for_element(rate, n_fft, n_bands, f_min, f_max):
+    import warnings
+
+    import librosa
+
+    from deepstrf.preprocessing import spectrogram as sp
+
+    ours = sp._filterbank("mel", rate, n_fft, n_bands, f_min, f_max)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # librosa warns about its empty bands
+        ref = librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_bands, fmin=f_min,
+                                  fmax=f_max, htk=True, norm=None)
+    filled = (ref > 0).any(axis=1)
+    np.testing.assert_array_equal(ours[filled], ref[filled])
+    # librosa leaves a band narrower than an FFT bin empty; ours takes the nearest bin
+    for band in np.flatnonzero(~filled):
+        assert ours[band].sum() == 1.0 and (ours[band] > 0).sum() == 1

@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from deepstrf.datasets._responses import BinnedRows, ContinuousTrace, SpikeTrains
@@ -64,12 +65,19 @@ SpikeRecording = Recording
 
 
 def _merged(sources: list[Any]) -> list[Any]:
-    """Consecutive spike trains merged into one (cheaper to send to a worker)."""
+    """Runs of consecutive spike trains merged into one each (cheaper to send to a worker)."""
     out: list[Any] = []
-    for source in sources:
-        if out and isinstance(source, SpikeTrains) and isinstance(out[-1], SpikeTrains):
-            out[-1] = out[-1].merged(source)
-        else:
+    run: list[SpikeTrains] = []
+    for source in [*sources, None]:
+        if isinstance(source, SpikeTrains):
+            run.append(source)
+            continue
+        if run:
+            out.append(run[0] if len(run) == 1 else SpikeTrains(
+                np.concatenate([t.times for t in run]),
+                np.concatenate([t.lengths for t in run])))
+            run = []
+        if source is not None:
             out.append(source)
     return out
 

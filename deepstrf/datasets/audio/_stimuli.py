@@ -79,7 +79,7 @@ class _Waveform:
         # long enough for T bins, never shorter than the sound (its last frames
         # see the sound's tail, not silence, when T crops it)
         need = max(lead + len(wave), int(math.floor(T * front.dt_ms * sr / 1000.0 + 1e-6)))
-        if need > len(wave):
+        if lead or T > natural:
             padded = np.zeros(need, dtype=np.float32)
             padded[lead:lead + len(wave)] = wave
         else:  # the sound as it is (no copy, and no resampling of added silence)
