@@ -14,31 +14,23 @@ access     open, Zenodo record 8044773: per area the population recording,
 
 Preprocessing
 -------------
-* Grid: each 1.5 s epoch (0.25 s ``PreStimSilence``, 1 s sound, 0.25 s
-  ``PostStimSilence``), 150 bins of 10 ms; ``dt_ms`` a multiple of 10 pools
-  them (stimulus bins averaged, counts summed).
-* Stimuli: the population recording's ``stim`` signal (18 ozgf bands at
-  100 Hz), ``log1p``-compressed as deepSTRF does; values that are already
-  negative (a logarithmic file) are kept as they are, with a warning. With
-  ``return_waveform=True``: the wavs of ``wav.zip`` at ``audio_fs``, inset at
-  the ``PreStimSilence`` (0.25 s), names matched regardless of letter case.
+* Grid: each 1.5 s epoch (0.25 s silence, 1 s sound, 0.25 s silence) in
+  150 bins of 10 ms; ``dt_ms`` a multiple of 10 pools them.
+* Stimuli: the population ``stim`` signal (18 ozgf bands, 100 Hz), ``log1p``
+  as deepSTRF (a file with negative values is taken as already logarithmic,
+  with a warning); or the ``wav.zip`` sounds, inset 0.25 s, at ``audio_fs``.
 * Estimation responses: the population raster (counts per 10 ms), block
-  sums, NaN kept; a pair that is NaN throughout is not recorded (sentinel).
-* Validation responses: the single-site spike times (1 kHz), rasterised
-  with NEMS's ``floor(t * fs)`` rule (:mod:`deepstrf.io.nems`), 20 repeats,
-  counts per bin. Site cells are matched onto the population cell list,
-  also when the site file writes 3-digit electrodes (``TNC015a-001-1`` for
-  ``TNC015a-01-1``); population cells in no site file have sentinels for
-  the validation sounds, site cells not in the population are left out.
-* Unit: deepSTRF 0.1.0 min-max normalises the estimation responses over the
-  whole population matrix but leaves the validation ones as counts, two
-  scales in one dataset. Here both are counts per bin
-  (``response_scale='counts'``); use :meth:`normalize_responses` for a common
-  scale, or ``response_scale='deepstrf'`` to reproduce deepSTRF 0.1.0.
-* ``nrn_meta``: ``cell_id``, ``area``, ``auditory`` (``sig_auditory`` of the
-  prediction CSV, False for a cell without a row), ``site``, ``animal``,
-  ``electrode``, ``unit_in_electrode`` (None when the id does not parse).
-  ``stim_meta``: ``name`` (the epoch), ``subset`` ('est' or 'val'), ``wav``.
+  sums, NaN kept; a pair NaN throughout is not recorded (sentinel).
+* Validation responses: the site spike times (1 kHz) rasterised with NEMS's
+  ``floor(t * fs)`` rule, 20 repeats. Site cells are matched onto the
+  population's, also when electrodes have 3 digits (``TNC015a-001-1``);
+  population cells in no site file have sentinels here.
+* Unit: both subsets in counts per bin (deepSTRF 0.1.0 min-max scales the
+  estimation ones only: ``response_scale='deepstrf'``); use
+  :meth:`normalize_responses` for a common scale.
+* ``nrn_meta``: ``cell_id``, ``area``, ``auditory`` (``sig_auditory``; False
+  without a CSV row), ``site``, ``animal``, ``electrode``,
+  ``unit_in_electrode``. ``stim_meta``: ``name``, ``subset``, ``wav``.
 
 Parameters
 ----------
@@ -70,8 +62,6 @@ Dataset: doi:10.5281/zenodo.8044773
 
 from __future__ import annotations
 
-import csv
-import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -91,56 +81,21 @@ from deepstrf.datasets.audio._spikes_audio import (
     WavStim,
     make_front_end,
 )
+from deepstrf.datasets.audio._nat4_sites import NATIVE_MS, canonical, cell_parts, \
+    count_quirks, read_pred_correlation, read_site
 from deepstrf.errors import DataQuirkWarning, RawDataError
 from deepstrf.io.download import RemoteFile
 
 __doc__ = fill_doc(__doc__)
-__all__ = ["NAT4Dataset", "read_site"]
+__all__ = ["NAT4Dataset"]
 
-AREAS, NATIVE_MS, N_BANDS, SOUND_RATE = ("A1", "PEG"), 10.0, 18, 44100
+AREAS, N_BANDS, SOUND_RATE = ("A1", "PEG"), 18, 44100
 _ZENODO = "https://zenodo.org/api/records/8044773/files/{}/content"
-_CELL = re.compile(r"^(?P<animal>[A-Za-z]{3})(?P<num>\d+)(?P<letter>[a-z]?)-(?P<e>\d+)-(?P<u>\d+)$")
 
 
 def _names(area: str) -> dict[str, str]:
     return {"pop": f"{area}_NAT4_ozgf.fs100.ch18", "pred": f"{area}_pred_correlation.csv",
             "sites": f"{area}_single_sites"}
-
-
-def _canonical(cell: str) -> str:
-    """A cell id with its electrode and unit as plain integers (``TNC015a-1-1``)."""
-    m = _CELL.match(cell)
-    return cell if m is None else f"{cell.split('-')[0]}-{int(m['e'])}-{int(m['u'])}"
-
-
-def read_site(task: tuple[str, str, dict[str, tuple[int, float]]]) -> dict[str, Any]:
-    """One single-site recording: each channel's spikes per validation epoch (a worker task).
-
-    ``task`` is ``(container, member, {epoch: (samples at 100 Hz, shift ms)})``; times
-    come back in ms from the epoch's start minus the shift.
-    """
-    from deepstrf.io.nems import NemsFormatError, PointProcess, occurrence_spike_times, \
-        read_recording
-
-    container, member, wanted = task
-    rec = read_recording(container, member=member, signals=["resp"])
-    resp = rec["resp"]
-    if not isinstance(resp, PointProcess):
-        raise NemsFormatError(rec.archive, resp.sidecar.member, "the single-site 'resp' must be "
-                              f"a PointProcess (spike times); got {resp.sidecar.signal_type}.")
-    trains: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-    for name, (pop_samples, shift) in wanted.items():
-        bounds = resp.occurrence_samples(name)
-        spans_ms = (bounds[:, 1] - bounds[:, 0]) * 1000.0 / resp.fs
-        if len(bounds) and not np.allclose(spans_ms, pop_samples * NATIVE_MS):
-            raise NemsFormatError(rec.archive, resp.epochs.member,
-                                  f"occurrences of {name!r} last {sorted(set(spans_ms))} ms; "
-                                  f"the population recording's {pop_samples * NATIVE_MS:g} ms.")
-        for chan in resp.chans if len(bounds) else ():
-            times, lengths = occurrence_spike_times(resp.spike_times[chan], bounds, resp.fs)
-            trains.setdefault(chan, {})[name] = (times - shift, lengths)
-    return {"archive": rec.archive, "chans": list(resp.chans), "trains": trains,
-            "quirks": dict(rec.quirks)}
 
 
 class NAT4Dataset(AudioSourceDataset):
@@ -190,7 +145,8 @@ class NAT4Dataset(AudioSourceDataset):
         names = _names(params["area"])
 
         def either(stem: str, ext: str) -> tuple[str, str]:  # the archive, or it extracted
-            found = (self._raw_hint / stem).is_dir() and not (self._raw_hint / (stem + ext)).exists()
+            raw = self._raw_hint
+            found = (raw / stem).is_dir() and not (raw / (stem + ext)).exists()
             return (stem if found else stem + ext), stem + ext
         wanted = [either(names["pop"], ".tgz"), (names["pred"], names["pred"])]
         if params["subset"] != "est":
@@ -213,15 +169,16 @@ class NAT4Dataset(AudioSourceDataset):
         pop_path = next(p for p in (raw_dir / (names["pop"] + ".tgz"), raw_dir / names["pop"])
                         if p.exists())
         rec = read_recording(pop_path, signals=["resp", "stim"], dtype=np.float32)
-        _count(quirks, rec.quirks)
+        count_quirks(quirks, rec.quirks)
         resp, stim = rec["resp"], rec["stim"]
-        for sig, width in ((resp, None), (stim, N_BANDS)):
+        for sig in (resp, stim):
+            width = getattr(sig, "values", np.zeros((0, 0))).shape[1]
             if not isinstance(sig, RasterizedSignal) or sig.fs != 1000.0 / NATIVE_MS or \
-                    (width is not None and sig.values.shape[1] != width):
-                raise NemsFormatError(rec.archive, sig.sidecar.member, f"expected a "
-                                      f"RasterizedSignal at 100 Hz{f' with {width} bands' if width else ''}; "
-                                      f"got {sig.sidecar.signal_type} at {sig.fs:g} Hz, "
-                                      f"{sig.values.shape[1]} channels.")
+                    (sig is stim and width != N_BANDS):
+                raise NemsFormatError(rec.archive, sig.sidecar.member, "expected a "
+                                      f"RasterizedSignal at 100 Hz ({N_BANDS} bands for stim); "
+                                      f"got {sig.sidecar.signal_type} at {sig.fs:g} Hz with "
+                                      f"{width} channels.")
         cells = list(resp.chans or ())
         first = {}
         for occ in resp.stim_occurrences():
@@ -259,7 +216,7 @@ class NAT4Dataset(AudioSourceDataset):
             self._validation(zipped if zipped.exists() else raw_dir / names["sites"], cells,
                              first, val, trials, quirks, n_jobs, progress)
         pred = self._auditory(raw_dir / names["pred"], cells, quirks)
-        neurons = [{"cell_id": c, "area": area, "auditory": pred.get(c, False), **_parts(c)}
+        neurons = [{"cell_id": c, "area": area, "auditory": pred.get(c, False), **cell_parts(c)}
                    for c in cells]
         return Recording(stims=stims, neurons=neurons, trials=trials, quirks=quirks)
 
@@ -297,20 +254,19 @@ class NAT4Dataset(AudioSourceDataset):
         from deepstrf.preprocessing.parallel import parallel_map
 
         owner = type(self).__name__
-        shift = (lambda occ: occ.pre_samples * NATIVE_MS) if self._front_end.return_waveform \
-            else (lambda occ: 0.0)
-        wanted = {n: (first[n].n_samples, shift(first[n])) for n in val}
+        inset = float(self._front_end.return_waveform)  # spike times from the sound's onset
+        wanted = {n: (first[n].n_samples, inset * first[n].pre_samples * NATIVE_MS) for n in val}
         sites = parallel_map(read_site, [(str(container), m, wanted)
                                          for m in list_recordings(container)],
                              n_jobs=n_jobs, progress=progress, desc=f"{owner}: sites")
         exact = {c: n for n, c in enumerate(cells)}
-        loose = {_canonical(c): n for n, c in enumerate(cells)}
+        loose = {canonical(c): n for n, c in enumerate(cells)}
         owner_of: dict[int, str] = {}
         padded, outside = 0, 0
         for site in sites:
-            _count(quirks, site["quirks"])
+            count_quirks(quirks, site["quirks"])
             for chan in site["chans"]:
-                n = exact.get(chan, loose.get(_canonical(chan)))
+                n = exact.get(chan, loose.get(canonical(chan)))
                 if n is None:
                     outside += 1
                     continue
@@ -333,32 +289,12 @@ class NAT4Dataset(AudioSourceDataset):
                 _warn(quirks, owner, kind, count, text)
 
     def _auditory(self, path: Path, cells: list[str], quirks: dict[str, int]) -> dict[str, bool]:
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
-            table = {r["cellid"]: r["sig_auditory"].strip().lower() in ("true", "1", "1.0")
-                     for r in rows}
-        except (KeyError, AttributeError, OSError, csv.Error) as err:
-            raise RawDataError(f"{path}: expected a CSV with columns cellid and sig_auditory "
-                               f"({type(err).__name__}: {err}).") from err
+        table = read_pred_correlation(path)
         missing = sum(c not in table for c in cells)
         if missing:
             _warn(quirks, type(self).__name__, "cells_not_in_pred_correlation", missing,
                   f"cells have no row in {path.name} (auditory=False)")
         return table
-
-
-def _parts(cell: str) -> dict[str, Any]:
-    m = _CELL.match(cell)
-    if m is None:
-        return {"site": None, "animal": None, "electrode": None, "unit_in_electrode": None}
-    return {"site": cell.split("-")[0], "animal": m["animal"], "electrode": int(m["e"]),
-            "unit_in_electrode": int(m["u"])}
-
-
-def _count(quirks: dict[str, int], found: Mapping[str, int]) -> None:
-    for kind, n in found.items():
-        quirks[kind] = quirks.get(kind, 0) + int(n)
 
 
 def _warn(quirks: dict[str, int], owner: str, kind: str, count: int, text: str) -> None:
