@@ -267,3 +267,21 @@ def test_extracted_population_and_site_folders_load_the_same(tree, tmp_path):
         for n in range(a.get_N()):
             np.testing.assert_array_equal(a.responses[s][n].numpy(), b.responses[s][n].numpy())
 
+
+
+def test_download_fetches_only_the_area_files_and_unpacks_the_wavs(tree, tmp_path, monkeypatch):
+    from deepstrf.io.download import RemoteFile
+    from deepstrf.testing.http_server import LocalHTTPServer
+
+    with LocalHTTPServer() as server:
+        for path in tree.files.values():
+            server.add_file(f"/files/{path.name}/content", path.read_bytes())
+        files = tuple(RemoteFile(f.name, url=server.url_for(f"/files/{f.name}/content"))
+                      for f in NAT4Dataset.remote_files)
+        monkeypatch.setattr(NAT4Dataset, "remote_files", files)
+        ds = _load(tmp_path / "nat4", download=True, return_waveform=True)
+        asked = {r.path.split("/")[2] for r in server.requests}
+    assert asked == {p.name for p in tree.files.values()}  # no PEG file asked for
+    assert (tmp_path / "nat4" / "raw" / "wav").is_dir() and ds.get_S() == 7
+    spec = _load(tree.root, subset="val")
+    np.testing.assert_array_equal(ds.responses[4][0].numpy(), spec.responses[0][0].numpy())
