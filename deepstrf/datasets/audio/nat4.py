@@ -45,6 +45,7 @@ subset : {'all', 'est', 'val'}, default 'all'
     Estimation sounds, validation sounds, or both (estimation first).
 %(return_waveform)s
 %(audio_fs)s
+    Default 44100 (the wavs' rate; 441 samples per 10 ms bin).
 response_scale : {'counts', 'deepstrf'}, default 'counts'
     'deepstrf': estimation responses min-max scaled over the population
     matrix, as deepSTRF 0.1.0 (validation stays in counts).
