@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -131,3 +132,59 @@ def check_credential(name: str, value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
         raise TypeError(f"{name} must be a string or None; got a {type(value).__name__}.")
     return value
+
+
+def _array_kind(value: Any) -> tuple[str, Any] | None:
+    """``('tensor'|'array', value)`` for a torch tensor or numpy array, without importing either."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
+        return "tensor", value
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.ndarray):
+        return "array", value
+    return None
+
+
+def _integer_dtype(kind: str, value: Any) -> bool:
+    if kind == "tensor":
+        dt = value.dtype
+        return not (dt.is_floating_point or dt.is_complex or str(dt) == "torch.bool")
+    return value.dtype.kind in "iu"
+
+
+def normalize_index(idx: Any) -> Any:
+    """An index given as a tensor or numpy value, turned into the int or ints it stands for.
+
+    As in torch, a 0-d integer tensor or numpy array and a numpy integer index
+    like an int; a 1-D integer tensor or array like a list of ints. A tensor or
+    array of another dtype (float, bool, complex) or with more than one
+    dimension raises ``TypeError`` saying what is accepted. Lists and tuples
+    have their 0-d tensors and arrays converted the same way. Anything else
+    (ints, slices, ...) is returned unchanged for the caller to check.
+    """
+    if type(idx) is int or isinstance(idx, slice):  # the common case, first and cheap
+        return idx
+    if isinstance(idx, (list, tuple)):
+        if all(type(i) is int for i in idx):
+            return idx
+        out = [normalize_index(i) for i in idx]
+        nested = next((i for i in out if isinstance(i, list)), None)
+        if nested is not None:
+            raise TypeError(f"dataset index: a sequence of indices must hold ints (or 0-d integer "
+                            f"tensors); got an element with {len(nested)} values in {_fmt(idx)}.")
+        return out
+    found = _array_kind(idx)
+    if found is None:
+        np = sys.modules.get("numpy")
+        if np is not None and isinstance(idx, np.integer):
+            return int(idx)
+        return idx
+    kind, value = found
+    shape = tuple(value.shape)
+    dtype = str(value.dtype)
+    if not _integer_dtype(kind, value) or len(shape) > 1:
+        raise TypeError(
+            f"dataset index must be an int, a slice, a sequence of ints, or an integer {kind} "
+            f"with 0 or 1 dimensions; got a {dtype} {kind} of shape {shape}."
+            + (" Convert a boolean mask with .nonzero() first." if "bool" in dtype else ""))
+    return int(value.item()) if len(shape) == 0 else [int(i) for i in value.tolist()]

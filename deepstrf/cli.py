@@ -1,15 +1,14 @@
 """The ``deepstrf`` command: the dataset catalogue, downloads, the processed cache, the demo.
 
 Exit codes: 0 success, 1 the operation failed (the message says why), 2 the
-command line was wrong. Errors print one message, without a traceback
-(``--debug`` shows it).
+command line was wrong (``cache diff``, like diff(1): 0 equal, 1 different).
+Errors print one message, without a traceback (``--debug`` shows it).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -134,21 +133,73 @@ def _entries(args: argparse.Namespace) -> list[tuple[Any, Path, dict | None]]:
     return out
 
 
+def _entry_folder(spec: str) -> Path:
+    """An entry named on the command line: its folder, its manifest.json, or its key (prefix)."""
+    path = Path(spec).expanduser()
+    if path.name == "manifest.json" and path.is_file():
+        return path.parent
+    if path.is_dir():
+        if not (path / "manifest.json").exists():
+            raise CLIError(f"{path} is not a cache entry (it holds no manifest.json); give an "
+                           "entry folder (processed/<key>) or a key from `deepstrf cache ls`.")
+        return path
+    from deepstrf.datasets.registry import DATASETS
+    from deepstrf.io.cache import list_entries
+
+    found = [entry for name in DATASETS
+             for entry, _ in list_entries(_dataset(name).default_paths(None).processed)
+             if entry.name.startswith(spec)]
+    if len(found) != 1:
+        where = "under the data home" if not found else \
+            f"({len(found)} entries match: {', '.join(str(f) for f in found)})"
+        raise CLIError(f"{spec!r} names no single cache entry {where}; give an entry folder "
+                       "(processed/<key>) or a longer key from `deepstrf cache ls`.")
+    return found[0]
+
+
+def _cache_diff(args: argparse.Namespace) -> int:
+    from deepstrf.io.cache import compare_entries
+
+    if args.name is None or args.other is None:
+        raise CLIError("cache diff needs two entries: `deepstrf cache diff A B`, each an entry "
+                       "folder (processed/<key>), its manifest.json or a key.")
+    a, b = _entry_folder(args.name), _entry_folder(args.other)
+    print(f"A {a}")
+    print(f"B {b}")
+    comparison = compare_entries(a, b)
+    for line in comparison.lines():
+        print(line)
+    return 0 if comparison.equal else 1
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from deepstrf.io.cache import verify_entry
 
+    if args.action == "diff":
+        return _cache_diff(args)
+    if args.other is not None:
+        raise CLIError(f"cache {args.action} takes one dataset NAME; got a second argument "
+                       f"{args.other!r}.")
     if args.path is not None and args.name is None:
         raise CLIError("--path needs a dataset NAME (it is that dataset's folder).")
     entries = _entries(args)
+    leftovers = _leftovers(args)
     if args.action == "ls":
-        if not entries:
+        if not entries and not leftovers:
             print("no processed cache entries")
-        current = None
-        for cls, entry, manifest in entries:
-            if cls is not current:
-                print(f"{cls.__name__}  ({entry.parent})")
-                current = cls
-            _print_entry(entry, manifest)
+        for cls in _selected(args.name):
+            mine = [(e, m) for c, e, m in entries if c is cls]
+            debris = [p for c, p in leftovers if c is cls]
+            if not mine and not debris:
+                continue
+            print(f"{cls.__name__}  ({cls.default_paths(args.path).processed})")
+            for entry, manifest in mine:
+                _print_entry(entry, manifest)
+            if debris:
+                size = human_size(sum(_dir_size(p) for p in debris))
+                print(f"  {len(debris)} leftover folder{'' if len(debris) == 1 else 's'} of "
+                      f"interrupted builds (.tmp-*/.old-*, {size}): removed by "
+                      "`deepstrf cache clear`")
         return 0
     if args.action == "size":
         total = 0
@@ -171,23 +222,54 @@ def cmd_cache(args: argparse.Namespace) -> int:
                            "`deepstrf cache clear NAME --key KEY` (the next load rebuilds).")
         return 0
     # clear
-    if not entries:
+    if not entries and not leftovers:
         print("nothing to clear")
         return 0
+    what = " and ".join(x for x in (
+        entries and f"{len(entries)} cache entr{'y' if len(entries) == 1 else 'ies'}",
+        leftovers and f"{len(leftovers)} leftover folder{'' if len(leftovers) == 1 else 's'} "
+                      "of interrupted builds") if x)
     if not args.yes:
         if not sys.stdin.isatty():
-            raise CLIError(f"this would delete {len(entries)} cache entr"
-                           f"{'y' if len(entries) == 1 else 'ies'}; add --yes to confirm.")
-        answer = input(f"Delete {len(entries)} cache entries? [y/N] ")
+            raise CLIError(f"this would delete {what}; add --yes to confirm.")
+        answer = input(f"Delete {what}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return 0
+    from deepstrf.io.cache import remove_entry
+
     for cls, entry, _ in entries:
-        shutil.rmtree(entry)
-        lock = entry.parent / f".{entry.name}.lock"
-        lock.unlink(missing_ok=True)
-        print(f"removed {cls.__name__} {entry.name}")
+        if remove_entry(entry):
+            print(f"removed {cls.__name__} {entry.name}")
+        else:
+            print(f"kept {cls.__name__} {entry.name}: a build of it is running (it holds "
+                  f"{entry.parent / f'.{entry.name}.lock'}); clear again once it has finished")
+    _clear_leftovers(args)
     return 0
+
+
+def _leftovers(args: argparse.Namespace) -> list[tuple[Any, Path]]:
+    from deepstrf.io.cache import list_leftovers
+
+    return [(cls, path) for cls in _selected(args.name)
+            for path, key in list_leftovers(cls.default_paths(args.path).processed)
+            if args.key is None or key.startswith(args.key)]
+
+
+def _clear_leftovers(args: argparse.Namespace) -> None:
+    """Remove the folders of interrupted builds, keeping those of a build under way."""
+    from deepstrf.io.cache import list_leftovers, remove_leftovers
+
+    for cls in _selected(args.name):
+        processed = cls.default_paths(args.path).processed
+        keys = dict(list_leftovers(processed))
+        removed, kept = remove_leftovers(processed, args.key or "")
+        for path in removed:
+            print(f"removed {cls.__name__} leftover {path.name}")
+        for path in kept:
+            key = keys[path]
+            print(f"kept {cls.__name__} leftover {path.name}: a build of {key} is running (it "
+                  f"holds {processed / f'.{key}.lock'}); clear again once it has finished")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -228,9 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_download)
 
-    p = sub.add_parser("cache", help="list, size, verify or clear processed cache entries")
-    p.add_argument("action", choices=("ls", "size", "verify", "clear"))
-    p.add_argument("name", nargs="?", help="one dataset (default: all)")
+    p = sub.add_parser("cache", help="list, size, verify, clear or compare processed cache "
+                                     "entries")
+    p.add_argument("action", choices=("ls", "size", "verify", "clear", "diff"),
+                   help="diff A B compares two entries' arrays (exit 0 equal, 1 different)")
+    p.add_argument("name", nargs="?", help="one dataset (default: all); for diff: entry A (a "
+                                           "folder processed/<key>, its manifest.json, or a key)")
+    p.add_argument("other", nargs="?", metavar="B", help="for diff: entry B")
     p.add_argument("--path", help="the dataset's folder (needs NAME)")
     p.add_argument("--key", help="only the entry whose key starts with this")
     p.add_argument("--yes", action="store_true", help="clear without asking")

@@ -15,7 +15,7 @@ import pytest
 from deepstrf.cli import main
 from deepstrf.datasets.registry import DATASETS, get_dataset
 from deepstrf.errors import MissingRawDataError
-from deepstrf.testing.battery import cases
+from deepstrf.testing.battery import IMPORT_ERRORS, cases
 
 CASES = cases()
 NAMES = list(DATASETS)
@@ -36,6 +36,7 @@ def _case(name):
 
 
 def test_every_registered_dataset_has_a_case():
+    assert not IMPORT_ERRORS, IMPORT_ERRORS
     assert set(DATASETS) <= set(CASES), sorted(set(DATASETS) - set(CASES))
 
 
@@ -88,10 +89,11 @@ def test_offline_without_files_lists_what_is_missing(name, tmp_path, monkeypatch
         assert "crcns.org/register" in text
 
 
-def _ticks_in_window(trial, n_bins, dt_ms):
-    """Spikes in [0, n_bins * dt), counted on whole microseconds (how fixtures write times)."""
+def _ticks_in_window(trial, n_bins, dt_ms, inset_ms=0.0):
+    """Spikes in the grid window, counted on whole microseconds (how fixtures write times)."""
     ticks = np.round(np.asarray(trial, dtype=np.float64) * 1000).astype(np.int64)
-    return int(((ticks >= 0) & (ticks < round(n_bins * dt_ms * 1000))).sum())
+    lo = -round(inset_ms * 1000)
+    return int(((ticks >= lo) & (ticks < lo + round(n_bins * dt_ms * 1000))).sum())
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -108,11 +110,14 @@ def test_fixture_loads_with_the_ground_truth_counts_then_hits_the_cache(name, tm
     assert int(ds.nrn_masks.sum()) == len(truth)
     for (stim, cell), trials in truth.items():
         s, n = stims[stim], cells[cell]
-        rows = ds.responses[s][n].numpy()
-        T = ds.stim_meta[s]["n_bins"]
+        rows, meta = ds.responses[s][n].numpy(), ds.stim_meta[s]
+        if case.compare is not None:
+            case.compare(rows, trials, meta)
+            continue
+        T, inset = meta["n_bins"], meta.get("inset_ms", 0.0)
         assert rows.shape == (len(trials), T), (stim, cell)
-        np.testing.assert_array_equal(rows.sum(axis=1),
-                                      [_ticks_in_window(t, T, case.dt_ms) for t in trials])
+        np.testing.assert_array_equal(rows.sum(axis=1), [_ticks_in_window(t, T, case.dt_ms, inset)
+                                                         for t in trials])
     assert ds.provenance["cache_hit"] is False
     again = cls(tmp_path / "data", **kwargs)
     assert again.provenance["cache_hit"] is True

@@ -301,3 +301,145 @@ def test_damaged_manifest_marks_the_entry_invalid(toy_root, damage, capsys):
     ToySource(toy_root)  # rebuilt on use instead of an AttributeError
     assert ToySource.builds == 2
     assert list_entries(toy_root / "processed")[0][1]["complete"] is True
+
+
+# ------------------------------------------------------------- digests of the built arrays
+def test_digest_ignores_the_file_layout_and_names_what_differs(toy_root, tmp_path):
+    from deepstrf.io.cache import compare_entries, data_digest, entry_digest, load_entry
+
+    ds = ToySource(toy_root)
+    entry = toy_root / "processed" / ds.provenance["manifest"]["key"]
+    recorded = ds.provenance["manifest"]["digest"]
+    copy = tmp_path / "copy" / entry.name
+    import shutil
+    shutil.copytree(entry, copy)
+    # same content in another layout: meta.json re-serialised with other key order and
+    # spacing, index.npz re-zipped; the files' checksums change, the digest does not
+    meta = json.loads((copy / "meta.json").read_text())
+    (copy / "meta.json").write_text(json.dumps(dict(reversed(list(meta.items()))), indent=3))
+    index = dict(np.load(copy / "index.npz"))
+    np.savez(copy / "index.npz", **dict(reversed(list(index.items()))))
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for name in ("meta.json", "index.npz"):
+        manifest["files"][name] = {"bytes": (copy / name).stat().st_size, "sha256": "x"}
+    del manifest["digest"]  # as an entry written before digests: computed on the fly
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert data_digest(load_entry(copy)[0]) == recorded == entry_digest(copy)
+    assert compare_entries(entry, copy).equal
+
+    # one response value changed in a copy: only 'responses' differs, counted
+    flat = np.load(copy / "responses.npy")
+    flat[5] += 0.25
+    np.save(copy / "responses.npy", flat)
+    result = compare_entries(entry, copy)
+    assert not result.equal and result.context == []
+    assert result.differences == [
+        "responses: 1 of 4 stimuli (first: stimulus 0); 1 of "
+        f"{ds.response_store.nbytes // 4} values, max |a - b| = 0.25"]
+    assert result.lines()[0] == "differ: responses"
+
+
+def test_digest_treats_nan_payloads_alike_and_sees_metadata(toy_root):
+    from deepstrf.io.cache import data_digest
+
+    ds = ToySource(toy_root, cache="off")
+
+    def built(stims, stim_meta):
+        return BuiltData(stims=stims, store=ds.response_store, stim_meta=stim_meta,
+                         nrn_meta=ds.nrn_meta, attributes={"F": 5})
+
+    stims = [s.clone() for s in ds.stims]
+    other_nan = [s.clone() for s in ds.stims]
+    stims[0].view(-1)[0] = float("nan")
+    other_nan[0].view(-1).view(torch.int32)[0] = 0x7FC00001  # a NaN with another payload
+    assert torch.isnan(other_nan[0].view(-1)[0])
+    base = data_digest(built(stims, ds.stim_meta))
+    assert data_digest(built(other_nan, ds.stim_meta)) == base
+    one_value = [s.clone() for s in stims]
+    one_value[1].view(-1)[0] = -1.0
+    changed = data_digest(built(one_value, ds.stim_meta))
+    assert changed["stims"] != base["stims"] and changed["responses"] == base["responses"]
+    meta = [dict(m) for m in ds.stim_meta]
+    meta[2]["extra"] = 1
+    moved = data_digest(built(stims, meta))
+    assert moved["stim_meta"] != base["stim_meta"] and moved["stims"] == base["stims"]
+    assert moved["all"] != base["all"]
+
+
+def test_a_damaged_digest_field_marks_the_manifest_invalid():
+    from deepstrf.io.cache import manifest_problems
+
+    good = {"complete": True, "storage_format_version": cache_mod.STORAGE_FORMAT_VERSION,
+            "files": {"a": {"bytes": 1, "sha256": "x"}}}
+    assert manifest_problems(good) == []
+    assert manifest_problems({**good, "digest": "oops"}) == [
+        "'digest' is 'oops', expected an object with a hex string for each of stims, "
+        "responses, stim_meta, nrn_meta, attributes, all"]
+
+
+# ------------------------------------------------------------- leftovers of killed builds
+def _hold_lock(lock_path: str, ready, release) -> None:
+    with cache_mod._lock(Path(lock_path), None, "a test build"):
+        ready.set()
+        release.wait(120)
+
+
+@pytest.fixture
+def lock_holder():
+    """Start a process holding a cache lock until the test ends (or releases it)."""
+    ctx = multiprocessing.get_context("spawn")
+    started = []
+
+    def hold(lock_path: Path):
+        ready, release = ctx.Event(), ctx.Event()
+        proc = ctx.Process(target=_hold_lock, args=(str(lock_path), ready, release))
+        proc.start()
+        assert ready.wait(120), "the lock-holding process did not start"
+        started.append((proc, release))
+        return release
+
+    yield hold
+    for proc, release in started:
+        release.set()
+        proc.join(60)
+        assert proc.exitcode == 0
+
+
+def test_leftovers_are_removed_unless_a_build_holds_their_lock(toy_root, lock_holder):
+    import shutil
+
+    from deepstrf.io.cache import list_leftovers, remove_leftovers
+
+    processed = toy_root / "processed"
+    k1 = ToySource(toy_root).provenance["manifest"]["key"]
+    k2 = ToySource(toy_root, scale=2.0).provenance["manifest"]["key"]
+    orphan = "0123456789abcdef0123"  # a key whose build never got to create the lock
+    made = {name: processed / name for name in (
+        f".tmp-{k1}-4242-aaaa0000", f".old-{k1}-bbbb1111", f".tmp-{k2}-4243-cccc2222",
+        f".tmp-{orphan}-4244-dddd3333")}
+    for path in made.values():
+        shutil.copytree(processed / k1, path)
+    assert list_leftovers(processed) == sorted(
+        (p, name.split("-")[1]) for name, p in made.items())
+    assert len(list_entries(processed)) == 2  # leftovers are not entries
+
+    release = lock_holder(processed / f".{k1}.lock")  # a build of k1 is under way
+    assert remove_leftovers(processed, key_prefix="ffff") == ([], [])
+    removed, kept = remove_leftovers(processed)
+    assert sorted(removed) == sorted([made[f".tmp-{k2}-4243-cccc2222"],
+                                      made[f".tmp-{orphan}-4244-dddd3333"]])
+    assert kept == sorted([made[f".old-{k1}-bbbb1111"], made[f".tmp-{k1}-4242-aaaa0000"]])
+    assert all(p.is_dir() for p in kept) and not any(p.exists() for p in removed)
+    assert not (processed / f".{orphan}.lock").exists()  # no lock file left behind
+    assert (processed / f".{k2}.lock").exists()           # the build's own is kept
+    assert [m["complete"] for _, m in list_entries(processed)] == [True, True]
+
+    release.set()  # the build ended: its leftovers can go
+    for _ in range(600):
+        removed, kept = remove_leftovers(processed)
+        if not kept:
+            break
+        time.sleep(0.1)
+    assert sorted(removed) == sorted([made[f".old-{k1}-bbbb1111"],
+                                      made[f".tmp-{k1}-4242-aaaa0000"]])
+    assert list_leftovers(processed) == [] and len(list_entries(processed)) == 2

@@ -132,3 +132,68 @@ def test_unexpected_error_is_one_line_without_traceback(capsys, monkeypatch):
     assert "--debug" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(zipfile.BadZipFile):
         main(["--debug", "list"])
+
+
+HOLD_LOCK = """
+import sys
+from pathlib import Path
+from deepstrf.io.cache import _lock
+with _lock(Path(sys.argv[1]), None, "a test build"):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_cache_clear_removes_leftovers_of_killed_builds_unless_locked(capsys, tmp_path,
+                                                                     monkeypatch):
+    from deepstrf.datasets.audio.crcns_aa1 import CRCNSAA1Dataset
+
+    root = tmp_path / "AA1"
+    write_crcns_aa1(root / "raw", n_cells=2, n_conspecific=1, n_flatrip=1, seed=2)
+    processed = root / "processed"
+    key = CRCNSAA1Dataset(root, dt_ms=5.0).provenance["manifest"]["key"]
+    other = CRCNSAA1Dataset(root, dt_ms=10.0).provenance["manifest"]["key"]
+    leftovers = [processed / f".tmp-{key}-17-0a0a0a0a", processed / f".old-{key}-1b1b1b1b",
+                 processed / f".tmp-{other}-18-2c2c2c2c"]
+    for path in leftovers:
+        path.mkdir()
+        (path / "stims.npy").write_bytes(b"\0" * 2000)
+    code, out, _ = run(capsys, "cache", "ls", "aa1", "--path", str(root))
+    assert code == 0 and key in out and other in out
+    assert "  3 leftover folders of interrupted builds (.tmp-*/.old-*, 6.0 KB): removed by " \
+           "`deepstrf cache clear`" in out.splitlines()
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
+    code, _, err = run(capsys, "cache", "clear", "aa1", "--path", str(root))
+    assert code == 1 and "this would delete 2 cache entries and 3 leftover folders of " \
+                         "interrupted builds; add --yes" in err
+
+    # a build of `key` is under way in another process: its entry and folders are kept
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(processed / f".{key}.lock")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        code, out, err = run(capsys, "cache", "clear", "aa1", "--path", str(root), "--yes")
+    finally:
+        holder.communicate("", timeout=60)
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert f"removed CRCNSAA1Dataset {other}" in lines
+    assert f"removed CRCNSAA1Dataset leftover .tmp-{other}-18-2c2c2c2c" in lines
+    for name in (key, f".old-{key}-1b1b1b1b", f".tmp-{key}-17-0a0a0a0a"):
+        assert any(line.startswith(f"kept CRCNSAA1Dataset {'leftover ' * (name != key)}{name}: "
+                                   f"a build of {key if name != key else 'it'} is running")
+                   for line in lines), name
+    assert [p.exists() for p in leftovers] == [True, True, False]
+    assert (processed / key).is_dir() and not (processed / other).exists()
+
+    # the build is over: everything goes, lock files too
+    code, out, _ = run(capsys, "cache", "ls", "aa1", "--path", str(root))
+    assert "2 leftover folders" in out and key in out
+    code, out, _ = run(capsys, "cache", "clear", "aa1", "--path", str(root), "--yes")
+    assert code == 0 and "kept" not in out
+    assert sorted(out.splitlines()) == sorted([
+        f"removed CRCNSAA1Dataset {key}", f"removed CRCNSAA1Dataset leftover .old-{key}-1b1b1b1b",
+        f"removed CRCNSAA1Dataset leftover .tmp-{key}-17-0a0a0a0a"])
+    assert sorted(p.name for p in processed.iterdir()) == []
+    code, out, _ = run(capsys, "cache", "ls", "aa1", "--path", str(root))
+    assert out == "no processed cache entries\n"

@@ -203,16 +203,21 @@ def test_quality_streams_one_stimulus_block_at_a_time(monkeypatch):
     ds = make_ragged_dataset(5, 4, n_bands=3, T_range=(10, 12), seed=2)
     seen = []
     store = ds.response_store
-    original = store.padded_block
+    original = store.repeat_groups
 
-    def spy(s):
-        neurons, block = original(s)
-        seen.append(tuple(block.shape))
-        return neurons, block
+    def spy(s, **kwargs):
+        for neurons, block in original(s, **kwargs):
+            seen.append((s, tuple(block.shape)))
+            yield neurons, block
 
-    monkeypatch.setattr(store, "padded_block", spy)
+    monkeypatch.setattr(store, "repeat_groups", spy)
     ds.compute_neuron_quality()
-    assert len(seen) == 5 and all(len(shape) == 3 for shape in seen)
+    assert sorted({s for s, _ in seen}) == list(range(5))
+    assert all(len(shape) == 3 for _, shape in seen)
+    # every pair is read exactly once, and never with more padding than padded_block has
+    padded = sum(len(store.block(s)[0]) * int(store.block(s)[1].max()) * store.T(s)
+                 for s in range(5))
+    assert store.nbytes // 4 <= sum(np.prod(shape) for _, shape in seen) <= padded
 
 
 def test_quality_selects_by_query_afterwards():

@@ -234,3 +234,49 @@ print(built.stims[0].shape, "librosa" in sys.modules, "scipy.signal" in sys.modu
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out[-2:] == ["False", "False"]
+
+
+def test_one_init_source_serves_a_video_dataset_too(tmp_path, monkeypatch):
+    """The generic constructor body with another modality: frame size from the build result."""
+    from dataclasses import dataclass
+
+    import torch
+
+    from deepstrf.datasets._source import DatasetInfo, SourceDataset
+    from deepstrf.datasets._storage import ResponseStore
+    from deepstrf.datasets.video.video_dataset import VideoNeuralDataset
+    from deepstrf.io.cache import BuiltData
+    from deepstrf.io.download import RemoteFile
+
+    @dataclass(frozen=True)
+    class Grid:
+        dt_ms: float
+
+        def to_dict(self):
+            return {"dt_ms": self.dt_ms}
+
+    class ToyMovies(SourceDataset, VideoNeuralDataset):
+        info = DatasetInfo(name="toymovies", title="t", species="s", area="a", signal="x",
+                           n_neurons=None, n_stims=None, repeats="1", download_size="0",
+                           access="open", citation="c", doi="10.0000/x", url="https://x")
+        folder = "ToyMovies"
+        remote_files = (RemoteFile("movie.bin", url="https://example.org/movie.bin"),)
+        raw_markers = ("movie.bin",)
+
+        def __init__(self, path, dt_ms=10.0):
+            self._init_source(path, {}, Grid(dt_ms), download=False)
+
+        def _build(self, raw_dir, params, n_jobs, progress):
+            rows = torch.arange(6.0).reshape(2, 3)
+            return BuiltData(stims=[torch.zeros(1, 4, 5, 3)],
+                             store=ResponseStore.from_blocks(1, [([0], [2], rows)]),
+                             stim_meta=[{"name": "m"}], nrn_meta=[{"cell_id": "c"}],
+                             attributes={"H": 4, "W": 5})
+
+    monkeypatch.setenv("DEEPSTRF_DATA_DIR", str(tmp_path / "home"))
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "movie.bin").write_bytes(b"x")
+    ds = ToyMovies(tmp_path)
+    assert (ds.H, ds.W, ds.dt) == (4, 5, 10.0) and ds.responses[0][0].shape == (2, 3)
+    assert ds.provenance["manifest"]["parameters"] == {"front_end": {"dt_ms": 10.0}}
+    assert ToyMovies(tmp_path).provenance["cache_hit"] is True

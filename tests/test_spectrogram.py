@@ -432,3 +432,28 @@ def test_mel_bank_is_librosas_element_for_element(rate, n_fft, n_bands, f_min, f
     # librosa leaves a band narrower than an FFT bin empty; ours takes the nearest bin
     for band in np.flatnonzero(~filled):
         assert ours[band].sum() == 1.0 and (ours[band] > 0).sum() == 1
+
+
+def test_an_unregistered_kind_is_looked_up_as_a_preprocessing_module(tmp_path, monkeypatch):
+    """How gammatone joins: deepstrf/preprocessing/<kind>.py registers itself when imported."""
+    import sys
+
+    import deepstrf.preprocessing as pre
+    from deepstrf.preprocessing import spectrogram as sp
+
+    (tmp_path / "toyauto.py").write_text(
+        "from deepstrf.preprocessing.spectrogram import register_front_end\n"
+        "register_front_end('toyauto', 'tests.test_spectrogram:_envelope_bands',\n"
+        "                   band_frequencies='tests.test_spectrogram:_envelope_centres')\n")
+    (tmp_path / "toydep.py").write_text("import deepstrf_missing_dependency_xyz\n")
+    monkeypatch.setattr(pre, "__path__", [*pre.__path__, str(tmp_path)])
+    try:
+        params = SpectrogramParams(dt_ms=5, kind="toyauto", n_bands=2)
+        assert "toyauto" in sp.front_end_kinds()
+        assert compute_spectrogram(np.ones(1600, np.float32), 16000, params).shape == (2, 20)
+        with pytest.raises(ImportError, match="needs deepstrf_missing_dependency_xyz"):
+            SpectrogramParams(dt_ms=5, kind="toydep")
+    finally:
+        sp._REGISTRY.pop("toyauto", None)
+        for name in ("deepstrf.preprocessing.toyauto", "deepstrf.preprocessing.toydep"):
+            sys.modules.pop(name, None)

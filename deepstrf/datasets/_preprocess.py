@@ -1,11 +1,12 @@
-"""Whole-dataset preprocessing on the packed storage (one pass per stimulus block).
+"""Whole-dataset preprocessing on the packed storage (streamed, one block chunk at a time).
 
 The functions here back the ``NeuralDataset`` methods ``smooth_responses``,
-``normalize_responses``, ``standardize_stims`` and their inverses. Each works
-block by block (a loop over stimuli, never over (stimulus, neuron) pairs),
-keeps NaN where it was (padding, missing values) and builds new tensors
-rather than writing into the stored ones (which may be shared or
-memory-mapped).
+``normalize_responses``, ``standardize_stims`` and their inverses. Each
+streams the blocks in cache-sized chunks of rows (a loop over stimuli, never
+over (stimulus, neuron) pairs), keeps NaN where it was, and writes a block in
+place only when nothing else can see it (see
+:meth:`~deepstrf.datasets._storage.ResponseStore.transform_rows_`); shared or
+memory-mapped blocks get new tensors.
 """
 
 from __future__ import annotations
@@ -39,72 +40,135 @@ def _stim_list(ds: NeuralDataset, stim_indices: Sequence[int] | None, what: str)
 
 
 def smooth_responses(ds: NeuralDataset, window_ms: float) -> np.ndarray:
-    """Smooth every response with the unit-sum Hanning kernel; return the kernel."""
+    """Smooth every response with the unit-sum Hanning kernel; return the kernel.
+
+    Streams the blocks in cache-sized chunks of rows (rows are independent),
+    in place where nothing else sees a block. The values are exactly those of
+    :func:`~deepstrf.preprocessing.spikes.smooth_rows` (the same
+    ``convolve1d`` call, written into a reused scratch array instead of a new
+    one; blocks with NaN go through ``smooth_rows`` itself).
+    """
+    from scipy.ndimage import convolve1d
+
     from deepstrf.preprocessing.spikes import hanning_kernel, smooth_rows
 
     window_ms = check_positive("window_ms", window_ms)
     kernel = hanning_kernel(window_ms, ds.dt)
-    ds.response_store.map_blocks_(lambda s, neurons, reps, rows: smooth_rows(rows, kernel))
+    taps = np.asarray(kernel, dtype=np.float32)
+    identity = len(kernel) == 1 and float(kernel[0]) == 1.0
+    store = ds.response_store
+    nan_free = [store._blocks[s].nan_free for s in range(store.n_stims)]
+    scratch: dict[tuple[int, int], np.ndarray] = {}
+
+    def smooth(s: int, rows: slice, src: np.ndarray, dst: np.ndarray) -> None:
+        if identity:
+            if dst is not src:
+                dst[...] = src
+            return
+        if not nan_free[s]:
+            dst[...] = smooth_rows(src, kernel)
+            return
+        tmp = scratch.get(src.shape)
+        if tmp is None:
+            scratch.clear()
+            tmp = scratch[src.shape] = np.empty(src.shape, dtype=np.float32)
+        convolve1d(src, taps, axis=1, output=tmp, mode="constant", cval=0.0)
+        dst[...] = tmp
+
+    store.transform_rows_(smooth)
     return kernel
 
 
-def _row_neurons(store: Any, s: int) -> torch.Tensor:
-    return torch.from_numpy(store.row_neurons(s))
+def _row_values(values: np.ndarray, rn: np.ndarray) -> np.ndarray:
+    return values[rn][:, None]
 
 
 def _apply_affine(ds: NeuralDataset, offset: torch.Tensor, scale: torch.Tensor,
                   inverse: bool) -> None:
+    """``(x - offset) / scale`` per neuron (``x * scale + offset`` if ``inverse``), float32.
+
+    One streaming pass, in place where nothing else sees a block; the same
+    two float32 operations as before, so the values do not change.
+    """
     store = ds.response_store
+    o32 = offset.to(torch.float32).numpy()
+    c32 = scale.to(torch.float32).numpy()
 
-    def apply(s: int, neurons: np.ndarray, reps: np.ndarray, rows: torch.Tensor) -> torch.Tensor:
-        idx = _row_neurons(store, s)
-        o = offset[idx].unsqueeze(1).to(rows.dtype)
-        c = scale[idx].unsqueeze(1).to(rows.dtype)
-        return rows * c + o if inverse else (rows - o) / c
+    def apply(s: int, rows: slice, src: np.ndarray, dst: np.ndarray) -> None:
+        b = store._blocks[s]
+        rn = np.repeat(b.neurons, b.reps)[rows]
+        o, c = _row_values(o32, rn), _row_values(c32, rn)
+        if inverse:
+            np.multiply(src, c, out=dst)
+            np.add(dst, o, out=dst)
+        else:
+            np.subtract(src, o, out=dst)
+            np.divide(dst, c, out=dst)
 
-    store.map_blocks_(apply)
+    store.transform_rows_(apply)
+
+
+def _neuron_moments(ds: NeuralDataset, stims: Sequence[int], with_var: bool
+                    ) -> tuple[np.ndarray, ...]:
+    """Per-neuron ``(count, mean, m2, peak)`` of the valid values over ``stims``, float64.
+
+    One streaming read of the blocks in cache-sized chunks of rows, keeping
+    only ``(N,)`` running sums (so memory does not grow with the data): the
+    number of valid values, their sum and sum of squares, and the largest
+    magnitude. Sums are float64 over float32 values, whose products are exact
+    in float64, so ``m2 = sum(x^2) - sum(x)^2 / n`` is accurate to about
+    ``1e-16 * (1 + mean^2 / var)`` relative, far below the float32 rounding of
+    the stored scale for any signal whose mean is under ``10^4`` standard
+    deviations. All sums are numpy's, in an order fixed by the data, so the
+    result does not depend on the thread count.
+    """
+    N = ds.N_neurons
+    count, sums, squares, peak = np.zeros(N), np.zeros(N), np.zeros(N), np.zeros(N)
+    for _, rn, x, nan_free in ds.response_store.iter_row_chunks(stims):
+        if nan_free:
+            c = np.full(len(rn), float(x.shape[1]))
+            x0 = x
+        else:
+            valid = ~np.isnan(x)
+            c = valid.sum(axis=1).astype(np.float64)
+            x0 = np.where(valid, x, np.float32(0))
+        count += np.bincount(rn, weights=c, minlength=N)
+        np.maximum.at(peak, rn, np.maximum(x0.max(axis=1), -x0.min(axis=1)).astype(np.float64))
+        if with_var:
+            sums += np.bincount(rn, weights=np.add.reduce(x0, axis=1, dtype=np.float64),
+                                minlength=N)
+            squares += np.bincount(rn, weights=np.einsum("ij,ij->i", x0, x0, dtype=np.float64),
+                                   minlength=N)
+    mean = np.divide(sums, count, out=np.zeros(N), where=count > 0)
+    m2 = np.maximum(squares - mean * sums, 0.0) if with_var else np.zeros(N)
+    return count, mean, m2, peak
 
 
 def normalize_responses(ds: NeuralDataset, method: str, stim_indices: Sequence[int] | None,
                         eps: float) -> dict[str, Any]:
-    """Per-neuron normalisation with statistics from ``stim_indices`` (see the method)."""
+    """Per-neuron normalisation with statistics from ``stim_indices`` (see the method).
+
+    Two streaming passes over the data, the fewest the arithmetic allows: one
+    read for the statistics (:func:`_neuron_moments`) and one rewrite. The
+    statistics are taken from the float32 values with float64 sums, so they
+    lose nothing to the float32 result.
+    """
     check_choice("method", method, ("max", "zscore"))
     eps = check_positive("eps", eps)
     stims = _stim_list(ds, stim_indices, "normalize_responses")
     if ds.response_normalization is not None:
         denormalize_responses(ds)
-    store = ds.response_store
     N = ds.N_neurons
-    count = torch.zeros(N, dtype=torch.float64)
-    total = torch.zeros(N, dtype=torch.float64)
-    peak = torch.zeros(N, dtype=torch.float64)
-    for s in stims:
-        _, _, rows = store.block(s)
-        if rows.shape[0] == 0:
-            continue
-        idx = _row_neurons(store, s)
-        x = rows.to(torch.float64)
-        valid = ~torch.isnan(x)
-        x0 = torch.where(valid, x, torch.zeros((), dtype=x.dtype))
-        count.index_add_(0, idx, valid.sum(1).to(torch.float64))
-        total.index_add_(0, idx, x0.sum(1))
-        peak.scatter_reduce_(0, idx, x0.abs().amax(1), reduce="amax")
+    count_np, mean_np, m2_np, peak_np = _neuron_moments(ds, stims, with_var=method == "zscore")
+    count = torch.from_numpy(count_np)
     has = count > 0
     offset = torch.zeros(N, dtype=torch.float64)
     scale = torch.ones(N, dtype=torch.float64)
     if method == "max":
+        peak = torch.from_numpy(peak_np)
         scale[has] = peak[has].clamp(min=eps)
     else:
-        mean = torch.where(has, total / count.clamp(min=1), torch.zeros_like(total))
-        squares = torch.zeros(N, dtype=torch.float64)
-        for s in stims:  # second pass: sum of squared deviations, no cancellation
-            _, _, rows = store.block(s)
-            if rows.shape[0] == 0:
-                continue
-            idx = _row_neurons(store, s)
-            dev = rows.to(torch.float64) - mean[idx].unsqueeze(1)
-            dev = torch.where(torch.isnan(dev), torch.zeros((), dtype=dev.dtype), dev)
-            squares.index_add_(0, idx, (dev * dev).sum(1))
+        mean, squares = torch.from_numpy(mean_np), torch.from_numpy(m2_np)
         enough = count > 1
         offset[has] = mean[has]
         scale[enough] = (squares[enough] / (count[enough] - 1)).sqrt().clamp(min=eps)

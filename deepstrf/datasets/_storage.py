@@ -16,15 +16,22 @@ starts[s][k] + reps[s][k]]``, a view with the contract's ``(R, T)`` shape.
 A pair that is absent has no rows at all and reads back as the ``(1, 1)`` NaN
 sentinel. Blocks may be views into one flat buffer (a memory-mapped cache) or
 separate tensors (after an edit); the code does not care which. Block tensors
-are never written in place: edits build a new tensor for the block, so a
-block can be shared between a dataset, its concatenations and a cache file.
+are written in place only when nothing else can see them: memory this module
+allocated itself (``owned``), referenced by the store alone (no view, no
+other store, no tensor object held elsewhere, checked at the time of the
+write). Every other edit builds a new tensor for the block, so a block can be
+shared between a dataset, its concatenations, a user's numpy array and a
+cache file without any of them changing.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +55,19 @@ def is_sentinel(value: torch.Tensor) -> bool:
     return False
 
 
+_NAN_ROWS: dict[int, torch.Tensor] = {}
+
+
+def _nan_row(T: int) -> torch.Tensor:
+    """A shared, never written ``(1, T)`` NaN row (a few thousand lengths kept at most)."""
+    row = _NAN_ROWS.get(T)
+    if row is None:
+        row = torch.full((1, T), _NAN, dtype=torch.float32)
+        if len(_NAN_ROWS) < 4096:
+            _NAN_ROWS[T] = row
+    return row
+
+
 def _ragged_arange(counts: np.ndarray) -> np.ndarray:
     """``concat([arange(c) for c in counts])`` without a Python loop."""
     total = int(counts.sum())
@@ -65,10 +85,35 @@ class _Block:
     neurons: np.ndarray       # (K,) int64, sorted, unique
     reps: np.ndarray          # (K,) int64, >= 1
     starts: np.ndarray        # (K,) int64, row offsets
+    #: None until asked; then False if some value may be NaN (see ``nan_free``).
+    _nan_free: bool | None = None
+    #: The data's memory was allocated by this module and is not shared by design
+    #: (a concatenation, a user's array or a cache file make it False).
+    owned: bool = False
 
     @property
     def T(self) -> int:
         return int(self.data.shape[1])
+
+    @property
+    def nan_free(self) -> bool:
+        """True if no value of the block is NaN (computed once: blocks are never written).
+
+        The test is a float32 sum: NaN anywhere makes it NaN whatever the
+        order of the additions, so a non-NaN sum proves there is no NaN. A NaN
+        sum without a NaN value (``inf - inf``) only sends the block down the
+        slower exact path, so the answer never changes a result.
+        """
+        if self._nan_free is None:
+            data = self.data
+            if data.numel() == 0:
+                self._nan_free = True
+            elif data.device.type == "cpu" and not data.requires_grad:
+                # numpy's sum: one pass at memory speed, without a thread team per block
+                self._nan_free = not bool(np.isnan(np.add.reduce(data.numpy(), axis=None)))
+            else:
+                self._nan_free = not bool(torch.isnan(data.sum()))
+        return self._nan_free
 
 
 @dataclass
@@ -81,13 +126,158 @@ class _GatherPlan:
     n_idx: np.ndarray
     r_idx: np.ndarray
     src: np.ndarray | None
+    #: ``src`` as a tensor (None: every row in order), made once per plan.
+    src_t: torch.Tensor | None = None
+    #: Row index of a single item and which of its rows hold data (see
+    #: ResponseStore.gather_plan), made on first use.
+    item_index: torch.Tensor | None = None
+    item_row_valid: torch.Tensor | None = None
+
+    @property
+    def n_rows(self) -> int:
+        """Number of block rows the plan writes."""
+        return len(self.n_idx)
 
 
-def _make_block(neurons: np.ndarray, reps: np.ndarray, data: torch.Tensor) -> _Block:
+def _make_block(neurons: np.ndarray, reps: np.ndarray, data: torch.Tensor,
+                owned: bool = False) -> _Block:
     starts = np.zeros(len(reps), dtype=np.int64)
     if len(reps) > 1:
         np.cumsum(reps[:-1], out=starts[1:])
-    return _Block(data=data, neurons=neurons, reps=reps, starts=starts)
+    return _Block(data=data, neurons=neurons, reps=reps, starts=starts, owned=owned)
+
+
+_storage_use_count = getattr(torch._C, "_storage_Use_Count", None)
+
+
+def _data_refs(block: _Block) -> int:
+    return sys.getrefcount(block.data)
+
+
+def _storage_uses(tensor: torch.Tensor) -> int:
+    return _storage_use_count(tensor.untyped_storage()._cdata)
+
+
+# Reference counts of a block nobody else sees, measured on one (they include
+# the temporaries of the measuring calls themselves).
+_LONE = _Block(torch.empty((1, 1)), np.zeros(1, np.int64), np.ones(1, np.int64),
+               np.zeros(1, np.int64), owned=True)
+_LONE_REFS = _data_refs(_LONE)
+_LONE_USES = _storage_uses(_LONE.data) if _storage_use_count is not None else -1
+del _LONE
+
+
+def _writable_in_place(block: _Block) -> bool:
+    """True if writing into ``block.data`` can change nothing anyone else sees.
+
+    The memory must be ``owned`` (allocated here, never handed to a second
+    store) and referenced by this block alone: no other reference to the
+    tensor object (``sys.getrefcount``) and no other tensor on its storage
+    (a view such as ``responses[s][n]`` the user kept, a batch item). Where
+    PyTorch does not expose the storage's use count, nothing is written in
+    place.
+    """
+    data = block.data
+    if not block.owned or _storage_use_count is None or data.requires_grad \
+            or data.device.type != "cpu" or not data.is_contiguous():
+        return False
+    del data
+    return _data_refs(block) <= _LONE_REFS and _storage_uses(block.data) <= _LONE_USES
+
+
+def _first(flags: np.ndarray) -> int:
+    return int(np.flatnonzero(flags)[0])
+
+
+def _check_nested_row(s: int, row: Any, n_neurons: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate ``responses[s]`` of the nested form; return its neurons with data and their R.
+
+    Python-level work per pair is a few C-level iterations (types, shapes,
+    dtypes); the ``(1, 1)`` candidates of the row are tested for NaN together.
+    """
+    if not isinstance(row, (list, tuple)):
+        raise TypeError(f"responses[{s}] must be a list of {n_neurons} tensors; got "
+                        f"{type(row).__name__}.")
+    if len(row) != n_neurons:
+        raise ValueError(f"responses[{s}] has {len(row)} entries but the dataset has "
+                         f"N_neurons={n_neurons}; every row needs one entry per neuron "
+                         "(the (1, 1) NaN sentinel for a neuron that did not hear it).")
+    for kind in set(map(type, row)):
+        if not issubclass(kind, torch.Tensor):
+            n = next(n for n, v in enumerate(row) if type(v) is kind)
+            raise TypeError(f"responses[{s}][{n}] must be a torch.Tensor; got "
+                            f"{kind.__name__}.")
+    for dtype in {v.dtype for v in row}:
+        if dtype.is_complex or dtype == torch.bool:
+            n = next(n for n, v in enumerate(row) if v.dtype == dtype)
+            raise TypeError(f"responses[{s}][{n}] must hold real numbers; got dtype {dtype}.")
+    shapes = [v.shape for v in row]
+    if set(map(len, shapes)) - {2}:
+        n = next(n for n, sh in enumerate(shapes) if len(sh) != 2)
+        raise ValueError(f"responses[{s}][{n}] must be 2-D (R, T) or the (1, 1) NaN "
+                         f"sentinel; got shape {tuple(shapes[n])}.")
+    dims = np.fromiter(itertools.chain.from_iterable(shapes), dtype=np.int64,
+                       count=2 * len(shapes)).reshape(-1, 2)
+    R, T = dims[:, 0], dims[:, 1]
+    missing = (R >= 1) & (T == 0)  # no values at all: nothing to keep
+    cand = np.flatnonzero((R == 1) & (T == 1))
+    if len(cand):
+        missing[cand] = _all_nan_singletons([row[n] for n in cand.tolist()])
+    empty = (R == 0) & ~missing
+    if empty.any():
+        n = _first(empty)
+        raise ValueError(f"responses[{s}][{n}] has 0 repeats; mark a missing pair "
+                         "with the (1, 1) NaN sentinel instead.")
+    real = np.flatnonzero(~missing)
+    if len(real):
+        t_real = T[real]
+        bad = t_real != t_real[0]
+        if bad.any():
+            n, n0 = int(real[_first(bad)]), int(real[0])
+            raise ValueError(f"responses[{s}][{n}] has T={int(T[n])} but "
+                             f"responses[{s}][{n0}] has T={int(T[n0])}; all "
+                             "neurons share the time axis of a stimulus.")
+    return real.astype(np.int64), R[real]
+
+
+def _all_nan_singletons(values: list[torch.Tensor]) -> np.ndarray:
+    """Which of these ``(1, 1)`` tensors hold NaN, tested in one operation."""
+    try:
+        with torch.no_grad():
+            flat = torch.cat([v.detach() for v in values]).reshape(-1)
+        if flat.device.type != "cpu":
+            flat = flat.cpu()
+    except RuntimeError:  # mixed devices: test one by one
+        return np.array([v.is_floating_point() and bool(torch.isnan(v).all()) for v in values])
+    if not flat.is_floating_point():
+        return np.zeros(len(values), dtype=bool)
+    return torch.isnan(flat).numpy()
+
+
+def _pack_rows(parts: list[torch.Tensor], rows: int) -> torch.Tensor:
+    """``torch.cat`` of the pairs' ``(R, T)`` tensors (``rows`` in all) as one float32 block."""
+    with torch.no_grad():
+        out = torch.empty((rows, parts[0].shape[1]), dtype=torch.float32)
+        try:
+            torch.cat(parts, 0, out=out)
+        except (RuntimeError, TypeError):  # other devices or dtypes: convert each first
+            torch.cat([v.detach().to("cpu", torch.float32) for v in parts], 0, out=out)
+    return out
+
+
+def _drop_all_nan_pairs(block: _Block) -> _Block:
+    """Remove pairs whose values are all NaN: they mark missing pairs, as the sentinel does."""
+    if block.data.numel() == 0:
+        return block
+    row_all_nan = torch.isnan(block.data).all(dim=1).numpy()
+    pair_all_nan = np.logical_and.reduceat(row_all_nan, block.starts)
+    if not pair_all_nan.any():
+        return block
+    keep = ~pair_all_nan
+    reps = block.reps[keep]
+    src = np.repeat(block.starts[keep], reps) + _ragged_arange(reps)
+    data = block.data.index_select(0, torch.from_numpy(src))
+    return _make_block(block.neurons[keep], reps, data, owned=True)
 
 
 class ResponseStore:
@@ -104,6 +294,8 @@ class ResponseStore:
         self._masks: torch.Tensor | None = None
         #: Bumped at every structural change, so caches built on the store can tell.
         self.version = 0
+        # (sel_pos, version, {s: plan}) of the last selection seen by cached_plan
+        self._plan_cache: tuple[np.ndarray, int, dict[int, _GatherPlan]] | None = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -120,7 +312,7 @@ class ResponseStore:
         for s, (neurons, reps, rows) in enumerate(blocks):
             neurons = np.asarray(neurons, dtype=np.int64).reshape(-1)
             reps = np.asarray(reps, dtype=np.int64).reshape(-1)
-            data = torch.as_tensor(rows)
+            data = source = torch.as_tensor(rows)
             if data.dtype != torch.float32:
                 data = data.to(torch.float32)
             if data.dim() != 2:
@@ -146,7 +338,10 @@ class ResponseStore:
                 src = np.repeat(starts[order], reps[order]) + _ragged_arange(reps[order])
                 data = data[torch.from_numpy(src)]
                 neurons, reps = neurons[order], reps[order]
-            out.append(_make_block(neurons, reps, data.contiguous()))
+            data = data.contiguous()
+            # a converted or reordered copy is ours; the caller's own array is not
+            owned = data.numel() > 0 and data.data_ptr() != source.data_ptr()
+            out.append(_make_block(neurons, reps, data, owned=owned))
         return cls(out, n_neurons)
 
     @classmethod
@@ -160,53 +355,32 @@ class ResponseStore:
         the stim and neuron at fault. With ``release=True`` each row of the
         input list is replaced by ``None`` once packed, so peak memory stays
         near one copy of the data.
+
+        The cost is one copy of the data (``torch.cat`` per stimulus) and one
+        read of it (a sum that proves a block free of NaN) plus a small
+        per-pair constant: types, shapes and dtypes are read with C-level
+        iteration per row, and the ``(1, 1)`` candidates of a row are tested
+        for NaN in one operation, never one tensor at a time.
         """
         if not isinstance(rows, (list, tuple)):
             raise TypeError(f"responses must be a list of S lists of N tensors; got "
                             f"{type(rows).__name__}.")
         # Check everything before packing so a bad entry leaves the input intact.
-        for s, row in enumerate(rows):
-            if not isinstance(row, (list, tuple)):
-                raise TypeError(f"responses[{s}] must be a list of {n_neurons} tensors; got "
-                                f"{type(row).__name__}.")
-            if len(row) != n_neurons:
-                raise ValueError(f"responses[{s}] has {len(row)} entries but the dataset has "
-                                 f"N_neurons={n_neurons}; every row needs one entry per neuron "
-                                 "(the (1, 1) NaN sentinel for a neuron that did not hear it).")
-            t_first = None
-            for n, value in enumerate(row):
-                if not isinstance(value, torch.Tensor):
-                    raise TypeError(f"responses[{s}][{n}] must be a torch.Tensor; got "
-                                    f"{type(value).__name__}.")
-                if value.is_complex() or value.dtype == torch.bool:
-                    raise TypeError(f"responses[{s}][{n}] must hold real numbers; got dtype "
-                                    f"{value.dtype}.")
-                if value.dim() != 2:
-                    raise ValueError(f"responses[{s}][{n}] must be 2-D (R, T) or the (1, 1) NaN "
-                                     f"sentinel; got shape {tuple(value.shape)}.")
-                if tuple(value.shape) == (1, 1) and bool(torch.isnan(value).all()):
-                    continue
-                if value.shape[0] == 0:
-                    raise ValueError(f"responses[{s}][{n}] has 0 repeats; mark a missing pair "
-                                     "with the (1, 1) NaN sentinel instead.")
-                if t_first is None:
-                    t_first = (n, value.shape[1])
-                elif value.shape[1] != t_first[1]:
-                    raise ValueError(f"responses[{s}][{n}] has T={value.shape[1]} but "
-                                     f"responses[{s}][{t_first[0]}] has T={t_first[1]}; all "
-                                     "neurons share the time axis of a stimulus.")
+        real_rows = [_check_nested_row(s, row, n_neurons) for s, row in enumerate(rows)]
         blocks: list[_Block] = []
-        for s, row in enumerate(rows):
-            real = [(n, v) for n, v in enumerate(row) if not is_sentinel(v)]
-            if real:
-                T = real[0][1].shape[1]
-                data = torch.cat([v.detach().to("cpu", torch.float32) for _, v in real], 0)
+        for s, (real, reps) in enumerate(real_rows):
+            row = rows[s]
+            if len(real):
+                parts = [row[n] for n in real.tolist()]
+                data = _pack_rows(parts, int(reps.sum()))
+                block = _make_block(real, reps, data, owned=True)
+                if not block.nan_free:
+                    block = _drop_all_nan_pairs(block)
             else:
                 T = int(stim_T[s]) if stim_T is not None else 0
-                data = torch.zeros((0, T), dtype=torch.float32)
-            neurons = np.array([n for n, _ in real], dtype=np.int64)
-            reps = np.array([v.shape[0] for _, v in real], dtype=np.int64)
-            blocks.append(_make_block(neurons, reps, data.contiguous()))
+                block = _make_block(np.zeros(0, np.int64), np.zeros(0, np.int64),
+                                    torch.zeros((0, T), dtype=torch.float32))
+            blocks.append(block)
             if release and isinstance(rows, list):
                 rows[s] = None
         return cls(blocks, n_neurons)
@@ -255,7 +429,9 @@ class ResponseStore:
         offset = 0
         for store in stores:
             for b in store._blocks:
-                blocks.append(_Block(b.data, b.neurons + offset, b.reps.copy(), b.starts.copy()))
+                b.owned = False  # now shared with the result: never written in place again
+                blocks.append(_Block(b.data, b.neurons + offset, b.reps.copy(), b.starts.copy(),
+                                     b._nan_free))
             offset += store.n_neurons
         return cls(blocks, offset)
 
@@ -335,7 +511,7 @@ class ResponseStore:
                 data = b.data.clone()
                 start = int(b.starts[k])
                 data[start:start + int(b.reps[k])] = value.to(torch.float32)
-                self.replace_data(s, data)
+                self.replace_data(s, data, owned=True)
                 return
         entries = [(int(nj), b.data[int(st):int(st) + int(r)])
                    for nj, st, r in zip(b.neurons, b.starts, b.reps) if nj != n]
@@ -347,17 +523,21 @@ class ResponseStore:
                 else torch.zeros((0, T), dtype=torch.float32))
         self._blocks[s] = _make_block(np.array([e[0] for e in entries], dtype=np.int64),
                                       np.array([e[1].shape[0] for e in entries], dtype=np.int64),
-                                      data.contiguous())
+                                      data.contiguous(), owned=len(entries) > 1)
         self.invalidate()
 
-    def replace_data(self, s: int, data: torch.Tensor) -> None:
-        """Swap block s's values for a same-shaped tensor (in-place style edits)."""
+    def replace_data(self, s: int, data: torch.Tensor, *, owned: bool = False) -> None:
+        """Swap block s's values for a same-shaped tensor (in-place style edits).
+
+        ``owned=True`` says the caller made ``data`` for this store alone (so
+        later edits may write into it); by default it is treated as shared.
+        """
         old = self._blocks[s]
         if tuple(data.shape) != tuple(old.data.shape):
             raise ValueError(f"stim {s}: new block shape {tuple(data.shape)} differs from "
                              f"{tuple(old.data.shape)}.")
         self._blocks[s] = _Block(data.to(torch.float32).contiguous(), old.neurons, old.reps,
-                                 old.starts)
+                                 old.starts, owned=owned)
 
     def row_neurons(self, s: int) -> np.ndarray:
         """Neuron index of every row of block s."""
@@ -381,7 +561,116 @@ class ResponseStore:
         else:
             src = np.repeat(b.starts[kept], counts) + within
         return _GatherPlan(s=s, T=b.T, R=int(counts.max()) if len(kept) else 1,
-                           n_idx=np.repeat(pos[kept], counts), r_idx=within, src=src)
+                           n_idx=np.repeat(pos[kept], counts), r_idx=within, src=src,
+                           src_t=None if src is None else torch.from_numpy(src))
+
+    def cached_plan(self, s: int, sel_pos: np.ndarray) -> _GatherPlan:
+        """:meth:`plan`, remembered while ``sel_pos`` (the same array object) is in use.
+
+        The dataset hands the same read-only ``sel_pos`` array until its
+        selection changes, so item access and epochs plan each stimulus once
+        per selection. A structural edit of the store (``version``) or another
+        ``sel_pos`` object starts a new cache; only one selection is kept.
+        """
+        cache = self._plan_cache
+        if cache is None or cache[0] is not sel_pos or cache[1] != self.version:
+            cache = self._plan_cache = (sel_pos, self.version, {})
+        plans = cache[2]
+        plan = plans.get(s)
+        if plan is None:
+            plan = plans[s] = self.plan(s, sel_pos)
+        return plan
+
+    def write_padded(self, plans: Sequence[_GatherPlan], out: torch.Tensor, mask: torch.Tensor,
+                     ext: torch.Tensor | None = None, mask_ext: torch.Tensor | None = None
+                     ) -> None:
+        """Write items into a padded batch: every element of ``out`` and ``mask``.
+
+        ``out`` (float32) and ``mask`` (bool) are contiguous ``(B, n_sel, R_out,
+        T_out)`` tensors with any prior content; item ``b`` is ``plans[b]``.
+        Stored values land at their place, every other element becomes NaN in
+        ``out`` and False in ``mask``, and ``mask`` is True exactly where
+        ``out`` is not NaN.
+
+        Each output byte is written once. The kept rows of all items are first
+        copied into a small table ``ext`` (``(rows + 1, T_out)``, time-padded
+        with NaN, last row all NaN), then one row gather (``index_select``, a
+        memory copy per row) writes the whole batch, padding rows included:
+        no NaN fill that data then overwrites, and no second pass over the
+        batch for the mask, which is gathered the same way from ``mask_ext``
+        (True on the stored values of blocks without NaN, ``~isnan``
+        otherwise). ``ext`` and ``mask_ext`` may be passed in (a recycled
+        buffer) with exactly that shape.
+        """
+        B, n_sel, R_out, T_out = out.shape
+        if out.numel() == 0:
+            return
+        n_ext = sum(p.n_rows for p in plans) + 1
+        if ext is None:
+            ext = torch.empty((n_ext, T_out), dtype=torch.float32)
+        if mask_ext is None:
+            mask_ext = torch.empty((n_ext, T_out), dtype=torch.bool)
+        rows_b = n_sel * R_out
+        pad_row = n_ext - 1
+        index = np.full(B * rows_b, pad_row, dtype=np.int64)
+        off = 0
+        for b, p in enumerate(plans):
+            n = p.n_rows
+            if not n:
+                continue
+            index[b * rows_b + p.n_idx * R_out + p.r_idx] = np.arange(off, off + n)
+            block = self._blocks[p.s]
+            e, me = ext[off:off + n], mask_ext[off:off + n]
+            if p.T == T_out:
+                if p.src_t is None:
+                    e.copy_(block.data)
+                else:
+                    torch.index_select(block.data, 0, p.src_t, out=e)
+                head, mhead = e, me
+            else:
+                head, mhead = e[:, :p.T], me[:, :p.T]
+                head.copy_(block.data if p.src_t is None else block.data.index_select(0, p.src_t))
+                e[:, p.T:].fill_(_NAN)
+                me[:, p.T:].fill_(False)
+            if block.nan_free:
+                mhead.fill_(True)
+            else:
+                torch.eq(head, head, out=mhead)  # x == x is ~isnan(x)
+            off += n
+        ext[pad_row].fill_(_NAN)
+        mask_ext[pad_row].fill_(False)
+        idx = torch.from_numpy(index)
+        torch.index_select(ext, 0, idx, out=out.view(-1, T_out))
+        torch.index_select(mask_ext, 0, idx, out=mask.view(-1, T_out))
+
+    def gather_plan(self, plan: _GatherPlan, n_sel: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(responses, mask)`` of one planned item, ``(n_sel, plan.R, plan.T)`` each.
+
+        The gather of :meth:`write_padded` for one item in as few tensor
+        operations as possible: the kept rows plus one NaN row are joined
+        (``torch.cat``), one row gather writes the item, and for a block
+        without NaN the mask is one broadcast copy of the per-row validity.
+        The plan keeps the output row index and that validity (at most a few
+        percent of the block's bytes).
+        """
+        n, T, R = plan.n_rows, plan.T, plan.R
+        index, row_valid = plan.item_index, plan.item_row_valid
+        if index is None or index.numel() != n_sel * R:
+            rows = np.full(n_sel * R, n, dtype=np.int64)
+            rows[plan.n_idx * R + plan.r_idx] = np.arange(n)
+            index, row_valid = torch.from_numpy(rows), torch.from_numpy(rows < n)
+            block_bytes = self._blocks[plan.s].data.numel() * 4
+            if rows.nbytes * 16 <= max(block_bytes, 1 << 16):
+                plan.item_index, plan.item_row_valid = index, row_valid
+        block = self._blocks[plan.s]
+        data = block.data if plan.src_t is None else block.data.index_select(0, plan.src_t)
+        ext = torch.cat((data, _nan_row(T)))
+        out = torch.index_select(ext, 0, index).view(n_sel, R, T)
+        if block.nan_free:
+            mask = row_valid.view(-1, 1).expand(n_sel * R, T).clone().view(n_sel, R, T)
+        else:
+            mask = torch.index_select(torch.eq(ext, ext), 0, index).view(n_sel, R, T)
+        return out, mask
 
     def gather_into(self, plan: _GatherPlan, out: torch.Tensor, mask: torch.Tensor) -> None:
         """Write the planned rows into ``out`` / ``mask`` (``(n_sel, R_out, T_out)``).
@@ -412,11 +701,7 @@ class ResponseStore:
         none did); absent pairs and padded repeats are NaN in ``responses``
         and False in ``mask``.
         """
-        plan = self.plan(s, sel_pos)
-        out = torch.full((n_sel, plan.R, plan.T), _NAN, dtype=torch.float32)
-        mask = torch.zeros((n_sel, plan.R, plan.T), dtype=torch.bool)
-        self.gather_into(plan, out, mask)
-        return out, mask
+        return self.gather_plan(self.plan(s, sel_pos), n_sel)
 
     # ------------------------------------------------------------------ bulk edits
     def map_blocks_(self, fn) -> None:
@@ -427,6 +712,143 @@ class ResponseStore:
             new = fn(s, b.neurons, b.reps, b.data)
             if new is not b.data:
                 self.replace_data(s, new)
+
+    def transform_rows_(self, fn, *, chunk_bytes: int = 1 << 20) -> int:
+        """Rewrite every block chunk by chunk: ``fn(s, rows, src, dst)``.
+
+        ``src`` and ``dst`` are ``(n, T)`` float32 numpy arrays of a chunk of
+        block s's rows (``rows`` is their slice of the block); ``fn`` writes
+        the new values into ``dst``, which may be ``src`` itself (an
+        elementwise ``fn`` is fine; one that reads neighbours must write
+        through a scratch array). Blocks nobody else can see
+        (:func:`_writable_in_place`) are rewritten in place, so an operation
+        allocates no memory and touches no fresh page; the others get a new
+        block of their own, and the old one is released as soon as nothing
+        refers to it, so peak memory stays at the data plus one block. Chunks
+        of about ``chunk_bytes`` keep the temporaries of ``fn`` in cache.
+        Returns the number of blocks written in place.
+        """
+        in_place = 0
+        for s, b in enumerate(self._blocks):
+            if b.data.numel() == 0:
+                continue
+            if _writable_in_place(b):
+                dst_t = b.data
+                in_place += 1
+            else:
+                dst_t = torch.empty_like(b.data, memory_format=torch.contiguous_format)
+            src, dst = b.data.detach().numpy(), dst_t.numpy()
+            step = max(1, chunk_bytes // max(1, 4 * b.T))
+            for a in range(0, src.shape[0], step):
+                rows = slice(a, min(a + step, src.shape[0]))
+                fn(s, rows, src[rows], dst[rows])
+            del src, dst, b
+            if dst_t is self._blocks[s].data:
+                self._blocks[s]._nan_free = None
+            else:
+                self.replace_data(s, dst_t, owned=True)
+            del dst_t
+        return in_place
+
+    def iter_row_chunks(self, stims: Iterable[int] | None = None, *,
+                        chunk_bytes: int = 1 << 20) -> Iterator[tuple[int, np.ndarray, np.ndarray, bool]]:
+        """``(s, row_neurons, rows, nan_free)`` for chunks of each block's rows (read-only).
+
+        ``rows`` is a float32 numpy view ``(n, T)`` of about ``chunk_bytes``;
+        ``row_neurons`` the neuron of each row; ``nan_free`` the block's flag.
+        """
+        for s in (range(self.n_stims) if stims is None else stims):
+            b = self._blocks[s]
+            if b.data.numel() == 0:
+                continue
+            data = b.data.detach().numpy()
+            rn = np.repeat(b.neurons, b.reps)
+            step = max(1, chunk_bytes // max(1, 4 * b.T))
+            nan_free = b.nan_free
+            for a in range(0, data.shape[0], step):
+                yield s, rn[a:a + step], data[a:a + step], nan_free
+
+    def repeat_groups(self, s: int, *, call_cost: int = 1 << 17
+                      ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """Stimulus s's pairs in groups of similar repeat counts: ``(neurons, (K, R, T))``.
+
+        :meth:`padded_block` pads every pair to the block's largest R; here
+        pairs are grouped by repeat count and each group is padded only to its
+        own largest R, so a consumer reduces far less padding. Groups are
+        contiguous ranges of the sorted repeat counts chosen to minimise
+        ``padded values + call_cost * groups`` (``call_cost``: the fixed cost
+        of one consumer call, in values), so small distinct counts are merged
+        rather than paying a call each. A block whose pairs all share R is a
+        single view, no copy. Pairs keep increasing neuron order within a
+        group.
+        """
+        b = self._blocks[s]
+        if len(b.neurons) == 0:
+            return
+        T = b.T
+        if bool((b.reps == b.reps[0]).all()):
+            R = int(b.reps[0])
+            yield b.neurons, b.data.view(len(b.neurons), R, T)
+            return
+        values, counts = np.unique(b.reps, return_counts=True)
+        # best[j]: least cost of grouping values[:j]; cut[j]: start of its last group
+        m = len(values)
+        best = np.full(m + 1, np.inf)
+        best[0] = 0.0
+        cut = np.zeros(m + 1, dtype=np.int64)
+        for j in range(1, m + 1):
+            for i in range(j):
+                cost = best[i] + call_cost + float(counts[i:j].sum()) * float(values[j - 1]) * T
+                if cost < best[j]:
+                    best[j], cut[j] = cost, i
+        bounds = []
+        j = m
+        while j > 0:
+            bounds.append((cut[j], j))
+            j = cut[j]
+        for i, j in reversed(bounds):
+            k = np.flatnonzero((b.reps >= values[i]) & (b.reps <= values[j - 1]))
+            sel_pos = np.full(self.n_neurons, -1, dtype=np.int64)
+            sel_pos[b.neurons[k]] = np.arange(len(k))
+            yield b.neurons[k], self.gather_plan(self.plan(s, sel_pos), len(k))[0]
+
+    def iter_pair_groups(self, *, group_values: int = 1 << 17, pending_values: int = 1 << 22
+                         ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """All pairs of the store as a few large ``(neurons (K,), responses (K, R, T))`` groups.
+
+        Pairs from :meth:`repeat_groups` of every stimulus are pooled by
+        ``(T, R)`` and handed out once a pool holds about ``group_values``
+        values (or when all pools together hold ``pending_values``, the
+        largest goes first; whatever is left comes at the end), so a consumer
+        with a fixed cost per call, such as the quality accumulator, sees a
+        few large calls instead of one or several per stimulus. A neuron may
+        appear several times in a group (once per stimulus); the order is
+        fixed by the data, never by timing or threads.
+        """
+        pools: dict[tuple[int, int], list[tuple[np.ndarray, torch.Tensor]]] = {}
+        sizes: dict[tuple[int, int], int] = {}
+        pending = 0
+
+        def flush(key):
+            nonlocal pending
+            parts = pools.pop(key)
+            pending -= sizes.pop(key)
+            neurons = np.concatenate([n for n, _ in parts])
+            block = parts[0][1] if len(parts) == 1 else torch.cat([x for _, x in parts])
+            return neurons, block
+
+        for s in range(self.n_stims):
+            for neurons, block in self.repeat_groups(s):
+                key = (int(block.shape[2]), int(block.shape[1]))
+                pools.setdefault(key, []).append((neurons, block))
+                sizes[key] = sizes.get(key, 0) + block.numel()
+                pending += block.numel()
+                if sizes[key] >= group_values:
+                    yield flush(key)
+                while pending > pending_values:
+                    yield flush(max(sizes, key=lambda k: (sizes[k], k)))
+        for key in sorted(pools):
+            yield flush(key)
 
     def padded_block(self, s: int) -> tuple[np.ndarray, torch.Tensor]:
         """``(neurons (K,), responses (K, R_max, T))`` of stimulus s, repeats NaN-padded."""

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from deepstrf._validation import check_index, check_positive
+from deepstrf._validation import check_index, check_positive, normalize_index
 from deepstrf.datasets._query import Query, compile_query
 from deepstrf.datasets._storage import ResponseStore, ResponsesView
 from deepstrf.errors import ContractError, ContractIndexError, ContractTypeError
@@ -468,6 +468,9 @@ class NeuralDataset(Dataset, ABC):
                 iterable = np.zeros(0, dtype=np.int64)
             pos = np.full(N, -1, dtype=np.int64)
             pos[neurons] = np.arange(len(neurons), dtype=np.int64)
+            # read-only: the store caches gather plans per pos array, by identity
+            for arr in (neurons, pos, iterable):
+                arr.setflags(write=False)
             self._sel_cache = (neurons, pos, iterable)
             self._sel_cache_version = store.version
         return self._sel_cache
@@ -620,7 +623,8 @@ class NeuralDataset(Dataset, ABC):
     def _item(self, i: int) -> dict[str, Any]:
         neurons, pos, iterable = self._selection()
         s = int(iterable[i])
-        responses, valid = self._require_store().gather(s, pos, len(neurons))
+        store = self._store
+        responses, valid = store.gather_plan(store.cached_plan(s, pos), len(neurons))
         return {"stims": self.stims[s], "responses": responses, "valid_mask": valid,
                 "stim_meta": self.stim_meta[s]}
 
@@ -655,6 +659,7 @@ class NeuralDataset(Dataset, ABC):
             ``stim_meta`` (dict). For a slice or sequence: the same keys, each
             holding a list with one entry per item.
         """
+        idx = normalize_index(idx)  # 0-d integer tensors and numpy integers index like ints
         if isinstance(idx, slice):
             positions = list(range(*idx.indices(len(self))))
         elif isinstance(idx, (list, tuple, np.ndarray, torch.Tensor)):
@@ -675,6 +680,7 @@ class NeuralDataset(Dataset, ABC):
         without copying. Any other ``collate_fn`` sees ordinary items.
         """
         from deepstrf.utils.data import assemble_batch
+        indices = normalize_index(list(indices))  # e.g. Subset(ds, torch.randperm(n)) gives tensors
         return assemble_batch(self, [self._resolve(i) for i in indices])
 
     # ------------------------------------------------------------------ display
@@ -823,8 +829,9 @@ class NeuralDataset(Dataset, ABC):
         the neuron's stimuli; see :mod:`deepstrf.metrics` for the formulas and
         the degenerate cases (NaN when no stimulus has two repeats). Both are
         written as plain floats, so they can be used in predicates and queries
-        (``"snr > 0.5"``). The stimuli are streamed one block at a time, so
-        memory stays bounded by the largest single-stimulus block.
+        (``"snr > 0.5"``). The stimuli are streamed block by block, their
+        pairs grouped by repeat count (little padding) and pooled into a few
+        large groups, so memory stays bounded by a few million values.
 
         Parameters
         ----------
@@ -850,10 +857,10 @@ class NeuralDataset(Dataset, ABC):
                                 "them with deepstrf.metrics.NeuronQualityAccumulator.")
         acc = NeuronQualityAccumulator(self.N_neurons, max_ccmax_iters=max_ccmax_iters, seed=seed)
         store = self._require_store()
-        for s in range(store.n_stims):
-            neurons, block = store.padded_block(s)
-            if len(neurons):
-                acc.add_block(torch.from_numpy(neurons), block)
+        # pairs grouped by repeat count (little NaN padding to reduce) and pooled
+        # across stimuli into a few large calls
+        for neurons, block in store.iter_pair_groups():
+            acc.add_block(torch.from_numpy(neurons), block)
         snr, ccmax, sp, np_ = acc.result()
         for meta, a, b in zip(self.nrn_meta, snr.tolist(), ccmax.tolist()):
             meta["snr"] = float(a)

@@ -2,8 +2,8 @@
 
 An entry lives in ``processed/<key>/``, where ``key`` hashes everything that
 changes the result: the dataset, its parameters, a fingerprint of the raw
-files (sizes and modification times), the dataset's cache version and the
-storage format version. An entry holds:
+files (small ones by content, large ones by size and modification time), the
+dataset's cache version and the storage format version. An entry holds:
 
 ``manifest.json``   readable record: parameters, sources, versions of deepstrf
                     and of the libraries that computed it, creation time, build
@@ -12,6 +12,10 @@ storage format version. An entry holds:
 ``stims.npy``       every stimulus value, flat float32 (``stim_shapes.npy`` gives shapes);
 ``responses.npy``   every response value, flat float32, one block per stimulus;
 ``index.npz``       the integer arrays locating blocks and (stim, neuron) pairs.
+
+The manifest also holds a digest of the built arrays themselves
+(:func:`data_digest`), independent of how the files are laid out, so two
+builds can be compared (:func:`compare_entries`, ``deepstrf cache diff``).
 
 The ``.npy`` files are opened memory-mapped (copy-on-write), so a warm load is
 a file open, not a rebuild, and a dataset larger than memory can be iterated.
@@ -49,14 +53,23 @@ from deepstrf.errors import CacheError, CacheMissError
 
 __all__ = [
     "CACHE_MODES",
+    "RAW_CONTENT_LIMIT_BYTES",
     "STORAGE_FORMAT_VERSION",
+    "DIGEST_VERSION",
     "BuiltData",
+    "EntryComparison",
     "cache_key",
     "cached_build",
+    "compare_entries",
+    "data_digest",
+    "entry_digest",
     "list_entries",
+    "list_leftovers",
     "load_entry",
     "manifest_problems",
     "raw_fingerprint",
+    "remove_entry",
+    "remove_leftovers",
     "verify_entry",
     "write_entry",
 ]
@@ -71,6 +84,14 @@ STORAGE_FORMAT_VERSION = 1
 CACHE_MODES = ("use", "rebuild", "readonly", "off")
 
 _LIBRARIES = ("deepstrf", "numpy", "scipy", "torch", "librosa", "soundfile", "h5py", "joblib")
+#: Bump when what :func:`data_digest` hashes, or how, changes.
+DIGEST_VERSION = 1
+#: The parts of a build :func:`data_digest` hashes separately, in this order.
+DIGEST_PARTS = ("stims", "responses", "stim_meta", "nrn_meta", "attributes")
+#: Raw files are fingerprinted by content, smallest first, up to this many bytes in
+#: total per dataset; the rest by size and modification time (:func:`raw_fingerprint`).
+RAW_CONTENT_LIMIT_BYTES = 64 * 2**20
+_READ_CHUNK = 2**20
 _LOCK_POLL_S = 0.2
 _LOCK_LOG_EVERY_S = 30.0
 
@@ -114,8 +135,8 @@ def cache_key(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _listing(root: str, rel: str) -> Iterator[tuple[str, os.stat_result]]:
-    """``(relative path, stat)`` of every non-hidden file under ``root``, sorted, depth first."""
+def _listing(root: str, rel: str) -> Iterator[tuple[str, str, os.stat_result]]:
+    """``(relative path, path, stat)`` of each non-hidden file under ``root``, sorted."""
     with os.scandir(root) as it:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
@@ -125,32 +146,83 @@ def _listing(root: str, rel: str) -> Iterator[tuple[str, os.stat_result]]:
         if entry.is_dir(follow_symlinks=True):
             yield from _listing(entry.path, child)
         elif entry.is_file(follow_symlinks=True):
-            yield child, entry.stat(follow_symlinks=True)
+            yield child, entry.path, entry.stat(follow_symlinks=True)
 
 
-def raw_fingerprint(raw_dir: Path, subpaths: Sequence[str] = ()) -> dict[str, Any]:
-    """Sizes and modification times of the raw files a dataset reads, hashed.
+def _hash_content(digest: Any, path: str, expected: int) -> int | None:
+    """Feed the bytes of ``path`` to ``digest``; the number read, or None if it cannot be read."""
+    n = 0
+    try:
+        with open(path, "rb", buffering=0) as f:
+            if expected <= _READ_CHUNK:  # most raw files: one read, no loop
+                chunk = f.read(expected + 1)
+                digest.update(chunk)
+                n = len(chunk)
+                if n <= expected:
+                    return n
+            while chunk := f.read(_READ_CHUNK):
+                digest.update(chunk)
+                n += len(chunk)
+    except OSError as err:
+        logger.warning("cannot read the raw file %s to fingerprint its content (%s); using its "
+                       "size and modification time instead", path, err)
+        return None
+    return n
+
+
+def raw_fingerprint(raw_dir: Path, subpaths: Sequence[str] = (), *,
+                    content_limit_bytes: int = RAW_CONTENT_LIMIT_BYTES) -> dict[str, Any]:
+    """A hash of the raw files a dataset reads: small ones by content, large ones by size and time.
 
     Walks ``raw_dir / p`` for each of ``subpaths`` (the whole folder when
     empty), skipping hidden files (download and extraction markers) and
-    partial downloads. Plain ``os.scandir`` keeps this to a few
-    microseconds per file, since it runs at every warm load.
+    partial downloads. The files are taken smallest first, and those that
+    fit together within ``content_limit_bytes`` (64 MiB by default: every
+    file of most releases, and the text files of the larger ones) are hashed
+    by their relative path, size and content, so a file edited in place is
+    seen even if its size and modification time were kept, and copying the
+    files (new modification times) keeps the key. The others, too large to
+    read at every construction, count by relative path, size and
+    modification time. A file that cannot be read counts by size and time
+    (with a logged warning).
+
+    Returns
+    -------
+    dict
+        ``n_files``, ``total_bytes``, ``content_files`` and ``content_bytes``
+        (how many files, and bytes, were hashed by content) and
+        ``listing_sha256``, the hash itself.
     """
-    digest = hashlib.sha256()
-    n_files = total = 0
+    files: list[tuple[str, str, os.stat_result]] = []
     for sub in (subpaths or [""]):
         root = os.path.join(raw_dir, sub) if sub else str(raw_dir)
         if os.path.isfile(root):
-            listing: Iterator[tuple[str, os.stat_result]] = iter([(sub, os.stat(root))])
+            files.append((sub, root, os.stat(root)))
         elif os.path.isdir(root):
-            listing = _listing(root, sub)
-        else:
-            continue
-        for rel, st in listing:
-            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-            n_files += 1
-            total += st.st_size
-    return {"n_files": n_files, "total_bytes": total, "listing_sha256": digest.hexdigest()}
+            files.extend(_listing(root, sub))
+    by_content: set[str] = set()
+    budget = content_limit_bytes
+    for rel, _, st in sorted(files, key=lambda f: (f[2].st_size, f[0])):
+        if st.st_size > budget:
+            break  # the rest are as large or larger
+        by_content.add(rel)
+        budget -= st.st_size
+    digest = hashlib.sha256(f"raw-fingerprint-v2\0{content_limit_bytes}\n".encode())
+    content_bytes = n_content = 0
+    for rel, full, st in files:  # in listing order, so the hash does not depend on the sizes' ties
+        if rel in by_content:
+            digest.update(f"{rel}\0{st.st_size}\0content\0".encode())
+            read = _hash_content(digest, full, st.st_size)
+            if read is not None:
+                digest.update(b"\0%d\n" % read)
+                n_content += 1
+                content_bytes += read
+                continue
+            digest.update(b"\0unreadable\n")
+        digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return {"n_files": len(files), "total_bytes": sum(st.st_size for _, _, st in files),
+            "content_files": n_content, "content_bytes": content_bytes,
+            "listing_sha256": digest.hexdigest()}
 
 
 def _versions() -> dict[str, str]:
@@ -214,6 +286,67 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+# ---------------------------------------------------------------------------- digests
+def _canonical_f32(t: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Values as little-endian float32, every NaN the same quiet NaN (its payload is noise)."""
+    if isinstance(t, torch.Tensor):
+        t = t.detach().to("cpu", torch.float32).contiguous().numpy()
+    values = np.ascontiguousarray(t, dtype="<f4").reshape(-1)
+    nan = np.isnan(values)
+    if nan.any():
+        values = values.copy()
+        values[nan] = np.float32(np.nan)
+    return values
+
+
+def _i64(values: Any) -> bytes:
+    return np.ascontiguousarray(values, dtype="<i8").tobytes()
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return json.dumps(_to_json(obj), sort_keys=True, separators=(",", ":")).encode()
+
+
+def data_digest(data: BuiltData) -> dict[str, Any]:
+    """SHA-256 digests of a build's arrays and metadata, independent of the file layout.
+
+    What is hashed is the content, never the files: each stimulus's shape and
+    values, each response block's neuron indices, repeat counts, length and
+    values, and the metadata as sorted-key JSON. Values are hashed as
+    little-endian float32, with every NaN mapped to one quiet NaN, so two
+    builds have equal digests exactly when their tensors are equal element for
+    element (NaN equal to NaN) and their metadata are equal, whatever the
+    ``.npy`` headers, zip timestamps or key order of ``meta.json``.
+
+    Returns
+    -------
+    dict
+        ``version`` (:data:`DIGEST_VERSION`), one hex digest per part of
+        :data:`DIGEST_PARTS`, and ``all``, a digest of those.
+    """
+    stims = hashlib.sha256(_i64([len(data.stims)]))
+    for x in data.stims:
+        stims.update(_i64([x.dim(), *x.shape]))
+        stims.update(_canonical_f32(x).tobytes())
+    store = data.store
+    responses = hashlib.sha256(_i64([store.n_neurons, store.n_stims]))
+    for s in range(store.n_stims):
+        neurons, reps, rows = store.block(s)
+        responses.update(_i64([store.T(s), len(neurons)]))
+        responses.update(_i64(neurons))
+        responses.update(_i64(reps))
+        responses.update(_canonical_f32(rows).tobytes())
+    out: dict[str, Any] = {"version": DIGEST_VERSION, "stims": stims.hexdigest(),
+                           "responses": responses.hexdigest()}
+    for name in ("stim_meta", "nrn_meta", "attributes"):
+        out[name] = hashlib.sha256(_json_bytes(getattr(data, name))).hexdigest()
+    whole = hashlib.sha256(f"deepstrf-digest-v{DIGEST_VERSION}\n".encode())
+    for name in DIGEST_PARTS:
+        whole.update(f"{name}={out[name]}\n".encode())
+    out["all"] = whole.hexdigest()
+    return out
+
+
 def write_entry(entry_dir: Path, data: BuiltData, manifest: dict[str, Any]) -> Path:
     """Write ``data`` as a complete cache entry at ``entry_dir``, atomically.
 
@@ -246,6 +379,7 @@ def write_entry(entry_dir: Path, data: BuiltData, manifest: dict[str, Any]) -> P
         manifest = dict(manifest)
         manifest["files"] = {name: {"bytes": (tmp / name).stat().st_size, "sha256": digest}
                              for name, digest in files.items()}
+        manifest["digest"] = data_digest(data)
         manifest["storage_format_version"] = STORAGE_FORMAT_VERSION
         manifest["complete"] = True
         (tmp / "manifest.json").write_text(json.dumps(_to_json(manifest), indent=2),
@@ -294,6 +428,12 @@ def manifest_problems(manifest: Any) -> list[str]:
     for name in ("key", "created", "params_key"):
         if name in manifest and not isinstance(manifest[name], str):
             problems.append(f"{name!r} is {manifest[name]!r}, expected a string")
+    if "digest" in manifest:
+        digest = manifest["digest"]
+        if not (isinstance(digest, dict) and all(isinstance(digest.get(k), str)
+                                                 for k in (*DIGEST_PARTS, "all"))):
+            problems.append(f"'digest' is {digest!r}, expected an object with a hex string "
+                            f"for each of {', '.join(DIGEST_PARTS)}, all")
     return problems
 
 
@@ -375,6 +515,215 @@ def list_entries(processed_dir: Path) -> list[tuple[Path, dict[str, Any] | None]
             if p.is_dir() and not p.name.startswith(".")]
 
 
+# ---------------------------------------------------------------------------- comparing builds
+def entry_digest(entry_dir: Path) -> dict[str, Any]:
+    """The digest of an entry's arrays: the manifest's, or computed from the files.
+
+    Entries written before digests were recorded get theirs computed here
+    (the same function, on the loaded arrays). Raises :class:`CacheError`
+    when the entry cannot be read.
+    """
+    manifest = read_manifest(Path(entry_dir))
+    if manifest is not None and manifest.get("digest", {}).get("version") == DIGEST_VERSION:
+        return manifest["digest"]
+    data, _ = load_entry(entry_dir)
+    return data_digest(data)
+
+
+@dataclass
+class EntryComparison:
+    """How two cache entries compare (from :func:`compare_entries`).
+
+    Attributes
+    ----------
+    equal : bool
+        True when the arrays and metadata are identical (equal digests).
+    differences : list of str
+        One line per part that differs, naming it and, where both entries can
+        be read, how much differs and where first.
+    context : list of str
+        Recorded facts that differ between the builds (parameters, raw files,
+        library versions, cache versions), to explain a difference.
+    """
+
+    equal: bool
+    differences: list[str]
+    context: list[str]
+
+    def lines(self) -> list[str]:
+        """The comparison as text, verdict first."""
+        head = ["equal: the arrays and metadata are identical"] if self.equal else \
+            [f"differ: {', '.join(d.split(':')[0] for d in self.differences)}"]
+        return head + [f"  {d}" for d in self.differences] + \
+            [f"  note: {c}" for c in self.context]
+
+
+def _value_diff(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
+    """Differing values of two equal-shape float arrays (NaN equals NaN), max |a - b|."""
+    differ = (a != b) & ~(np.isnan(a) & np.isnan(b))
+    n = int(differ.sum())
+    if not n:
+        return 0, 0.0
+    with np.errstate(invalid="ignore"):
+        gap = np.abs(a[differ].astype(np.float64) - b[differ].astype(np.float64))
+    return n, float(np.nanmax(gap)) if np.isfinite(gap).any() else float("nan")
+
+
+def _describe_values(what: str, unit: str, n_units: int, first: list[int], n_values: int,
+                     total: int, max_gap: float, shape_msgs: list[str]) -> str:
+    parts = [f"{len(first)} of {n_units} {unit} (first: stimulus {first[0]})"]
+    if total:
+        parts.append(f"{n_values} of {total} values, max |a - b| = {max_gap:.3g}")
+    parts.extend(shape_msgs)
+    return f"{what}: " + "; ".join(parts)
+
+
+def _stim_differences(a: BuiltData, b: BuiltData) -> str | None:
+    if len(a.stims) != len(b.stims):
+        return f"stims: {len(a.stims)} vs {len(b.stims)} stimuli"
+    first, shapes, n_values, total, gap = [], 0, 0, 0, 0.0
+    for s, (x, y) in enumerate(zip(a.stims, b.stims)):
+        if tuple(x.shape) != tuple(y.shape):
+            first.append(s)
+            shapes += 1
+            continue
+        n, g = _value_diff(_canonical_f32(x), _canonical_f32(y))
+        total += x.numel()
+        if n:
+            first.append(s)
+            n_values += n
+            gap = max(gap, g)
+    if not first:
+        return None
+    return _describe_values("stims", "stimuli", len(a.stims), first, n_values, total, gap,
+                            [f"{shapes} with another shape"] if shapes else [])
+
+
+def _response_differences(a: BuiltData, b: BuiltData) -> str | None:
+    sa, sb = a.store, b.store
+    if (sa.n_stims, sa.n_neurons) != (sb.n_stims, sb.n_neurons):
+        return (f"responses: {sa.n_stims} stimuli x {sa.n_neurons} neurons vs {sb.n_stims} x "
+                f"{sb.n_neurons}")
+    first, layout, n_values, total, gap = [], 0, 0, 0, 0.0
+    for s in range(sa.n_stims):
+        na, ra, xa = sa.block(s)
+        nb, rb, xb = sb.block(s)
+        if not (np.array_equal(na, nb) and np.array_equal(ra, rb) and xa.shape == xb.shape):
+            first.append(s)
+            layout += 1
+            continue
+        n, g = _value_diff(_canonical_f32(xa), _canonical_f32(xb))
+        total += xa.numel()
+        if n:
+            first.append(s)
+            n_values += n
+            gap = max(gap, g)
+    if not first:
+        return None
+    return _describe_values(
+        "responses", "stimuli", sa.n_stims, first, n_values, total, gap,
+        [f"{layout} with other neurons, repeat counts or lengths"] if layout else [])
+
+
+def _meta_differences(name: str, a: Any, b: Any) -> str | None:
+    a, b = _to_json(a), _to_json(b)
+    if json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True):
+        return None
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = sorted(k for k in set(a) | set(b) if a.get(k, ...) != b.get(k, ...))
+        return f"{name}: differs in {', '.join(map(repr, keys))}"
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        bad = [i for i, (x, y) in enumerate(zip(a, b))
+               if json.dumps(x, sort_keys=True) != json.dumps(y, sort_keys=True)]
+        where = ""
+        if isinstance(a[bad[0]], dict) and isinstance(b[bad[0]], dict):
+            x, y = a[bad[0]], b[bad[0]]
+            keys = sorted(k for k in set(x) | set(y) if x.get(k, ...) != y.get(k, ...))
+            where = f", keys {', '.join(map(repr, keys))}"
+        return f"{name}: {len(bad)} of {len(a)} entries (first: {bad[0]}{where})"
+    size = (lambda v: len(v) if isinstance(v, list) else type(v).__name__)
+    return f"{name}: {size(a)} vs {size(b)} entries"
+
+
+def _context(ma: dict | None, mb: dict | None) -> list[str]:
+    if ma is None or mb is None:
+        return []
+    out = []
+    pa, pb = ma.get("parameters", {}), mb.get("parameters", {})
+    flat_a, flat_b = _flatten(pa), _flatten(pb)
+    changed = [f"{k}={flat_a.get(k, '(absent)')!r} vs {flat_b.get(k, '(absent)')!r}"
+               for k in sorted(set(flat_a) | set(flat_b))
+               if flat_a.get(k, ...) != flat_b.get(k, ...)]
+    if changed:
+        out.append("parameters differ: " + ", ".join(changed))
+    for name in ("dataset", "cache_version", "storage_format_version"):
+        if ma.get(name) != mb.get(name):
+            out.append(f"{name} differs: {ma.get(name)!r} vs {mb.get(name)!r}")
+    if ma.get("raw_fingerprint") != mb.get("raw_fingerprint"):
+        out.append("the raw files' fingerprints differ")
+    va, vb = ma.get("versions", {}), mb.get("versions", {})
+    if isinstance(va, dict) and isinstance(vb, dict):
+        libs = [f"{k} {va.get(k)} vs {vb.get(k)}" for k in sorted(set(va) | set(vb))
+                if va.get(k) != vb.get(k)]
+        if libs:
+            out.append("built with other versions: " + ", ".join(libs))
+    return out
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """``{'front_end.dt_ms': 5.0, ...}`` from nested parameter dicts."""
+    if not isinstance(obj, dict):
+        return {prefix or "parameters": obj}
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        out.update(_flatten(v, key) if isinstance(v, dict) else {key: v})
+    return out
+
+
+def compare_entries(a: Path, b: Path) -> EntryComparison:
+    """Compare the arrays of two cache entries (for example two builds of one dataset).
+
+    Equal digests (:func:`data_digest`) mean the builds are identical: every
+    stimulus and response value bit for bit (NaN equal to NaN), the
+    (stimulus, neuron) layout and the metadata. When they differ, the parts
+    that differ are named and, as both entries are read, counted (how many
+    stimuli and values, the largest difference, the first stimulus); the
+    differing recorded parameters and versions are listed as context.
+
+    Parameters
+    ----------
+    a, b : Path
+        Entry folders (``processed/<key>``), possibly under different data homes.
+
+    Raises
+    ------
+    CacheError
+        When an entry cannot be read (incomplete, damaged manifest, missing files).
+    """
+    a, b = Path(a), Path(b)
+    da, db = entry_digest(a), entry_digest(b)
+    context = _context(read_manifest(a), read_manifest(b))
+    if da["all"] == db["all"]:
+        return EntryComparison(True, [], context)
+    data_a, _ = load_entry(a)
+    data_b, _ = load_entry(b)
+    differences = []
+    for name in DIGEST_PARTS:
+        if da[name] == db[name]:
+            continue
+        if name == "stims":
+            line = _stim_differences(data_a, data_b)
+        elif name == "responses":
+            line = _response_differences(data_a, data_b)
+        else:
+            line = _meta_differences(name, getattr(data_a, name), getattr(data_b, name))
+        # equal values under unequal digests cannot happen unless a digest was edited
+        differences.append(line or f"{name}: the recorded digests differ (values compare "
+                                   "equal: a manifest was edited?)")
+    return EntryComparison(False, differences, context)
+
+
 @contextlib.contextmanager
 def _lock(lock_path: Path, timeout_s: float | None, what: str) -> Iterator[None]:
     """An exclusive OS-level lock on ``lock_path`` (released if the holder dies)."""
@@ -425,6 +774,104 @@ else:
 
     def _unlock(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _leftover_key(name: str) -> str | None:
+    """The key of a ``.tmp-<key>-<pid>-<id>`` or ``.old-<key>-<id>`` folder name, else None."""
+    for prefix in (".tmp-", ".old-"):
+        if name.startswith(prefix):
+            key = name[len(prefix):].split("-", 1)[0]
+            return key or None
+    return None
+
+
+def list_leftovers(processed_dir: Path) -> list[tuple[Path, str]]:
+    """Folders left by interrupted builds under ``processed_dir``, with their entry's key.
+
+    A build writes its entry into ``.tmp-<key>-...`` and moves the entry it
+    replaces to ``.old-<key>-...`` for the instant of the swap; a build that
+    was killed leaves them behind. They never load (hidden, no complete
+    manifest in place); :func:`remove_leftovers` deletes them.
+    """
+    processed_dir = Path(processed_dir)
+    if not processed_dir.is_dir():
+        return []
+    out = []
+    for p in sorted(processed_dir.iterdir()):
+        key = _leftover_key(p.name)
+        if key is not None and p.is_dir():
+            out.append((p, key))
+    return out
+
+
+def _remove_under_lock(processed_dir: Path, key: str, paths: list[Path]) -> bool:
+    """Delete ``paths`` (all of one key) holding the key's lock; False if a build holds it.
+
+    The lock is taken without waiting. When nothing of the key remains (no
+    entry, no leftovers), its lock file goes too, unlinked while held so no
+    other process can be holding it at that moment. (A process already
+    waiting on it then builds next to one that opens a new lock file: the
+    writes are atomic, so at worst work is done twice.)
+    """
+    processed_dir = Path(processed_dir)
+    lock_path = processed_dir / f".{key}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if not _try_lock(fd):
+            logger.info("kept %s: a build holds %s", ", ".join(p.name for p in paths), lock_path)
+            return False
+        try:
+            for path in paths:
+                shutil.rmtree(path)
+            if not (processed_dir / key).exists() and \
+                    not any(k == key for _, k in list_leftovers(processed_dir)):
+                with contextlib.suppress(OSError):  # (Windows: not while open; harmless)
+                    lock_path.unlink()
+        finally:
+            _unlock(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+def remove_entry(entry_dir: Path) -> bool:
+    """Delete a cache entry unless a build of it is under way (its lock is held).
+
+    Returns True when deleted, False when kept because a process holds the
+    entry's lock (it is being built or rebuilt; clear it once that ends).
+    """
+    entry_dir = Path(entry_dir)
+    return _remove_under_lock(entry_dir.parent, entry_dir.name, [entry_dir])
+
+
+def remove_leftovers(processed_dir: Path, key_prefix: str = "") -> tuple[list[Path], list[Path]]:
+    """Delete the leftovers of interrupted builds, except those of a build still running.
+
+    For each key, the entry's lock (``processed/.<key>.lock``) is taken
+    without waiting: when a process holds it, a build of that key is under
+    way and its temporary folder is in use, so that key's folders are kept.
+
+    Parameters
+    ----------
+    processed_dir : Path
+        A dataset's ``processed/`` folder.
+    key_prefix : str
+        Only the leftovers of keys starting with this.
+
+    Returns
+    -------
+    (removed, kept)
+        The folders deleted, and those kept because a build holds their lock.
+    """
+    by_key: dict[str, list[Path]] = {}
+    for path, key in list_leftovers(processed_dir):
+        if key.startswith(key_prefix):
+            by_key.setdefault(key, []).append(path)
+    removed: list[Path] = []
+    kept: list[Path] = []
+    for key, paths in by_key.items():
+        (removed if _remove_under_lock(processed_dir, key, paths) else kept).extend(paths)
+    return removed, kept
 
 
 def cached_build(processed_dir: Path, key: str, mode: str, build: Callable[[], BuiltData],

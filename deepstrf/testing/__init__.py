@@ -34,6 +34,7 @@ _LAZY = {
     "write_crcns_aa1": "deepstrf.testing.fixtures",
     "write_crcns_aa2": "deepstrf.testing.fixtures",
     "write_crcns_aa4": "deepstrf.testing.fixtures",
+    "write_le_2025": "deepstrf.testing.fixtures",
     "FixtureInfo": "deepstrf.testing.fixtures",
     "Quirks": "deepstrf.testing.fixtures",
     "break_stim_reference": "deepstrf.testing.fixtures",

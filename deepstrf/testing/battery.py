@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BatteryCase", "cases", "register_case", "spike_pairs"]
+__all__ = ["IMPORT_ERRORS", "BatteryCase", "cases", "register_case", "spike_pairs"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,12 @@ class BatteryCase:
         A bin width the dataset accepts.
     bad_kwargs : tuple of dict
         Further arguments its own rules refuse (before any I/O).
+    compare : callable, optional
+        ``compare(rows, truth, stim_meta)`` asserts that one pair's ``(R, T)``
+        rows match its ``pairs`` entry, for responses that are not spike
+        trains (binned rows, continuous traces). By default the truth is the
+        spike times of each repeat and every row must sum to the spikes in
+        the grid window ``[-inset_ms, T * dt - inset_ms)`` ms from onset.
     """
 
     name: str
@@ -63,9 +69,12 @@ class BatteryCase:
     kwargs: dict[str, Any] = field(default_factory=dict)
     dt_ms: float = 5.0
     bad_kwargs: tuple[dict[str, Any], ...] = ()
+    compare: Callable[[Any, Any, Mapping[str, Any]], None] | None = None
 
 
 _CASES: dict[str, BatteryCase] = {}
+#: fixture module -> the error its import raised (reported by the battery, not hidden)
+IMPORT_ERRORS: dict[str, str] = {}
 
 
 def register_case(case: BatteryCase) -> BatteryCase:
@@ -81,7 +90,11 @@ def cases() -> dict[str, BatteryCase]:
     import deepstrf.testing.fixtures as fixtures
 
     for module in pkgutil.iter_modules(fixtures.__path__):
-        importlib.import_module(f"{fixtures.__name__}.{module.name}")
+        name = f"{fixtures.__name__}.{module.name}"
+        try:
+            importlib.import_module(name)
+        except Exception as err:  # noqa: BLE001 - one broken module must not hide the rest
+            IMPORT_ERRORS[name] = f"{type(err).__name__}: {err}"
     return dict(_CASES)
 
 

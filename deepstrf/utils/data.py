@@ -4,48 +4,175 @@ from __future__ import annotations
 
 import math
 import mmap
+import os
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
+import torch.utils.data
 
 from deepstrf.datasets._storage import ResponseStore, is_sentinel
 from deepstrf.datasets.neural_dataset import NeuralDataset
 from deepstrf.errors import ContractError, ContractTypeError
 
-__all__ = ["neural_collate", "concat_neural_datasets", "assemble_batch", "stim_loader"]
+__all__ = ["neural_collate", "concat_neural_datasets", "assemble_batch", "stim_loader",
+           "release_batch_memory"]
 
 _NAN = float("nan")
 _CORE_KEYS = ("stims", "responses", "valid_mask", "stim_meta")
-# Batches this large are allocated on transparent huge pages where the OS allows it.
-_HUGE_PAGE_MIN_BYTES = 16 << 20
+# Buffers this large are mmap'ed anonymous memory advised onto transparent huge pages.
+_HUGE_PAGE_MIN_BYTES = 2 << 20
+_HUGE_PAGE = 2 << 20
 _MADV_HUGEPAGE = getattr(mmap, "MADV_HUGEPAGE", None)
+_ALIGN = 64
 
 
-def _batch_tensor(shape: tuple[int, ...], dtype: torch.dtype, fill: float | bool) -> torch.Tensor:
-    """A new tensor filled with ``fill``; large ones on transparent huge pages.
+def _round_up(n: int, to: int) -> int:
+    return -(-n // to) * to
 
-    Every batch is fresh memory, and for large batches the kernel's zeroing of
-    4 KB pages dominates an epoch. Anonymous memory advised ``MADV_HUGEPAGE``
-    (Linux) is zeroed in 2 MB pages, several times faster, and is returned to
-    the system when the tensor is freed. Only these buffers are affected
-    (unlike PyTorch's process-wide ``THP_MEM_ALLOC_ENABLE``); elsewhere, or on
-    any failure, this is ``torch.full``.
+
+class _Buffer:
+    """One reusable batch buffer and the views of it that are handed out.
+
+    Each tensor carved from the buffer wraps its own numpy view
+    (``torch.from_numpy``), which the tensor's storage keeps alive until the
+    last tensor sharing that storage (the batch, any slice or view of it) is
+    freed. The buffer keeps only weak references to those numpy views, so it
+    is free again exactly when every tensor that could see its memory is gone.
     """
-    count = math.prod(shape)
-    nbytes = count * torch.empty((), dtype=dtype).element_size()
-    if _MADV_HUGEPAGE is not None and nbytes >= _HUGE_PAGE_MIN_BYTES:
-        try:
-            region = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-            region.madvise(_MADV_HUGEPAGE)
-            out = torch.frombuffer(region, dtype=dtype, count=count).view(shape)
-        except (OSError, ValueError):
-            pass
-        else:
-            if fill:  # anonymous memory is already zero
-                out.fill_(fill)
-            return out
-    return torch.full(shape, fill, dtype=dtype)
+
+    __slots__ = ("capacity", "_base", "_region", "_views")
+
+    def __init__(self, capacity: int):
+        self._region = None
+        if _MADV_HUGEPAGE is not None and capacity >= _HUGE_PAGE_MIN_BYTES:
+            capacity = _round_up(capacity, _HUGE_PAGE)
+            try:
+                region = mmap.mmap(-1, capacity, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+                region.madvise(_MADV_HUGEPAGE)
+            except (OSError, ValueError):
+                region = None
+            if region is not None:
+                self._region = region
+                self._base = np.frombuffer(region, dtype=np.uint8)
+        if self._region is None:
+            self._base = np.empty(capacity, dtype=np.uint8)
+        self.capacity = capacity
+        self._views: list[weakref.ref] = []
+
+    def free(self) -> bool:
+        return all(ref() is None for ref in self._views)
+
+    def carve(self, specs: Sequence[tuple[tuple[int, ...], torch.dtype]]) -> list[torch.Tensor]:
+        """Tensors of the given shapes and dtypes laid out in the buffer (it must be free)."""
+        self._views = []
+        out, off = [], 0
+        for shape, dtype in specs:
+            nbytes = math.prod(shape) * _ITEMSIZE[dtype]
+            view = self._base[off:off + nbytes].view(_NP_DTYPE[dtype]).reshape(shape)
+            self._views.append(weakref.ref(view))
+            out.append(torch.from_numpy(view))
+            off = _round_up(off + nbytes, _ALIGN)
+        return out
+
+
+_NP_DTYPE = {torch.float32: np.float32, torch.bool: np.bool_, torch.float64: np.float64,
+             torch.float16: np.float16, torch.int64: np.int64, torch.int32: np.int32}
+_ITEMSIZE = {t: np.dtype(d).itemsize for t, d in _NP_DTYPE.items()}
+
+
+def _layout_bytes(specs: Sequence[tuple[tuple[int, ...], torch.dtype]]) -> int:
+    return sum(_round_up(math.prod(shape) * _ITEMSIZE[dtype], _ALIGN) for shape, dtype in specs)
+
+
+class _BatchPool:
+    """A few batch buffers recycled once the consumer has released them.
+
+    A fresh batch is fresh memory, and the kernel's first touch of every page
+    (zeroing it) costs about as much as writing the batch. Reusing the memory
+    of a batch nobody holds any more skips that. A buffer is reused only when
+    no tensor that can see it is alive (see :class:`_Buffer`), so batches the
+    user keeps are never overwritten; when every pooled buffer is in use the
+    batch gets memory of its own. At most ``max_buffers`` buffers are kept
+    (two are in use in a plain ``for batch in loader`` loop: the batch the
+    loop body holds and the one being built); they stay mapped for the life
+    of the process, or until :meth:`clear`.
+    """
+
+    def __init__(self, max_buffers: int = 3):
+        self.max_buffers = max_buffers
+        self._lock = threading.Lock()
+        self._buffers: list[_Buffer] = []
+        self._pid = os.getpid()
+
+    def clear(self) -> None:
+        """Drop the pooled buffers (their memory goes back once no batch uses it)."""
+        with self._lock:
+            self._buffers = []
+
+    def tensors(self, specs: Sequence[tuple[tuple[int, ...], torch.dtype]]) -> list[torch.Tensor]:
+        """Uninitialised tensors of the given shapes and dtypes, on recycled memory if any."""
+        if any(dtype not in _NP_DTYPE for _, dtype in specs):
+            return [torch.empty(shape, dtype=dtype) for shape, dtype in specs]
+        need = _layout_bytes(specs)
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child must not share the parent's list
+                self._buffers, self._pid = [], os.getpid()
+            free = [b for b in self._buffers if b.free()]
+            fits = [b for b in free if b.capacity >= need]
+            if fits:
+                buf = min(fits, key=lambda b: b.capacity)
+            else:
+                if free and len(self._buffers) >= self.max_buffers:
+                    self._buffers.remove(min(free, key=lambda b: b.capacity))
+                # new buffers as large as the largest so far: batch sizes vary, and
+                # pages never touched cost nothing
+                largest = max((b.capacity for b in self._buffers), default=0)
+                buf = _Buffer(max(need, largest))
+                if len(self._buffers) < self.max_buffers:
+                    self._buffers.append(buf)
+            return buf.carve(specs)
+
+
+_POOL = _BatchPool()
+# The row tables write_padded gathers from live only while a batch is built.
+_POOL_SCRATCH = _BatchPool(max_buffers=1)
+
+
+def _shared_tensors(specs: Sequence[tuple[tuple[int, ...], torch.dtype]]) -> list[torch.Tensor]:
+    """Tensors in shared memory, for a batch built in a DataLoader worker.
+
+    The worker sends the batch to the main process through shared memory; a
+    batch already there is sent as is instead of being copied into it (what
+    ``default_collate`` does too).
+    """
+    out = []
+    for shape, dtype in specs:
+        elem = torch.empty(0, dtype=dtype)
+        storage = elem._typed_storage()._new_shared(math.prod(shape))
+        out.append(elem.new(storage).view(shape))
+    return out
+
+
+def _batch_tensors(specs: Sequence[tuple[tuple[int, ...], torch.dtype]]) -> list[torch.Tensor]:
+    """Uninitialised tensors for one batch: shared memory in a worker, else the pool."""
+    if torch.utils.data.get_worker_info() is not None:
+        return _shared_tensors(specs)
+    return _POOL.tensors(specs)
+
+
+def release_batch_memory() -> None:
+    """Let go of the memory kept for recycling batches.
+
+    :func:`assemble_batch` (the ``DataLoader`` path of every ``NeuralDataset``)
+    reuses the memory of batches the consumer no longer holds, keeping a few
+    batch-sized buffers mapped. Call this after training to return them; the
+    memory of batches still referenced is freed when they are.
+    """
+    _POOL.clear()
 
 
 def _from_legacy_tuple(item: Sequence) -> dict[str, Any]:
@@ -79,16 +206,29 @@ class _AssembledBatch(list):
             id(it) == i for it, i in zip(self, self._item_ids))
 
 
-def _pad_stims(stims: Sequence[torch.Tensor]) -> torch.Tensor:
+def _check_stims(stims: Sequence[torch.Tensor]) -> tuple[int, ...]:
     lead = tuple(stims[0].shape[:-1])
     for b, x in enumerate(stims):
         if tuple(x.shape[:-1]) != lead:
             raise ValueError(f"neural_collate: stim of item {b} has shape {tuple(x.shape)} but item "
                              f"0 has {tuple(stims[0].shape)}; only the last (time) axis may differ.")
-    T_stim = max(x.shape[-1] for x in stims)
-    out = torch.zeros((len(stims), *lead, T_stim), dtype=stims[0].dtype)
+    return lead
+
+
+def _write_stims(stims: Sequence[torch.Tensor], out: torch.Tensor) -> None:
+    """Copy each stim into ``out[b]`` and zero the rest of its time axis (each byte once)."""
     for b, x in enumerate(stims):
-        out[b, ..., :x.shape[-1]] = x
+        T = x.shape[-1]
+        out[b, ..., :T] = x
+        if T < out.shape[-1]:
+            out[b, ..., T:].zero_()
+
+
+def _pad_stims(stims: Sequence[torch.Tensor]) -> torch.Tensor:
+    lead = _check_stims(stims)
+    T_stim = max(x.shape[-1] for x in stims)
+    out = torch.empty((len(stims), *lead, T_stim), dtype=stims[0].dtype)
+    _write_stims(stims, out)
     return out
 
 
@@ -98,25 +238,46 @@ def assemble_batch(ds: NeuralDataset, positions: Sequence[int]) -> list[dict[str
     Used by ``NeuralDataset.__getitems__``. Returns a list of item dicts equal
     to ``[ds[p] for p in positions]`` whose tensors are views into the batch
     that :func:`neural_collate` then returns as is.
+
+    Every byte of the batch is written once (see
+    :meth:`~deepstrf.datasets._storage.ResponseStore.write_padded`), into
+    memory recycled from batches the consumer has released (a few buffers,
+    never one a live tensor can see) or, in a ``DataLoader`` worker, into
+    shared memory that reaches the main process without a copy.
     """
     neurons, sel_pos, iterable = ds._selection()
     store = ds.response_store
     n_sel = len(neurons)
-    plans = [store.plan(int(iterable[p]), sel_pos) for p in positions]
+    plans = [store.cached_plan(int(iterable[p]), sel_pos) for p in positions]
     B = len(plans)
     R_max = max((p.R for p in plans), default=1)
     T_max = max((p.T for p in plans), default=1)
-    responses = _batch_tensor((B, n_sel, R_max, T_max), torch.float32, _NAN)
-    mask = _batch_tensor((B, n_sel, R_max, T_max), torch.bool, False)
-    for b, plan in enumerate(plans):
-        store.gather_into(plan, responses[b], mask[b])
     stims = [ds.stims[p.s] for p in plans]
     metas = [ds.stim_meta[p.s] for p in plans]
+    shape = (B, n_sel, R_max, T_max)
+    specs = [(shape, torch.float32), (shape, torch.bool)]
+    stim_dtype = None
+    if stims:
+        lead = _check_stims(stims)
+        stim_dtype = stims[0].dtype
+        specs.append(((B, *lead, max(x.shape[-1] for x in stims)), stim_dtype))
+    tensors = _batch_tensors(specs)
+    responses, mask = tensors[0], tensors[1]
+    n_ext = sum(p.n_rows for p in plans) + 1
+    ext, mask_ext = _POOL_SCRATCH.tensors([((n_ext, T_max), torch.float32),
+                                           ((n_ext, T_max), torch.bool)])
+    store.write_padded(plans, responses, mask, ext, mask_ext)
+    del ext, mask_ext
+    if stims:
+        stim_batch = tensors[2]
+        _write_stims(stims, stim_batch)
+    else:
+        stim_batch = torch.zeros(0)
     items = [{"stims": stims[b], "responses": responses[b, :, :p.R, :p.T],
               "valid_mask": mask[b, :, :p.R, :p.T], "stim_meta": metas[b]}
              for b, p in enumerate(plans)]
-    collated = {"stims": _pad_stims(stims) if stims else torch.zeros(0), "responses": responses,
-                "valid_mask": mask, "stim_meta": metas}
+    collated = {"stims": stim_batch, "responses": responses, "valid_mask": mask,
+                "stim_meta": metas}
     return _AssembledBatch(items, collated)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from deepstrf.datasets.audio._spike_tasks import SpikeTrains
+from deepstrf.datasets._responses import SpikeTrains
 from deepstrf.errors import DataQuirkWarning, RawDataError
 
 __all__ = ["CellProtocol", "ProtocolEntry", "UnitRead", "collect_trials", "parse_cell_name",

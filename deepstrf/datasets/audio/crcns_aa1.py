@@ -87,9 +87,9 @@ from deepstrf._validation import check_names, check_subset
 from deepstrf.datasets._source import ArchiveSpec, DatasetInfo
 from deepstrf.datasets.audio._crcns_aa import collect_trials, parse_cell_name, read_cell_protocol
 from deepstrf.datasets.audio._spikes_audio import (
-    SpikeAudioDataset,
-    SpikeRecording,
-    StimSource,
+    AudioSourceDataset,
+    Recording,
+    WavStim,
     make_front_end,
 )
 from deepstrf.errors import DataQuirkWarning
@@ -101,7 +101,7 @@ AREAS = ("Field_L", "MLd")
 STIMULI = ("conspecific", "flatrip")
 
 
-class CRCNSAA1Dataset(SpikeAudioDataset):
+class CRCNSAA1Dataset(AudioSourceDataset):
     __doc__ = __doc__
 
     info = DatasetInfo(
@@ -149,7 +149,7 @@ class CRCNSAA1Dataset(SpikeAudioDataset):
                           expect_full=full)
 
     def _parse(self, raw_dir: Path, params: Mapping[str, Any], n_jobs: int | None,
-               progress: bool | None) -> SpikeRecording:
+               progress: bool | None) -> Recording:
         from deepstrf.preprocessing.parallel import parallel_map
 
         stim_dirs = {c: raw_dir / "all_stims" / c for c in params["stimuli"]}
@@ -157,7 +157,7 @@ class CRCNSAA1Dataset(SpikeAudioDataset):
         for stim_class, folder in stim_dirs.items():
             for wav in sorted(folder.glob("*.wav")) if folder.is_dir() else []:
                 stim_index[(stim_class, wav.name)] = len(stims)
-                stims.append(StimSource(wav, {"name": wav.name, "type": stim_class},
+                stims.append(WavStim(wav, {"name": wav.name, "type": stim_class},
                                         expected_sr=self.sample_rate))
         cells, neurons = [], []
         quirks: dict[str, int] = {}
@@ -177,7 +177,7 @@ class CRCNSAA1Dataset(SpikeAudioDataset):
                                  desc=f"{type(self).__name__}: cells")
         trials = collect_trials(protocols, stim_index, owner=type(self).__name__,
                                 wav_dir_for=stim_dirs, quirks=quirks)
-        return SpikeRecording(stims=stims, neurons=neurons, trials=trials, quirks=quirks)
+        return Recording(stims=stims, neurons=neurons, trials=trials, quirks=quirks)
 
     def _cell_folders(self, raw_dir: Path, quirks: dict[str, int]) -> list[tuple[str, Path]]:
         """``(area, cell folder)`` of every cell; a cell filed under two areas is kept once.

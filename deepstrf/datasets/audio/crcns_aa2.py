@@ -73,9 +73,9 @@ from deepstrf._validation import check_names, check_subset
 from deepstrf.datasets._source import ArchiveSpec, DatasetInfo
 from deepstrf.datasets.audio._crcns_aa import collect_trials, parse_cell_name, read_cell_protocol
 from deepstrf.datasets.audio._spikes_audio import (
-    SpikeAudioDataset,
-    SpikeRecording,
-    StimSource,
+    AudioSourceDataset,
+    Recording,
+    WavStim,
     make_front_end,
 )
 from deepstrf.errors import DataQuirkWarning, RawDataError
@@ -91,7 +91,7 @@ ALIASES = {"Field_L": ("L", "L1", "L2a", "L2b", "L3"), "L": ("L", "L1", "L2a", "
 STIMULI = ("conspecific", "flatrip", "songrip")
 
 
-class CRCNSAA2Dataset(SpikeAudioDataset):
+class CRCNSAA2Dataset(AudioSourceDataset):
     __doc__ = __doc__
 
     info = DatasetInfo(
@@ -146,7 +146,7 @@ class CRCNSAA2Dataset(SpikeAudioDataset):
                           expect_full=full)
 
     def _parse(self, raw_dir: Path, params: Mapping[str, Any], n_jobs: int | None,
-               progress: bool | None) -> SpikeRecording:
+               progress: bool | None) -> Recording:
         from deepstrf.preprocessing.parallel import parallel_map
 
         owner = type(self).__name__
@@ -182,7 +182,7 @@ class CRCNSAA2Dataset(SpikeAudioDataset):
             if not (wav_dir / wav).is_file():
                 continue  # collect_trials names the stimN file that points here
             stim_index[(stim_class, wav)] = len(stims)
-            stims.append(StimSource(wav_dir / wav, {"name": wav, "type": stim_class},
+            stims.append(WavStim(wav_dir / wav, {"name": wav, "type": stim_class},
                                     expected_sr=self.sample_rate))
         quirks: dict[str, int] = {}
         if unlabelled and regions:
@@ -190,7 +190,7 @@ class CRCNSAA2Dataset(SpikeAudioDataset):
         trials = collect_trials(protocols, stim_index, owner=owner,
                                 wav_dir_for={c: wav_dir for c in params["stimuli"]},
                                 quirks=quirks)
-        return SpikeRecording(stims=stims, neurons=neurons, trials=trials, quirks=quirks)
+        return Recording(stims=stims, neurons=neurons, trials=trials, quirks=quirks)
 
 
 def _read_regions(path: Path, owner: str) -> dict[str, str]:

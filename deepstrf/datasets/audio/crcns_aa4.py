@@ -64,9 +64,9 @@ from deepstrf._validation import check_names, check_subset
 from deepstrf.datasets._source import ArchiveSpec, DatasetInfo
 from deepstrf.datasets.audio._crcns_aa import read_unit
 from deepstrf.datasets.audio._spikes_audio import (
-    SpikeAudioDataset,
-    SpikeRecording,
-    StimSource,
+    AudioSourceDataset,
+    Recording,
+    WavStim,
     make_front_end,
 )
 from deepstrf.io.download import RemoteFile
@@ -79,7 +79,7 @@ STIMULI = ("song", "call", "mlnoise")
 UNIT_TYPES = ("single", "multi", "noise", "tdt")
 
 
-class CRCNSAA4Dataset(SpikeAudioDataset):
+class CRCNSAA4Dataset(AudioSourceDataset):
     __doc__ = __doc__
 
     info = DatasetInfo(
@@ -132,7 +132,7 @@ class CRCNSAA4Dataset(SpikeAudioDataset):
         return files, archives, tuple(animals), tuple(animals)
 
     def _parse(self, raw_dir: Path, params: Mapping[str, Any], n_jobs: int | None,
-               progress: bool | None) -> SpikeRecording:
+               progress: bool | None) -> Recording:
         from deepstrf.preprocessing.parallel import parallel_map
 
         owner = type(self).__name__
@@ -140,7 +140,7 @@ class CRCNSAA4Dataset(SpikeAudioDataset):
                  for p in sorted((raw_dir / animal).glob("*.h5"))]
         units = [u for u in parallel_map(read_unit, tasks, n_jobs=n_jobs, progress=progress,
                                          desc=f"{owner}: units") if u is not None]
-        stims: list[StimSource] = []
+        stims: list[WavStim] = []
         stim_index: dict[str, int] = {}
         missing_audio: set[str] = set()
         for unit in units:
@@ -154,7 +154,7 @@ class CRCNSAA4Dataset(SpikeAudioDataset):
                     continue
                 missing_audio.discard(md5)
                 stim_index[md5] = len(stims)
-                stims.append(StimSource(wav, {"name": md5, "type": attrs.get("stim_type"),
+                stims.append(WavStim(wav, {"name": md5, "type": attrs.get("stim_type"),
                                               "class": attrs.get("stim_class")}))
         if missing_audio:
             import warnings
@@ -166,4 +166,4 @@ class CRCNSAA4Dataset(SpikeAudioDataset):
                           stacklevel=2)
         trials = {(stim_index[md5], n): t for n, unit in enumerate(units)
                   for md5, (_, t) in unit.stims.items() if md5 in stim_index}
-        return SpikeRecording(stims=stims, neurons=[u.meta for u in units], trials=trials)
+        return Recording(stims=stims, neurons=[u.meta for u in units], trials=trials)
