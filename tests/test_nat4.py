@@ -116,6 +116,18 @@ def test_spectrogram_is_log1p_of_the_stim_signal_and_pools(tree):
     assert [m["subset"] for m in ds.stim_meta] == ["est"] * 4 + ["val"] * 3
 
 
+def test_an_already_logarithmic_stim_is_kept_and_reported(tmp_path):
+    info = write_nat4(tmp_path / "raw", n_est=1, n_val=1, n_val_repeats=2, log_stim=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataQuirkWarning)
+        ds = NAT4Dataset(info.root)
+    assert any("already logarithmic" in str(w.message) for w in caught)
+    assert ds.provenance["manifest"]["quirks"]["stim_already_logarithmic"] == 1
+    for s, m in enumerate(ds.stim_meta):
+        np.testing.assert_allclose(ds.stims[s][0].numpy(), info.spectrograms[m["name"]],
+                                   rtol=1e-5, atol=1e-5)
+
+
 def test_metadata_auditory_flags_and_cell_parts(tree):
     ds = _load(tree.root)
     for meta, cell in zip(ds.nrn_meta, tree.cells):
