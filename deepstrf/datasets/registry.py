@@ -20,6 +20,7 @@ DATASETS: dict[str, str] = {
     "aa2": "deepstrf.datasets.audio.crcns_aa2:CRCNSAA2Dataset",
     "aa4": "deepstrf.datasets.audio.crcns_aa4:CRCNSAA4Dataset",
     "le2025": "deepstrf.datasets.audio.le_2025:Le2025Dataset",
+    "nat4": "deepstrf.datasets.audio.nat4:NAT4Dataset",
     "ns1": "deepstrf.datasets.audio.ns1:NS1Dataset",
     "alice_eeg": "deepstrf.datasets.audio.alice_eeg:AliceEEGDataset",
 }

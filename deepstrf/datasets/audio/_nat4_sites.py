@@ -1,0 +1,80 @@
+"""Reading NAT4's single-site recordings and cell ids, in worker processes (no torch here)."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepstrf.errors import RawDataError
+
+__all__ = ["NATIVE_MS", "canonical", "cell_parts", "count_quirks", "read_pred_correlation",
+           "read_site"]
+
+#: The release's bin: the population raster and the stimulus at 100 Hz.
+NATIVE_MS = 10.0
+_CELL = re.compile(r"^(?P<animal>[A-Za-z]{3})(?P<num>\d+)(?P<letter>[a-z]?)-(?P<e>\d+)-(?P<u>\d+)$")
+
+
+def canonical(cell: str) -> str:
+    """A cell id with its electrode and unit as plain integers (``TNC015a-1-1``)."""
+    m = _CELL.match(cell)
+    return cell if m is None else f"{cell.split('-')[0]}-{int(m['e'])}-{int(m['u'])}"
+
+
+def read_site(task: tuple[str, str, dict[str, tuple[int, float]]]) -> dict[str, Any]:
+    """One single-site recording: each channel's spikes per validation epoch (a worker task).
+
+    ``task`` is ``(container, member, {epoch: (samples at 100 Hz, shift ms)})``; times
+    come back in ms from the epoch's start minus the shift.
+    """
+    from deepstrf.io.nems import NemsFormatError, PointProcess, occurrence_spike_times, \
+        read_recording
+
+    container, member, wanted = task
+    rec = read_recording(container, member=member, signals=["resp"])
+    resp = rec["resp"]
+    if not isinstance(resp, PointProcess):
+        raise NemsFormatError(rec.archive, resp.sidecar.member, "the single-site 'resp' must be "
+                              f"a PointProcess (spike times); got {resp.sidecar.signal_type}.")
+    trains: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for name, (pop_samples, shift) in wanted.items():
+        bounds = resp.occurrence_samples(name)
+        spans_ms = (bounds[:, 1] - bounds[:, 0]) * 1000.0 / resp.fs
+        if len(bounds) and not np.allclose(spans_ms, pop_samples * NATIVE_MS):
+            raise NemsFormatError(rec.archive, resp.epochs.member,
+                                  f"occurrences of {name!r} last {sorted(set(spans_ms))} ms; "
+                                  f"the population recording's {pop_samples * NATIVE_MS:g} ms.")
+        for chan in resp.chans if len(bounds) else ():
+            times, lengths = occurrence_spike_times(resp.spike_times[chan], bounds, resp.fs)
+            trains.setdefault(chan, {})[name] = (times - shift, lengths)
+    return {"archive": rec.archive, "chans": list(resp.chans), "trains": trains,
+            "quirks": dict(rec.quirks)}
+
+
+def cell_parts(cell: str) -> dict[str, Any]:
+    m = _CELL.match(cell)
+    if m is None:
+        return {"site": None, "animal": None, "electrode": None, "unit_in_electrode": None}
+    return {"site": cell.split("-")[0], "animal": m["animal"], "electrode": int(m["e"]),
+            "unit_in_electrode": int(m["u"])}
+
+
+def count_quirks(quirks: dict[str, int], found: Mapping[str, int]) -> None:
+    for kind, n in found.items():
+        quirks[kind] = quirks.get(kind, 0) + int(n)
+
+
+def read_pred_correlation(path: Path) -> dict[str, bool]:
+    """``cellid -> sig_auditory`` of ``<area>_pred_correlation.csv``."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return {r["cellid"]: r["sig_auditory"].strip().lower() in ("true", "1", "1.0")
+                    for r in csv.DictReader(f)}
+    except (KeyError, AttributeError, OSError, UnicodeDecodeError, csv.Error) as err:
+        raise RawDataError(f"{path}: expected a CSV with columns cellid and sig_auditory "
+                           f"({type(err).__name__}: {err}).") from err
