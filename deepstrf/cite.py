@@ -35,8 +35,10 @@ class Reference:
     ----------
     key : str
         Citation key (letters, digits, ``_:-``; starts with a letter).
-    entry_type : {'article', 'misc'}
-        ``'misc'`` for a data release, ``'article'`` for a journal paper.
+    entry_type : {'article', 'misc', 'inproceedings'}
+        ``'misc'`` for a data release, ``'article'`` for a journal paper,
+        ``'inproceedings'`` for a conference paper (``journal`` then holds the
+        proceedings' title, written as ``booktitle``; its ``doi`` may be ``""``).
     authors : tuple of str
         ``"Surname, Initials"`` each, in the published order.
     title, year, doi
@@ -64,17 +66,19 @@ class Reference:
         if not isinstance(self.key, str) or not _KEY.fullmatch(self.key):
             raise ValueError(f"Reference key must start with a letter and hold only letters, "
                              f"digits and _:-; got {self.key!r}.")
-        if self.entry_type not in ("article", "misc"):
-            raise ValueError(f"Reference {self.key}: entry_type must be 'article' or 'misc'; "
-                             f"got {self.entry_type!r}.")
+        if self.entry_type not in ("article", "misc", "inproceedings"):
+            raise ValueError(f"Reference {self.key}: entry_type must be 'article', 'misc' or "
+                             f"'inproceedings'; got {self.entry_type!r}.")
         if not self.authors or not all(isinstance(a, str) and a.strip() for a in self.authors):
             raise ValueError(f"Reference {self.key}: authors must be non-empty strings "
                              f"('Surname, Initials'); got {self.authors!r}.")
-        if not _DOI.fullmatch(self.doi):
+        if not (self.entry_type == "inproceedings" and self.doi == "") and not _DOI.fullmatch(
+                self.doi):
             raise ValueError(f"Reference {self.key}: doi must look like 10.NNNN/suffix; got "
                              f"{self.doi!r}.")
-        if self.entry_type == "article" and not self.journal:
-            raise ValueError(f"Reference {self.key}: an article needs its journal.")
+        if self.entry_type in ("article", "inproceedings") and not self.journal:
+            raise ValueError(f"Reference {self.key}: an {self.entry_type} needs its journal "
+                             "(for a paper in proceedings: the proceedings' title).")
 
     def fields(self) -> dict[str, str]:
         """The BibTeX fields, in a conventional order (values unescaped)."""
@@ -84,9 +88,12 @@ class Reference:
         for name in ("journal", "volume", "pages", "publisher"):
             value = getattr(self, name)
             if value:
-                out[name] = value
-        out["doi"] = self.doi
-        out["url"] = self.url or f"https://doi.org/{self.doi}"
+                out["booktitle" if (name, self.entry_type) == ("journal", "inproceedings")
+                    else name] = value
+        if self.doi:  # proceedings papers may have none
+            out["doi"] = self.doi
+        if self.url or self.doi:
+            out["url"] = self.url or f"https://doi.org/{self.doi}"
         out.update(self.extra)
         return out
 

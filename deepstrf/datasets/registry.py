@@ -116,6 +116,43 @@ REFERENCES: dict[str, tuple[Reference, ...]] = {
                   "conspecific song", 2025, "10.1038/s41467-025-63182-y",
                   journal="Nature Communications", volume="16", pages="8452"),
     ),
+    "nat4": (
+        Reference("pennington2023zenodo", "misc", ("Pennington, J. R.", "David, S. V."),
+                  "Data for Pennington and David (2023), A convolutional neural network "
+                  "provides a generalizable model of natural sound coding by neural "
+                  "populations in auditory cortex", 2023, "10.5281/zenodo.8044773",
+                  publisher="Zenodo", url="https://zenodo.org/records/8044773"),
+        Reference("pennington2023convolutional", "article", ("Pennington, J. R.", "David, S. V."),
+                  "A convolutional neural network provides a generalizable model of natural "
+                  "sound coding by neural populations in auditory cortex", 2023,
+                  "10.1371/journal.pcbi.1011110", journal="PLoS Computational Biology",
+                  volume="19", pages="e1011110"),
+    ),
+    # the DRUM record's full author list is not in our sources: "and others" (BibTeX's own form)
+    "alice_eeg": (
+        Reference("brodbeck2023alicedrum", "misc", ("Brodbeck, C.", "others"),
+                  "Alice EEG: human scalp EEG to Alice in Wonderland, chapter 1 (restructured "
+                  "release of the Brennan and Hale recordings)", 2023, "10.13016/pulf-lndn",
+                  publisher="University of Maryland, DRUM",
+                  url="https://drum.lib.umd.edu/handle/1903/27591"),
+        Reference("bhattasali2020alice", "inproceedings",
+                  ("Bhattasali, S.", "Brennan, J.", "Luh, W.-M.", "Franzluebbers, B.",
+                   "Hale, J."),
+                  "The Alice Datasets: fMRI and EEG observations of natural language "
+                  "comprehension", 2020, "", journal="Proceedings of the 12th Language "
+                  "Resources and Evaluation Conference (LREC 2020)", pages="120--125"),
+        Reference("brennan2019hierarchical", "article",
+                  ("Brennan, J. R.", "Hale, J. T."),
+                  "Hierarchical structure guides rapid linguistic predictions during "
+                  "naturalistic listening", 2019, "10.1371/journal.pone.0207741",
+                  journal="PLoS ONE", volume="14", pages="e0207741"),
+        Reference("brodbeck2023eelbrain", "article",
+                  ("Brodbeck, C.", "Das, P.", "Gillis, M.", "Kulasingham, J. P.",
+                   "Bhattasali, S.", "Gaston, P.", "Resnik, P.", "Simon, J. Z."),
+                  "Eelbrain, a Python toolkit for time-continuous analysis with temporal "
+                  "response functions", 2023, "10.7554/eLife.85012", journal="eLife",
+                  volume="12", pages="e85012"),
+    ),
 }
 
 
