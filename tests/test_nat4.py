@@ -10,6 +10,8 @@ import zipfile
 import numpy as np
 import pytest
 
+from deepstrf.errors import MissingRawDataError
+
 from deepstrf.datasets.audio.nat4 import NAT4Dataset
 from deepstrf.errors import DataQuirkWarning, RawDataError
 from deepstrf.io.cache import list_entries
@@ -193,9 +195,14 @@ def test_deepstrf_scale_min_max_normalises_est_only(tree):
 
 
 def test_waveform_mode_insets_the_sound_and_keeps_the_grid(tree):
+    # the raw folder given in place is never written to, so wav.zip is not unpacked there
+    with pytest.raises(MissingRawDataError, match=r"(?s)never written to.*unpacked from wav\.zip"):
+        NAT4Dataset(tree.root, return_waveform=True)
+    assert not (tree.root / "wav").exists()
+    # in deepstrf's own layout (the folder holding raw/), the archive is unpacked
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataQuirkWarning)
-        ds = NAT4Dataset(tree.root, return_waveform=True)
+        ds = NAT4Dataset(tree.root.parent, return_waveform=True)
     assert any("letter case" in str(w.message) for w in caught)
     spec = _load(tree.root)
     assert ds.audio_fs == 44100 and tuple(ds.stims[0].shape) == (1, 150 * 441)

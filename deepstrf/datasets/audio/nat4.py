@@ -91,7 +91,7 @@ __doc__ = fill_doc(__doc__)
 __all__ = ["NAT4Dataset"]
 
 AREAS, N_BANDS, SOUND_RATE = ("A1", "PEG"), 18, 44100
-_ZENODO = "https://zenodo.org/api/records/8044773/files/{}/content"
+_RECORD = 8044773  # zenodo.org/records/8044773
 
 
 def _names(area: str) -> dict[str, str]:
@@ -114,9 +114,10 @@ class NAT4Dataset(AudioSourceDataset):
         papers=("Pennington & David (2023) PLoS Comput Biol 19:e1011110, "
                 "doi:10.1371/journal.pcbi.1011110",))
     folder = "NAT4"
-    remote_files = tuple(RemoteFile(n, url=_ZENODO.format(n)) for area in AREAS for n in (
+    # Zenodo publishes each file's MD5 through its records API: fetched and checked on download
+    remote_files = tuple(RemoteFile.zenodo(n, record=_RECORD) for area in AREAS for n in (
         _names(area)["pop"] + ".tgz", _names(area)["pred"], _names(area)["sites"] + ".zip")) \
-        + (RemoteFile("wav.zip", url=_ZENODO.format("wav.zip")),)
+        + (RemoteFile.zenodo("wav.zip", record=_RECORD),)
     archives = (ArchiveSpec("wav.zip", provides=("wav",)),)
     raw_markers = tuple(_names(a)["pred"] for a in AREAS)
     cache_version = 1
