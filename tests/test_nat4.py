@@ -10,10 +10,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from deepstrf.errors import MissingRawDataError
-
 from deepstrf.datasets.audio.nat4 import NAT4Dataset
-from deepstrf.errors import DataQuirkWarning, RawDataError
+from deepstrf.errors import DataQuirkWarning, MissingRawDataError, RawDataError
 from deepstrf.io.cache import list_entries
 from deepstrf.io.nems import NemsFormatError
 from deepstrf.testing.fixtures.nat4 import NAT4Quirks, write_nat4
