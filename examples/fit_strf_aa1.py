@@ -1,4 +1,5 @@
 """Fit spectro-temporal receptive fields on (simulated) CRCNS AA1 data.
+====================================================================
 
 Writes a miniature release in CRCNS AA1's distributed format whose neurons have known STRFs
 (``deepstrf.testing.fixtures``), loads it with ``CRCNSAA1Dataset`` exactly as the real
@@ -86,7 +87,7 @@ def main(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("folder", nargs="?", type=Path,
                         help="where to write the simulated data (default: a temporary folder)")
     args = parser.parse_args()
