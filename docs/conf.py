@@ -89,3 +89,10 @@ html_theme = "furo"
 html_title = f"deepstrf {release}"
 html_static_path: list[str] = []
 html_show_sourcelink = False
+
+# numpydoc warns about the sections it does not know (the dataset classes' "Preprocessing")
+# when it scans a class; deepstrf_api moves them into Notes before rendering, so none is lost.
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", message="Unknown section", category=UserWarning,
+                        module="numpydoc")

@@ -239,7 +239,9 @@ def link_targets(pages: list[Page]) -> dict[str, tuple[str, str]]:
                     member = (kind, f"{e.home}.{attr}")
                     full[f"{e.full}.{attr}"] = member
                     short.setdefault(f"{e.name}.{attr}", set()).add(member)
-                    short.setdefault(attr, set()).add(member)
+                    # a bare attribute name (`dt_ms`) is too often a parameter to link;
+                    # `ds.dt_ms` and `Class.attr` still link
+                    short.setdefault(attr if kind == "meth" else f"@{attr}", set()).add(member)
     table = {name: next(iter(targets)) for name, targets in short.items() if len(targets) == 1}
     table.update(full)
     return table
@@ -254,9 +256,12 @@ def literal_target(text: str, table: dict[str, tuple[str, str]]) -> tuple[str, s
     match = _CALL.match(text.strip())
     if not match:
         return None
-    name = _RECEIVER.sub("", match.group("name"))
+    raw = match.group("name")
+    name = _RECEIVER.sub("", raw)
     if name in table:
         return table[name]
+    if name != raw and f"@{name}" in table:      # ds.nrn_masks
+        return table[f"@{name}"]
     return None
 
 
@@ -277,6 +282,49 @@ def _link_literals(app: Any, doctree: nodes.document) -> None:
                                      refexplicit=True, refwarn=False, refdoc=docname)
         literal.replace_self(xref)
         xref += literal
+
+
+_HEADER = re.compile(r"^(?P<title>[A-Z][\w ]*)$")
+
+
+def fold_unknown_sections(lines: list[str]) -> None:
+    """Move numpydoc sections it does not know (``Preprocessing``, ``Shapes``) into Notes.
+
+    numpydoc drops a section it does not know, with only a Python warning; our class
+    docstrings use a few (the dataset classes' ``Preprocessing``). Each becomes a rubric
+    inside the Notes section, so its text is shown and numpydoc parses the rest as before.
+    """
+    from numpydoc.docscrape import NumpyDocString
+
+    known = set(NumpyDocString.sections) | {"Example", "Note", "Warning"}
+    heads = [i for i in range(len(lines) - 1)
+             if _HEADER.match(lines[i].strip()) and lines[i + 1].strip()
+             and set(lines[i + 1].strip()) == {"-"}
+             and len(lines[i + 1].strip()) == len(lines[i].strip())]
+    unknown = [i for i in heads if lines[i].strip() not in known]
+    if not unknown:
+        return
+    bounds = heads[1:] + [len(lines)]
+    moved: list[str] = []
+    for start in reversed(unknown):
+        end = next(b for b in bounds if b > start)
+        block = lines[start + 2:end]
+        moved[:0] = ["", f".. rubric:: {lines[start].strip()}", "", *block]
+        del lines[start:end]
+    notes = next((i for i in range(len(lines) - 1) if lines[i].strip() == "Notes"
+                  and set(lines[i + 1].strip()) == {"-"}), None)
+    if notes is None:
+        lines += ["", "Notes", "-----", *moved]
+    else:
+        later = [i for i in range(notes + 2, len(lines) - 1) if _HEADER.match(lines[i].strip())
+                 and lines[i + 1].strip() and set(lines[i + 1].strip()) == {"-"}]
+        at = later[0] if later else len(lines)
+        lines[at:at] = [*moved, ""]
+
+
+def _process_docstring(app: Any, what: str, name: str, obj: Any, options: Any,
+                       lines: list[str]) -> None:
+    fold_unknown_sections(lines)
 
 
 def _ancestors(node: nodes.Node):
@@ -301,4 +349,5 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("builder-inited", _generate)
     app.connect("env-before-read-docs", _env_ready)
     app.connect("doctree-read", _link_literals)
+    app.connect("autodoc-process-docstring", _process_docstring, priority=100)  # before numpydoc
     return {"parallel_read_safe": True, "parallel_write_safe": True}
