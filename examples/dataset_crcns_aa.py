@@ -1,5 +1,5 @@
 """The CRCNS AA family (AA1, AA2, AA4): one simulated stimulus in each dataset's format.
-======================================================================================
+=====================================================================================
 
 The three Theunissen-lab releases on CRCNS share a design (zebra finch auditory neurons,
 spike times to songs and noises, about ten repeats) but not a file format: AA1 and AA2 are

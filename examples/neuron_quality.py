@@ -1,5 +1,5 @@
 """Neuron quality: how reliable each simulated neuron is, and how to select on it.
-==============================================================================
+===============================================================================
 
 ``compute_neuron_quality`` adds two numbers to every neuron's metadata, computed from the
 repeats of the responses (noise-aware, NaN-aware): ``snr``, the Sahani-Linden signal-to-noise
