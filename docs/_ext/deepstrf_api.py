@@ -16,6 +16,7 @@ reference without markup of their own. :func:`public_api` is also what the site'
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import pkgutil
@@ -91,6 +92,13 @@ def _data_doc(module: ModuleType, name: str) -> str:
     if hasattr(module, "__path__"):
         candidates += [f"{module.__name__}.{m.name}" for m in pkgutil.iter_modules(
             module.__path__) if m.name != "__main__"]
+    try:   # a constant imported from another module (``from deepstrf._config import X``)
+        tree = ast.parse(inspect.getsource(module))
+        candidates += [node.module for node in ast.walk(tree)
+                       if isinstance(node, ast.ImportFrom) and node.module
+                       and any(alias.name == name for alias in node.names)]
+    except (OSError, TypeError, SyntaxError):
+        pass
     for modname in candidates:
         try:
             docs = ModuleAnalyzer.for_module(modname).find_attr_docs()
