@@ -82,6 +82,8 @@ sphinx_gallery_conf = {
     "capture_repr": (),
     "reset_modules_order": "both",
     "write_computation_times": False,
+    # unchanged examples are not run again, unless asked (the site's test asks)
+    "run_stale_examples": os.environ.get("DEEPSTRF_DOCS_RERUN", "") == "1",
 }
 
 # -- HTML
