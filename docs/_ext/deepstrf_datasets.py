@@ -191,7 +191,8 @@ def facts_rows(cls: type, short: str) -> list[tuple[str, str]]:
     for f in getattr(cls, "remote_files", ()):
         where = (f"CRCNS `{f.crcns[0]}` (login)" if getattr(f, "crcns", None)
                  else f"<{f.url}>")
-        check = "sha256" if f.sha256 else "md5" if f.md5 else "size only" if f.size else "none"
+        check = ("sha256" if f.sha256 else "md5" if f.md5 else "size" if f.size
+                 else "size from the CRCNS file list" if getattr(f, "crcns", None) else "nothing")
         files.append(f"`{f.name}` ({_size(f.size)}; {where}; checked by {check})")
     params = inspect.signature(cls.__init__).parameters
     defaults = ", ".join(f"`{k}={p.default!r}`" for k, p in params.items()
