@@ -133,13 +133,8 @@ def test_facts_come_from_the_class():
 # ----------------------------------------------------------------------- the build
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    if importlib.util.find_spec("sphinx") is None or importlib.util.find_spec(
-            "sphinx_gallery") is None:
-        pytest.skip("the documentation tools are not installed (pip install -e '.[docs]'; "
-                    "./dev test installs them)")
-    tmp = tmp_path_factory.mktemp("site")
+def build_site(tmp: Path) -> Path:
+    """Build the site into ``tmp/html`` as ./dev docs does (fresh environment, examples re-run)."""
     out = tmp / "html"
     env = dict(os.environ, DEEPSTRF_DATA_DIR=str(tmp / "home"), DEEPSTRF_PROGRESS="0",
                MPLBACKEND="Agg", DEEPSTRF_DOCS_RERUN="1",   # run every example, even unchanged
@@ -157,8 +152,7 @@ def site(tmp_path_factory):
     return out
 
 
-@pytest.mark.slow
-def test_every_example_runs_with_its_figures(site):
+def check_every_example_runs_with_its_figures(site: Path) -> None:
     scripts = sorted(p.stem for p in (REPO / "examples").glob("*.py"))
     for name in scripts:
         page = (site / "auto_examples" / f"{name}.html").read_text()
@@ -173,8 +167,7 @@ def test_every_example_runs_with_its_figures(site):
         site / "auto_examples" / "fit_strf_aa1.html").read_text()
 
 
-@pytest.mark.slow
-def test_every_registered_dataset_has_a_page_with_its_facts_and_an_item(site):
+def check_every_registered_dataset_has_a_page_with_its_facts_and_an_item(site: Path) -> None:
     from deepstrf.datasets.registry import DATASETS, get_dataset
 
     cards = {c.short: c for c in deepstrf_datasets.dataset_cards(DOCS, make_figures=False)}
@@ -193,8 +186,7 @@ def test_every_registered_dataset_has_a_page_with_its_facts_and_an_item(site):
         assert (site / "_images" / f"{short}-item.png").is_file()
 
 
-@pytest.mark.slow
-def test_the_reference_lists_every_name_and_the_pages_link_to_it(site):
+def check_the_reference_lists_every_name_and_the_pages_link_to_it(site: Path) -> None:
     for page in deepstrf_api.public_api():
         html = (site / "api" / "generated" / f"{page.module}.html").read_text()
         for e in page.entries:
@@ -207,3 +199,13 @@ def test_the_reference_lists_every_name_and_the_pages_link_to_it(site):
         in paradigm
     index = (site / "index.html").read_text()
     assert 'href="auto_examples/index.html"' in index
+
+
+@needs_sphinx
+@pytest.mark.slow
+def test_the_site_builds_without_warnings_and_is_complete(tmp_path):
+    # One test, one build: under pytest-xdist a module fixture would build once per worker.
+    site = build_site(tmp_path)
+    check_every_example_runs_with_its_figures(site)
+    check_every_registered_dataset_has_a_page_with_its_facts_and_an_item(site)
+    check_the_reference_lists_every_name_and_the_pages_link_to_it(site)
