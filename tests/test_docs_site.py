@@ -98,6 +98,7 @@ def test_inline_literals_resolve_to_the_documented_objects():
     assert target("ds.nrn_masks", table) == ("attr", "deepstrf.datasets.NeuralDataset.nrn_masks")
     assert target("dt_ms", table) is None           # a bare attribute name: a parameter
     assert target("x + 1", table) is None
+    assert target("deepstrf.metrics", table) == ("mod", "deepstrf.metrics")
 
 
 def test_links_to_examples_point_at_the_gallery():

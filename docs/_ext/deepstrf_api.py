@@ -234,6 +234,7 @@ def link_targets(pages: list[Page]) -> dict[str, tuple[str, str]]:
     short: dict[str, set[tuple[str, str]]] = {}
     role = {"class": "class", "function": "func", "data": "data", "module": "mod"}
     for page in pages:
+        full[page.module] = ("mod", page.module)
         for e in page.entries:
             target = (role[e.kind], e.home)
             full[e.full] = target
