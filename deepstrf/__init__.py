@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from deepstrf._lazy import lazy_exports
 
+#: The package version.
 __version__ = "0.1.0"
 
 _LAZY = {

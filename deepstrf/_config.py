@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 OFFLINE_ENV = "DEEPSTRF_OFFLINE"
+#: Environment variable for progress bars: 0 hides them, 1 shows them; unset, only on a terminal.
 PROGRESS_ENV = "DEEPSTRF_PROGRESS"
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

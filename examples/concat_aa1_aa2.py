@@ -1,4 +1,5 @@
 """Concatenate CRCNS AA1 and AA2 and select across the two sources.
+================================================================
 
 Both releases come from the same lab and format, and both are loaded here with the same bin
 width and number of mel bands, so they can be joined: the result has the stimuli and the
@@ -67,7 +68,7 @@ def main(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("folder", nargs="?", type=Path,
                         help="where to write the simulated data (default: a temporary folder)")
     args = parser.parse_args()

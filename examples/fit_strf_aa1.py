@@ -1,4 +1,5 @@
 """Fit spectro-temporal receptive fields on (simulated) CRCNS AA1 data.
+====================================================================
 
 Writes a miniature release in CRCNS AA1's distributed format whose neurons have known STRFs
 (``deepstrf.testing.fixtures``), loads it with ``CRCNSAA1Dataset`` exactly as the real
@@ -84,9 +85,29 @@ def main(folder: Path) -> None:
     print(f"median CCnorm on the test stimuli: {cc_norm.nanmedian():.2f}; "
           f"median STRF correlation with the truth: {torch.tensor(strf_r).median():.2f}")
 
+    # 8. Pictures (matplotlib): three fitted STRFs beside the true ones, and the prediction of
+    # one test stimulus over the measured PSTH; saved into FOLDER (shown in the gallery).
+    import matplotlib.pyplot as plt
+
+    from deepstrf.plotting import plot_prediction, plot_strfs
+
+    shown = list(range(min(3, ds.get_N())))
+    ids = [ds.get_nrn_meta()[k]["cell_id"] for k in shown]
+    truth = torch.stack([torch.tensor(info.truth.population.strfs[info.neuron_of(i)])
+                         for i in ids])
+    fig = plt.figure(figsize=(6, 6.5), layout="constrained")
+    plot_strfs(fit.model.weight[shown].detach(), truth=truth, titles=ids, dt_ms=5, fig=fig)
+    fig.savefig(folder / "strfs.png")
+    fig, ax = plt.subplots(figsize=(7, 2.5), layout="constrained")
+    psth = batch["responses"][0, 0].nanmean(dim=0)
+    length = int(batch["valid_mask"][0, 0].any(dim=0).sum())
+    plot_prediction(psth[:length], pred[0, 0, :length], dt_ms=5, ax=ax)
+    ax.set_title(f"{ids[0]}: test stimulus {test[0]}, CCraw {cc_raw[0]:.2f}", fontsize=9)
+    fig.savefig(folder / "prediction.png")
+
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("folder", nargs="?", type=Path,
                         help="where to write the simulated data (default: a temporary folder)")
     args = parser.parse_args()

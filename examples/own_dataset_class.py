@@ -1,4 +1,5 @@
 """Write your own dataset class for data deepstrf does not ship.
+=============================================================
 
 Simulates an experiment the library knows nothing about: two recording sessions of neurons
 with a best frequency, listening to sequences of tone pips; the first session heard only four

@@ -1,4 +1,5 @@
 """Select neurons and stimuli by predicate and by string query, on both sides.
+===========================================================================
 
 Loads a simulated CRCNS AA2 release (zebra finch MLd, OV, Field L and CM, three stimulus
 classes, ragged coverage: not every cell heard song ripples) and shows:
@@ -79,7 +80,7 @@ def main(folder: Path) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("folder", nargs="?", type=Path,
                         help="where to write the simulated data (default: a temporary folder)")
     args = parser.parse_args()

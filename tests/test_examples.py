@@ -22,6 +22,10 @@ EXPECTED = {
     "concat_aa1_aa2.py": r"AA2 stimuli only: 7 stimuli, 6 neurons "
                          r"\(all from \['CRCNSAA2Dataset'\]\)",
     "own_dataset_class.py": r"validate\(\) caught: AudioNeuralDataset: responses to stim 0 ",
+    "data_paradigm_in_pictures.py": r"stims \(4, 1, 16, 88\) responses \(4, 6, 6, 88\) "
+                                    r"valid values \d+",
+    "neuron_quality.py": r"reliable neurons: \d+ of 16; stimuli in use: \d+",
+    "dataset_crcns_aa.py": r"CRCNS AA4: CRCNSAA4Dataset\(S=3 stims; N=2 neurons",
 }
 
 # A known bug of the library, not of the example: concatenating two different dataset classes

@@ -5,13 +5,18 @@ changes the result: the dataset, its parameters, a fingerprint of the raw
 files (small ones by content, large ones by size and modification time), the
 dataset's cache version and the storage format version. An entry holds:
 
-``manifest.json``   readable record: parameters, sources, versions of deepstrf
-                    and of the libraries that computed it, creation time, build
-                    duration, sizes and sha256 of the data files;
-``meta.json``       stimulus and neuron metadata, modality attributes;
-``stims.npy``       every stimulus value, flat float32 (``stim_shapes.npy`` gives shapes);
-``responses.npy``   every response value, flat float32, one block per stimulus;
-``index.npz``       the integer arrays locating blocks and (stim, neuron) pairs.
+``manifest.json``
+    readable record: parameters, sources, versions of deepstrf and of the
+    libraries that computed it, creation time, build duration, sizes and
+    sha256 of the data files;
+``meta.json``
+    stimulus and neuron metadata, modality attributes;
+``stims.npy``
+    every stimulus value, flat float32 (``stim_shapes.npy`` gives shapes);
+``responses.npy``
+    every response value, flat float32, one block per stimulus;
+``index.npz``
+    the integer arrays locating blocks and (stim, neuron) pairs.
 
 The manifest also holds a digest of the built arrays themselves
 (:func:`data_digest`), independent of how the files are laid out, so two

@@ -1288,7 +1288,7 @@ def stim_occurrences(epochs: EpochTable, fs: float, *,
         The signal's epochs.
     fs : float
         Its sample rate in Hz.
-    prefix : str, default 'STIM_'
+    prefix : str, default ``'STIM_'``
         Epoch-name prefix of the stimuli.
 
     Returns

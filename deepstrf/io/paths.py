@@ -26,6 +26,7 @@ from typing import Any
 
 __all__ = ["DATA_DIR_ENV", "DatasetPaths", "data_home", "dataset_paths", "missing_raw"]
 
+#: Environment variable naming the data home (after the ``path=`` argument, before the user cache folder).
 DATA_DIR_ENV = "DEEPSTRF_DATA_DIR"
 
 
