@@ -52,7 +52,9 @@ from deepstrf.errors import RawDataError
 __all__ = ["PproxUnit", "STIMTRIAL_SCHEMA", "LEGACY_SCHEMA", "TIME_RESOLUTION_MS",
            "read_pprox", "parse_pprox"]
 
+#: ``$schema`` of the newer files: times in s, relative to ``stimulus.interval[0]``.
 STIMTRIAL_SCHEMA = "https://meliza.org/spec:2/stimtrial.json#"
+#: ``$schema`` of the legacy files: times in ms, relative to ``stim_on``.
 LEGACY_SCHEMA = "https://meliza.org/spec:2/pprox.json#"
 #: Times from onset are rounded to this grid (ms), see the module docstring.
 TIME_RESOLUTION_MS = 1e-6

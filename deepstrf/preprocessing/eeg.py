@@ -585,7 +585,7 @@ def segment_onsets(raw: mne.io.BaseRaw, labels: Iterable[str]
     ----------
     raw : mne.io.Raw
     labels : iterable of str
-        Annotation descriptions of the segments (e.g. ``'1'``..``'12'``).
+        Annotation descriptions of the segments (e.g. ``'1'`` to ``'12'``).
 
     Returns
     -------

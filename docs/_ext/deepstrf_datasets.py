@@ -63,20 +63,45 @@ def find_writer(cls: type, short: str) -> Any:
 
 
 def load_miniature(cls: type, short: str, folder: Path) -> Any:
-    """The class loaded on a miniature release that its fixture writer puts under ``folder``."""
-    writer = find_writer(cls, short)
-    if writer is None:
-        raise LookupError(f"no fixture writer for {cls.__name__} in deepstrf.testing.fixtures "
-                          f"(looked for write_<{short} or the class name>)")
-    written = inspect.signature(writer).parameters
+    """The class loaded on a miniature release that its fixture writer puts under ``folder``.
+
+    The dataset's case of the shared test battery (:mod:`deepstrf.testing.battery`) says how
+    to write and load it; a writer ``write_<name>`` exported by deepstrf.testing.fixtures,
+    with its own defaults, is the fallback.
+    """
+    from deepstrf.testing.battery import cases
+
     accepted = inspect.signature(cls.__init__).parameters
-    kwargs = {name: p.default for name, p in written.items()
-              if name in accepted and name != "path" and p.default is not inspect.Parameter.empty}
+    case = cases().get(short)
+    if case is not None:
+        kwargs = {"dt_ms": case.dt_ms, **case.kwargs}
+        case.write(folder / "raw")
+    else:
+        writer = find_writer(cls, short)
+        if writer is None:
+            raise LookupError(f"no fixture writer for {cls.__name__}: no battery case named "
+                              f"{short!r} and no write_<{short} or the class name> in "
+                              "deepstrf.testing.fixtures")
+        written = inspect.signature(writer).parameters
+        kwargs = {name: p.default for name, p in written.items() if name in accepted
+                  and name != "path" and p.default is not inspect.Parameter.empty}
+        writer(folder / "raw")
     for name, value in (("cache", "off"), ("progress", False)):
         if name in accepted:
             kwargs[name] = value
-    writer(folder / "raw")
     return cls(folder, **kwargs)
+
+
+def writer_label(cls: type, short: str) -> str:
+    """How the figure note names the writer of the miniature release."""
+    writer = find_writer(cls, short)
+    if writer is not None:
+        return f"`{writer.__name__}`"
+    from deepstrf.testing.battery import cases
+
+    case = cases().get(short)
+    module = getattr(getattr(case, "write", None), "__module__", None)
+    return f"the fixture writer of `{module}`" if module else "its fixture writer"
 
 
 def item_figure(ds: Any, index: int = 0, fig: Any = None) -> Any:
@@ -158,7 +183,7 @@ def _draw(card: Card, figdir: Path) -> None:
             fig.savefig(target, dpi=90)
             card.figure = f"{FIGURE_DIR}/{target.name}"
             card.figure_note = (
-                f"`ds[0]` of a miniature release that `{find_writer(card.cls, card.short).__name__}` "
+                f"`ds[0]` of a miniature release that {writer_label(card.cls, card.short)} "
                 f"writes in {card.cls.__name__}'s exact format, loaded by the class itself "
                 f"(`{ds!r}`). Top: the stimulus; bottom: each neuron's repeats, one row each, "
                 "spikes as ticks; grey rows are padding (`valid_mask` False: fewer repeats, or "

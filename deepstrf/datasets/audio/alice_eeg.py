@@ -31,7 +31,7 @@ Preprocessing
   segment is ``ceil(duration / dt)``, the spectrogram's frames, and every
   subject is cut to it.
 * Subjects S26, S34, S35 and S36 have no segment 1 (their files carry the
-  11 annotations ``'2'``..``'12'``): in ``'neurons'`` mode their channels are
+  11 annotations ``'2'`` to ``'12'``): in ``'neurons'`` mode their channels are
   sentinels on segment 1, in ``'repeats'`` mode their rows are NaN. Each
   missing segment is reported (``DataQuirkWarning``) and counted in the
   build record (``missing_segment``). deepSTRF 0.1.0 raises on them.

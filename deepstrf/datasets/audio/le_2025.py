@@ -92,6 +92,7 @@ from deepstrf.io.tables import parse_age_days, parse_cell, read_csv_table
 __all__ = ["Le2025Dataset", "parse_stim_name", "EXPERIMENTS"]
 __doc__ = fill_doc(__doc__)
 
+#: The release's three experiments, one per dataset instance (``experiment=``).
 EXPERIMENTS = ("nat8a", "nat8b", "synth8b")
 #: response folder and cohort of each experiment
 RESPONSES = {"nat8a": (("nat8a-alpha-responses", 1), ("nat8a-beta-responses", 2)),

@@ -107,6 +107,7 @@ WAV_NAMES = tuple([f"source.1.sound.0.snr.0.token.0.fw.2.frozen.{k}" for k in ra
                   + [f"source.2.sound.0.snr.0.token.0.fw.1.frozen.{k}" for k in range(1, 9)])
 #: Test stimuli of Rahman et al. (2020); the other 16 are for training.
 RAHMAN2020_TEST = (3, 6, 9, 19)
+#: Sound category of each natural stimulus, by its index in ``X_nfht`` (0-based).
 STIM_TYPES = {0: "water_sounds", 19: "water_sounds", 3: "ferret_vocalization",
               6: "insects_buzzing", 8: "human_speech", 9: "human_speech", 10: "human_speech",
               11: "human_speech"}
