@@ -43,6 +43,18 @@ Preprocessing
   (one folder per zip, deepSTRF's).
 * Stimuli: the shared audio front ends (a mel spectrogram of ``n_bands``
   bands by default), or the waveform at ``audio_fs``.
+* Words: ``stimuli/AliceChapterOne-EEG.csv`` (2129 words) is attached to
+  each segment as ``stim_meta[s]['words']``, column -> list in file order
+  (``Word``, ``onset``/``offset`` in s from the segment's audio onset,
+  ``LogFreq``, ``NGRAM``, ``RNN``, ``CFG``, ...; the file's ``NaN`` as None,
+  so the table is plain JSON) plus ``bin``, the response bin of each onset:
+  ``floor(onset * 1000 / dt_ms)`` with the edge snapping of
+  :func:`~deepstrf.preprocessing.spikes.bin_spike_times` (bin ``k`` covers
+  ``[k*dt, (k+1)*dt)``, like the EEG bins and spectrogram frames). A word
+  whose onset falls outside ``[0, T)`` bins, or a missing table (``words``
+  None), is reported and counted (``word_outside_segment``,
+  ``missing_word_table``). :func:`render_word_feature` turns any numeric
+  column into an impulse predictor on the response grid.
 
 Parameters
 ----------
@@ -102,6 +114,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -118,11 +131,12 @@ from deepstrf.datasets.audio._spikes_audio import (
     WavStim,
     make_front_end,
 )
-from deepstrf.errors import MissingRawDataError, RawDataError
+from deepstrf.errors import DataQuirkWarning, MissingRawDataError, RawDataError
 from deepstrf.io.download import RemoteFile
 
 __doc__ = fill_doc(__doc__)
-__all__ = ["AliceEEGDataset", "SEGMENTS", "SUBJECTS", "read_word_table", "segment_bins"]
+__all__ = ["AliceEEGDataset", "SEGMENTS", "SUBJECTS", "read_word_table", "render_word_feature",
+           "segment_bins", "word_bins"]
 
 #: The 12 segments of chapter 1.
 SEGMENTS = tuple(range(1, 13))
@@ -199,6 +213,78 @@ def read_word_table(path: Path) -> dict[int, dict[str, list[Any]]]:
             table = out.setdefault(segment, {k: [] for k in values})
             for key, value in values.items():
                 table[key].append(value)
+    return out
+
+
+def word_bins(onsets_s: Any, dt_ms: float) -> np.ndarray:
+    """Response bin of each word onset (s from the segment onset): ``floor(onset * 1000 / dt_ms)``.
+
+    The edge rule of :func:`~deepstrf.preprocessing.spikes.bin_spike_times`:
+    bin ``k`` covers ``[k*dt, (k+1)*dt)`` and an onset within float rounding
+    of an edge (``0.03`` s at 10 ms) goes to the bin starting there.
+    Returns int64 bins (negative or >= T when outside the segment's grid).
+    """
+    t_ms = np.asarray(onsets_s, dtype=np.float64) * 1000.0
+    tol = (16.0 * np.finfo(np.float64).eps) * (np.abs(t_ms) + dt_ms) / dt_ms
+    return np.floor(t_ms / dt_ms + tol).astype(np.int64)
+
+
+def _segment_words(table: Mapping[str, list[Any]], dt_ms: float) -> dict[str, list[Any]]:
+    """One segment of :func:`read_word_table` as JSON-able ``stim_meta['words']``."""
+    out = {k: [None if isinstance(v, float) and math.isnan(v) else v for v in values]
+           for k, values in table.items() if k != "Segment"}
+    out["bin"] = [int(b) for b in word_bins(table["onset"], dt_ms)]
+    return out
+
+
+def render_word_feature(ds: Any, column: str | None = None, *,
+                        missing: float | None = None) -> list[np.ndarray]:
+    """A word-table column as a time series on the response grid, per stimulus.
+
+    Parameters
+    ----------
+    ds : AliceEEGDataset or sequence of dict
+        The dataset, or stimulus metadata dicts (e.g. a
+        :func:`~deepstrf.utils.data.neural_collate` batch's ``stim_meta``).
+    column : str or None
+        A numeric column of ``stim_meta[s]['words']`` (``'NGRAM'``,
+        ``'LogFreq'``, ...); None: 1 per word (a word-onset predictor).
+    missing : float or None
+        Value for a word whose entry is missing (the file's ``NaN``, e.g. in
+        ``IsLexical``); None: such a word raises.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One ``(1, T_s)`` float32 array per stimulus (per dict): at each word's onset bin
+        (``stim_meta[s]['words']['bin']``) the feature value, words sharing a
+        bin summed, zero elsewhere. Words outside ``[0, T_s)`` (reported at
+        build time) are left out.
+    """
+    out = []
+    for s, meta in enumerate(getattr(ds, "stim_meta", ds)):
+        words = meta.get("words")
+        if words is None:
+            raise ValueError(f"stimulus {s} ({meta.get('name')}) has no word table (the "
+                             "build found no stimuli/AliceChapterOne-EEG.csv).")
+        if column is not None and column not in words:
+            raise KeyError(f"no column {column!r} in the word table; it has "
+                           f"{sorted(k for k in words if k not in ('Word', 'bin'))}.")
+        values = [1.0] * len(words["bin"]) if column is None else words[column]
+        if missing is None and any(v is None for v in values):
+            i = next(i for i, v in enumerate(values) if v is None)
+            raise ValueError(f"{column!r} is missing for word {i} ({words['Word'][i]!r}) of "
+                             f"{meta.get('name')}; pass missing=0.0 (or another value).")
+        try:
+            x = np.array([missing if v is None else v for v in values], dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"column {column!r} is not numeric.") from err
+        T = int(meta["n_bins"])
+        bins = np.asarray(words["bin"], dtype=np.int64)
+        keep = (bins >= 0) & (bins < T)
+        row = np.zeros(T, dtype=np.float64)
+        np.add.at(row, bins[keep], x[keep])
+        out.append(row.astype(np.float32)[None])
     return out
 
 
@@ -279,7 +365,7 @@ class AliceEEGDataset(AudioSourceDataset):
     archives = (ArchiveSpec("stimuli.zip", provides=("stimuli",)),
                 ArchiveSpec("eeg.0.zip"), ArchiveSpec("eeg.1.zip"), ArchiveSpec("eeg.2.zip"))
     raw_markers = ("stimuli", "eeg")
-    cache_version = 1
+    cache_version = 2  # 2: stim_meta['words']
 
     def __init__(self, path: Any = None, subjects: Any = None, dt_ms: float = 10.0,
                  n_bands: int = 8, treat_subjects_as: str = "neurons",
@@ -359,6 +445,7 @@ class AliceEEGDataset(AudioSourceDataset):
                     "first_samp": r.first_samp, "n_samples": r.n_samples_in,
                     "sfreq": r.sfreq_in, "bads": list(r.bads),
                     "missing_segments": [int(m) for m in r.missing]} for r in results]
+        self._attach_words(raw_dir / "stimuli" / WORD_TABLE, stims, bins, dt_ms, quirks)
         rate = self._eeg_params.sfreq_out
         neurons: list[dict[str, Any]] = []
         trials: dict[tuple[int, int], ContinuousTrace] = {}
@@ -402,6 +489,42 @@ class AliceEEGDataset(AudioSourceDataset):
                 stim.meta["subjects"] = list(chosen)
         return Recording(stims=stims, neurons=neurons, trials=trials, sources=sources,
                          quirks=quirks)
+
+
+    @staticmethod
+    def _attach_words(path: Path, stims: list[WavStim], bins: Mapping[int, int], dt_ms: float,
+                      quirks: dict[str, int]) -> None:
+        """``stim_meta['words']`` of every segment; each quirk warned and counted."""
+        def quirk(kind: str, message: str) -> None:
+            quirks[kind] = quirks.get(kind, 0) + 1
+            warnings.warn(message, DataQuirkWarning, stacklevel=3)
+
+        if not path.is_file():
+            quirk("missing_word_table", f"{path}: no word table; stim_meta[s]['words'] is None "
+                                        "(it is in stimuli.zip).")
+            for stim in stims:
+                stim.meta["words"] = None
+            return
+        table = read_word_table(path)
+        unknown = sorted(set(table) - set(SEGMENTS))
+        if unknown:
+            raise RawDataError(f"{path}: segments {unknown} are not segments 1..12.")
+        empty = {k: [] for k in next(iter(table.values()), {"Word": [], "onset": []})}
+        for stim in stims:
+            s = stim.meta["segment"]
+            words = _segment_words(table.get(s, empty), dt_ms)
+            for i, b in enumerate(words["bin"]):
+                if not 0 <= b < bins[s]:
+                    quirk("word_outside_segment",
+                          f"{path}: word {words['Word'][i]!r} of segment {s} starts at "
+                          f"{words['onset'][i]} s, outside the segment's {bins[s]} bins; it "
+                          "is kept in the table but not rendered.")
+            stim.meta["words"] = words
+
+    def word_predictor(self, column: str | None = None, *,
+                       missing: float | None = None) -> list[np.ndarray]:
+        """:func:`render_word_feature` of this dataset."""
+        return render_word_feature(self, column, missing=missing)
 
 
 def _channel_meta(channel: str, xyz: Any, *, subject: str | None, bad: bool) -> dict[str, Any]:
