@@ -232,8 +232,8 @@ class EspejoDataset(AudioSourceDataset):
             if count:
                 warn_quirk(quirks, owner, kind, count, text)
         wanted = params["cells"]
-        cells = list(sessions) if wanted == "all" else list(wanted)
-        unknown = sorted(set(cells) - set(sessions))
+        cells = [c for c in sessions if wanted == "all" or c in wanted]  # release order
+        unknown = [] if wanted == "all" else sorted(set(wanted) - set(sessions))
         if unknown:
             raise ValueError(f"{owner}: cells {unknown[:5]} are not in the {stimuli.upper()} "
                              f"release ({len(sessions)} cells, e.g. {list(sessions)[:3]}).")
