@@ -253,11 +253,13 @@ def _broken(info, tmp_path, site, suffix, edit):
 
 @pytest.mark.parametrize("site,suffix,edit,match", [
     ("AMT003c", ".meta.json", lambda d: d.replace(b'"ozgf"', b'"envelope"'),
-     r"meta\.json.*stimfmt.*'envelope'.*other stimulus set"),
-    ("AMT003c", ".resp.json", lambda d: None, r"resp"),
+     r"'AMT003c/AMT003c\.meta\.json'.*stimfmt.*'envelope'.*other stimulus set"),
+    ("AMT003c", ".resp.json", lambda d: None, r"resp\.h5.*no JSON sidecar"),
+    ("AMT003c", ".resp.h5", lambda d: None, r"resp\.json.*PointProcess.*no '<rec>\.resp\.h5'"),
     ("BRT026c", ".resp.epoch.csv", lambda d: d.replace(b",STIM_cat43", b"9,STIM_cat43", 1),
-     r"resp\.epoch\.csv"),
-    ("AMT003c", ".stim.h5", lambda d: d[: len(d) // 2], r"stim\.h5"),
+     r"resp\.epoch\.csv.*STIM_cat43.*last \[200, 209\] samples.*200 bins"),
+    ("AMT003c", ".stim.h5", lambda d: d[: len(d) // 2], r"stim\.h5.*not a readable HDF5"),
+    ("BRT026c", ".stim.csv", lambda d: b"1,2\n", r"stim\.csv.*2 columns.*18 channels"),
 ])
 def test_a_malformed_site_names_archive_and_member_and_leaves_no_cache(
         nat, tmp_path, site, suffix, edit, match):
@@ -347,3 +349,40 @@ def test_download_verifies_the_zenodo_archive_and_fetches_wavs_from_the_mirror(
     shutil.rmtree(raw / "nat_waveforms")
     spectro = _load(tmp_path / "espejo")  # spectrogram mode needs no wav
     assert spectro.get_S() == len(info.stims)
+
+
+def _scaled_tiles(data: bytes) -> bytes:
+    import io
+
+    import h5py
+
+    out = io.BytesIO()
+    with h5py.File(io.BytesIO(data), "r") as src, h5py.File(out, "w") as dst:
+        for key in src:
+            dst.create_dataset(key, data=src[key][()] * 2.0 + 0.5, compression="gzip")
+    return out.getvalue()
+
+
+def test_a_site_with_other_cochleagram_values_is_reported_and_the_first_kept(vmn, tmp_path):
+    root, member = _broken(vmn, tmp_path, "por020a", ".stim.h5", _scaled_tiles)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataQuirkWarning)
+        ds = EspejoDataset(root, stimuli="vmn")
+    assert any("differ from the first site's" in str(w.message) for w in caught)
+    # por020a's first session shares vmn_B with btn144a (first seen), vmn_D too
+    assert ds.provenance["manifest"]["quirks"]["stim_values_differ_between_sites"] == 2
+    for s, m in enumerate(ds.stim_meta):
+        np.testing.assert_allclose(ds.stims[s][0].numpy(), vmn.tiles[m["name"]], rtol=1e-6)
+
+
+def test_sessions_of_different_kinds_cannot_be_joined():
+    from deepstrf.datasets._responses import BinnedRows, SpikeTrains
+    from deepstrf.datasets.audio._espejo_sites import joined
+    from deepstrf.errors import RawDataError
+
+    spikes = SpikeTrains.from_trials([np.array([1.0, 5.0])])
+    rows = BinnedRows(np.ones((2, 4)), 10.0)
+    assert joined(spikes, spikes, "E", "c", "s").n_trials == 2
+    assert joined(rows, rows, "E", "c", "s").rows.shape == (4, 4)
+    with pytest.raises(RawDataError, match="cell c has responses to s in sessions of different"):
+        joined(spikes, rows, "E", "c", "s")

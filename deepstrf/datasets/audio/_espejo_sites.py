@@ -9,12 +9,14 @@ arithmetic (sample bounds, NEMS's floor rule) is :mod:`deepstrf.io.nems`'s.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Any
 
 import numpy as np
 
-__all__ = ["BANDS", "NATIVE_MS", "STIMFMT", "cell_parts", "read_site", "summarise_site"]
+__all__ = ["BANDS", "NATIVE_MS", "STIMFMT", "cell_parts", "joined", "read_site",
+           "summarise_site"]
 
 #: The release's bin: ``rasterfs`` 100 Hz.
 NATIVE_MS = 10.0
@@ -50,7 +52,9 @@ def read_site(task: tuple[str, str, str]) -> dict[str, Any]:
 
 
 def _member(rec: Any, suffix: str) -> str:
-    return f"{rec.name}.{suffix}"
+    """The member ``<rec>.<suffix>`` in the folder the sidecars were found in."""
+    folders = [posixpath.dirname(s.member) for s in rec.sidecars.values()]
+    return posixpath.join(folders[0] if folders else "", f"{rec.name}.{suffix}")
 
 
 def summarise_site(rec: Any, stimuli: str, member: str = "") -> dict[str, Any]:
@@ -143,3 +147,20 @@ def summarise_site(rec: Any, stimuli: str, member: str = "") -> dict[str, Any]:
             "chans": list(resp.chans or ()), "tiles": tiles, "counts": counts, "pre_ms": pre_ms,
             "kind": "spikes" if isinstance(resp, PointProcess) else "raster",
             "responses": responses, "quirks": dict(rec.quirks)}
+
+
+def joined(old: Any, new: Any, owner: str, cell: str, name: str) -> Any:
+    """A pair's repeats from a further session appended to those already found."""
+    from deepstrf.datasets._responses import BinnedRows, SpikeTrains
+    from deepstrf.errors import RawDataError
+
+    if old is None:
+        return new
+    if isinstance(old, SpikeTrains) and isinstance(new, SpikeTrains):
+        return old.merged(new)
+    if isinstance(old, BinnedRows) and isinstance(new, BinnedRows) and \
+            old.rows.shape[1] == new.rows.shape[1]:
+        return BinnedRows(np.concatenate([old.rows, new.rows]), NATIVE_MS)
+    raise RawDataError(f"{owner}: cell {cell} has responses to {name} in sessions of "
+                       f"different kinds (spike times and a binned raster); they cannot be "
+                       f"joined.")

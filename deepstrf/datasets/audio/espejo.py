@@ -79,8 +79,8 @@ from deepstrf._validation import check_choice, check_names
 from deepstrf.datasets._docs import fill_doc
 from deepstrf.datasets._quirks import count_quirks, warn_quirk
 from deepstrf.datasets._source import DatasetInfo
-from deepstrf.datasets.audio._espejo_sites import BANDS, NATIVE_MS, cell_parts, read_site, \
-    summarise_site
+from deepstrf.datasets.audio._espejo_sites import BANDS, NATIVE_MS, cell_parts, joined, \
+    read_site, summarise_site
 from deepstrf.datasets.audio._espejo_wavs import MIRROR_SUBDIRS, WAV_DIR, fetch_waveforms
 from deepstrf.datasets.audio._spikes_audio import AudioSourceDataset, BinnedRows, Recording, \
     SpectrogramArrayStim, SpikeTrains, WavStim, make_front_end
@@ -217,7 +217,7 @@ class EspejoDataset(AudioSourceDataset):
                     got = site["responses"][cell][name]
                     new = SpikeTrains(*got) if site["kind"] == "spikes" else \
                         BinnedRows(got, NATIVE_MS)
-                    pairs[(name, cell)] = _joined(pairs.get((name, cell)), new, owner, cell, name)
+                    pairs[(name, cell)] = joined(pairs.get((name, cell)), new, owner, cell, name)
             for cell in site["chans"]:
                 sessions.setdefault(cell, []).append(Path(site["archive"].split(" > ")[-1]).name)
         several = sum(len(v) > 1 for v in sessions.values())
@@ -277,27 +277,14 @@ class EspejoDataset(AudioSourceDataset):
             keep.append(i)
             stims.append(WavStim(path, meta, expected_sr=SOUND_RATE, inset_ms=pre[meta["name"]],
                                  n_bins=meta["n_samples"] // k))
+        if not stims:
+            raise RawDataError(f"{type(self).__name__}: waveform mode found none of the "
+                               f"{len(metas)} wavs in {raw_dir / WAV_DIR}. Pass download=True "
+                               f"to fetch them from the LBHB baphy mirror.")
         if missing:
             warn_quirk(quirks, type(self).__name__, "nat_waveforms_missing", len(missing),
                        f"sounds have no wav in {raw_dir / WAV_DIR} (e.g. {missing[:3]}); they "
                        f"are left out of waveform mode (download=True fetches what the mirror "
                        f"has)")
-        if not stims:
-            raise RawDataError(f"{type(self).__name__}: waveform mode found none of the "
-                               f"{len(metas)} wavs in {raw_dir / WAV_DIR}. Pass download=True "
-                               f"to fetch them from the LBHB baphy mirror.")
         return keep, stims
 
-
-def _joined(old: Any, new: Any, owner: str, cell: str, name: str) -> Any:
-    """A pair's repeats from a further session appended to those already found."""
-    if old is None:
-        return new
-    if isinstance(old, SpikeTrains) and isinstance(new, SpikeTrains):
-        return old.merged(new)
-    if isinstance(old, BinnedRows) and isinstance(new, BinnedRows) and \
-            old.rows.shape[1] == new.rows.shape[1]:
-        return BinnedRows(np.concatenate([old.rows, new.rows]), NATIVE_MS)
-    raise RawDataError(f"{owner}: cell {cell} has responses to {name} in sessions of "
-                       f"different kinds (spike times and a binned raster); they cannot be "
-                       f"joined.")
