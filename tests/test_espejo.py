@@ -256,8 +256,8 @@ def _broken(info, tmp_path, site, suffix, edit):
      r"'AMT003c/AMT003c\.meta\.json'.*stimfmt.*'envelope'.*other stimulus set"),
     ("AMT003c", ".resp.json", lambda d: None, r"resp\.h5.*no JSON sidecar"),
     ("AMT003c", ".resp.h5", lambda d: None, r"resp\.json.*PointProcess.*no '<rec>\.resp\.h5'"),
-    ("BRT026c", ".resp.epoch.csv", lambda d: d.replace(b",STIM_cat43", b"9,STIM_cat43", 1),
-     r"resp\.epoch\.csv.*STIM_cat43.*last \[200, 209\] samples.*200 bins"),
+    ("BRT026c", ".resp.epoch.csv", lambda d: d.replace(b",STIM_cat43", b";STIM_cat43", 1),
+     r"resp\.epoch\.csv"),
     ("AMT003c", ".stim.h5", lambda d: d[: len(d) // 2], r"stim\.h5.*not a readable HDF5"),
     ("BRT026c", ".stim.csv", lambda d: b"1,2\n", r"stim\.csv.*2 columns.*18 channels"),
 ])
@@ -386,3 +386,39 @@ def test_sessions_of_different_kinds_cannot_be_joined():
     assert joined(rows, rows, "E", "c", "s").rows.shape == (4, 4)
     with pytest.raises(RawDataError, match="cell c has responses to s in sessions of different"):
         joined(spikes, rows, "E", "c", "s")
+
+
+def test_download_raw_fetches_only_the_chosen_set(vmn, tmp_path, monkeypatch):
+    from deepstrf.cli import main
+    from deepstrf.testing.http_server import LocalHTTPServer
+
+    with LocalHTTPServer() as server:
+        server.add_zenodo_record(3445557, {vmn.archive.name: vmn.archive.read_bytes(),
+                                           "A1_natural_sounds.tgz": b"never asked for"})
+        for key, value in server.host_env().items():
+            monkeypatch.setenv(key, value)
+        assert main(["download", "espejo", "--path", str(tmp_path / "e"), "--quiet",
+                     "--param", "stimuli=vmn"]) == 0
+        asked = {r.path.rsplit("/", 2)[-2] for r in server.requests if "/files/" in r.path}
+    assert asked == {"A1_voc_mod_noise.tgz"}
+    raw = tmp_path / "e" / "raw"
+    assert sorted(p.name for p in raw.iterdir() if not p.name.startswith(".")) == [
+        "A1_voc_mod_noise.tgz"]
+    assert _load(tmp_path / "e", stimuli="vmn").get_S() == len(vmn.stims)
+
+
+def test_an_occurrence_of_another_length_is_cut_on_the_cochleagram_and_reported(nat, tmp_path):
+    # one occurrence of cat43 at BRT026c ends 90 ms late: the grid stays the cochleagram's
+    root, _ = _broken(nat, tmp_path, "BRT026c", ".resp.epoch.csv",
+                      lambda d: d.replace(b",STIM_cat43", b"9,STIM_cat43", 1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataQuirkWarning)
+        ds = EspejoDataset(root)
+    assert any("last longer or shorter than their cochleagram" in str(w.message) for w in caught)
+    assert ds.provenance["manifest"]["quirks"] == {
+        "occurrence_length_differs_from_cochleagram": 1}
+    stims, cells = _index(ds)
+    name = "STIM_cat43_rec1_chimes_excerpt1.wav"
+    for cell in ("BRT026c-05-1", "BRT026c-08-2"):
+        np.testing.assert_array_equal(ds.responses[stims[name]][cells[cell]].numpy(),
+                                      _expected(nat, name, cell, 1))

@@ -124,29 +124,36 @@ def summarise_site(rec: Any, stimuli: str, member: str = "") -> dict[str, Any]:
         by_name.setdefault(occ.name, []).append(occ)
     responses: dict[str, dict[str, Any]] = {c: {} for c in resp.chans or ()}
     per_bin = resp.fs * NATIVE_MS / 1000.0  # resp samples per 10 ms bin
+    quirks, off = dict(rec.quirks), 0
     for name, occs in by_name.items():
         n_bins = tiles[name].shape[1]
         counts[name] = len(occs)
         pre_ms[name] = occs[0].pre_samples * 1000.0 / resp.fs
-        spans = {o.n_samples for o in occs}
-        if spans != {int(round(n_bins * per_bin))}:
-            raise NemsFormatError(rec.archive, resp.epochs.member, f"occurrences of {name!r} "
-                                  f"last {sorted(spans)} samples at {resp.fs:g} Hz; its "
-                                  f"cochleagram has {n_bins} bins of 10 ms.")
-        bounds = np.array([[o.start, o.end] for o in occs], dtype=np.int64)
+        # the grid is the cochleagram's, from each occurrence's start (as deepSTRF); an
+        # occurrence of another length is tolerated and reported
+        length = int(round(n_bins * per_bin))
+        off += sum(o.n_samples != length for o in occs)
+        bounds = np.array([[o.start, o.start + length] for o in occs], dtype=np.int64)
         if isinstance(resp, PointProcess):
             for chan in responses:
                 responses[chan][name] = occurrence_spike_times(resp.spike_times[chan], bounds,
                                                                resp.fs)
-        else:
+            continue
+        try:
             block = resp.extract(bounds)  # (R, C, T)
-            for c, chan in enumerate(responses):
-                responses[chan][name] = np.ascontiguousarray(block[:, c, :])
+        except ValueError as err:
+            raise NemsFormatError(rec.archive, resp.sidecar.member, f"the {n_bins} bins of "
+                                  f"{name!r} from its occurrences' starts are not all in the "
+                                  f"stored raster ({err}).") from err
+        for c, chan in enumerate(responses):
+            responses[chan][name] = np.ascontiguousarray(block[:, c, :])
+    if off:
+        quirks["occurrence_length_differs_from_cochleagram"] = off
     site = rec.meta.get("siteid") or resp.sidecar.recording or rec.name
     return {"archive": rec.archive, "member": member, "site": str(site),
             "chans": list(resp.chans or ()), "tiles": tiles, "counts": counts, "pre_ms": pre_ms,
             "kind": "spikes" if isinstance(resp, PointProcess) else "raster",
-            "responses": responses, "quirks": dict(rec.quirks)}
+            "responses": responses, "quirks": quirks}
 
 
 def joined(old: Any, new: Any, owner: str, cell: str, name: str) -> Any:

@@ -188,6 +188,13 @@ class EspejoDataset(AudioSourceDataset):
                      iter_recordings(container, signals=["resp", "stim"])]
         for site in sites:
             count_quirks(quirks, site["quirks"])
+        off = quirks.get("occurrence_length_differs_from_cochleagram", 0)
+        if off:  # the reader's own quirks were warned as it read them; this one is ours
+            quirks.pop("occurrence_length_differs_from_cochleagram")
+            warn_quirk(quirks, owner, "occurrence_length_differs_from_cochleagram", off,
+                       "stimulus occurrences last longer or shorter than their cochleagram; "
+                       "their responses are cut on the cochleagram's bins from the "
+                       "occurrence's start")
         return self._assemble(sites, params, quirks, raw_dir)
 
     def _assemble(self, sites: list[dict[str, Any]], params: Mapping[str, Any],
