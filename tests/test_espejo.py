@@ -257,7 +257,7 @@ def _broken(info, tmp_path, site, suffix, edit):
     ("AMT003c", ".resp.json", lambda d: None, r"resp\.h5.*no JSON sidecar"),
     ("AMT003c", ".resp.h5", lambda d: None, r"resp\.json.*PointProcess.*no '<rec>\.resp\.h5'"),
     ("BRT026c", ".resp.epoch.csv", lambda d: d.replace(b",STIM_cat43", b";STIM_cat43", 1),
-     r"resp\.epoch\.csv"),
+     r"resp\.epoch\.csv.*line \d+ has 2 fields, the header 3"),
     ("AMT003c", ".stim.h5", lambda d: d[: len(d) // 2], r"stim\.h5.*not a readable HDF5"),
     ("BRT026c", ".stim.csv", lambda d: b"1,2\n", r"stim\.csv.*2 columns.*18 channels"),
 ])
