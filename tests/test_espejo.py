@@ -339,9 +339,13 @@ def test_download_verifies_the_zenodo_archive_and_fetches_wavs_from_the_mirror(
             warnings.simplefilter("always", DataQuirkWarning)
             ds = EspejoDataset(tmp_path / "espejo", return_waveform=True, download=True)
         asked = [r.path for r in server.requests]
+        # a warm load with download=True asks the mirror nothing and is a cache hit
+        again = EspejoDataset(tmp_path / "espejo", return_waveform=True, download=True)
+        assert len(server.requests) == len(asked) and again.provenance["cache_hit"] is True
     raw = tmp_path / "espejo" / "raw"
     assert (raw / info.archive.name).read_bytes() == info.archive.read_bytes()
-    assert sorted(p.name for p in (raw / "nat_waveforms").iterdir()) == [w.name for w in wavs]
+    assert sorted(p.name for p in (raw / "nat_waveforms").glob("*.wav")) == \
+        [w.name for w in wavs]
     missing, = {n[len("STIM_"):] for n in info.stims} - {w.name for w in wavs}
     assert sum(missing in p for p in asked) == len(_espejo_wavs.MIRROR_SUBDIRS)  # every folder
     assert any("have no wav" in str(w.message) for w in caught)

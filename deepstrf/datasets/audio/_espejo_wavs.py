@@ -8,11 +8,15 @@ needs these files.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["MIRROR_BASE", "MIRROR_SUBDIRS", "WAV_DIR", "fetch_waveforms", "mirror_urls"]
+__all__ = ["MIRROR_BASE", "MIRROR_RECORD", "MIRROR_SUBDIRS", "WAV_DIR", "fetch_waveforms",
+           "mirror_urls"]
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +28,13 @@ MIRROR_SUBDIRS = ("sounds_set3", "sounds_set4", "sounds_set2", "sounds_set6", "s
                   "sounds_set8", "sounds", "Sounds_set3")
 #: The raw subfolder the wavs are saved in.
 WAV_DIR = "nat_waveforms"
+#: The record of the last fetch in it (release size, wavs fetched, wavs the mirror lacks).
+MIRROR_RECORD = ".mirror.json"
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(
+        p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def mirror_urls(wav: str, base: str | None = None) -> list[str]:
@@ -61,6 +72,18 @@ def fetch_waveforms(dataset: Any, path: Any, params: dict[str, Any], *,
         return {"fetched": [], "missing": []}
     raw = cls.download_raw(path, stimuli=params["stimuli"], progress=progress)
     container = dataset.container(raw, params["stimuli"])
+    # a record of the last pass, so that a warm load with download=True does not decompress
+    # the whole release again to list its sounds
+    record = raw / WAV_DIR / MIRROR_RECORD
+    stamp = {"release": container.name, "size": _size(container)}
+    if record.is_file():
+        try:
+            done = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            done = {}
+        if isinstance(done, dict) and {k: done.get(k) for k in stamp} == stamp and all(
+                (raw / WAV_DIR / w).is_file() for w in done.get("fetched", [])):
+            return {"fetched": [], "missing": list(done.get("missing", []))}
     fetched, missing = [], []
     for wav in _stim_names(container):
         target = raw / WAV_DIR / wav
@@ -78,6 +101,12 @@ def fetch_waveforms(dataset: Any, path: Any, params: dict[str, Any], *,
             break
         else:
             missing.append(wav)
+    (raw / WAV_DIR).mkdir(parents=True, exist_ok=True)
+    have = sorted(p.name for p in (raw / WAV_DIR).iterdir() if p.suffix.lower() == ".wav")
+    tmp = record.with_name(record.name + ".tmp")
+    tmp.write_text(json.dumps({**stamp, "fetched": have, "missing": missing}, indent=1),
+                   encoding="utf-8")
+    os.replace(tmp, record)
     if missing:
         logger.warning("%s: %d NAT waveforms are in none of the mirror folders (%s), e.g. %s",
                        owner, len(missing), ", ".join(MIRROR_SUBDIRS), missing[:3])
