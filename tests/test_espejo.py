@@ -1,4 +1,4 @@
-"""EspejoDataset on a miniature Zenodo 3445557 release; every count recomputed from what was written."""
+"""EspejoDataset on a miniature Zenodo 3445557 release; counts recomputed from what was written."""
 
 from __future__ import annotations
 
@@ -426,3 +426,14 @@ def test_an_occurrence_of_another_length_is_cut_on_the_cochleagram_and_reported(
     for cell in ("BRT026c-05-1", "BRT026c-08-2"):
         np.testing.assert_array_equal(ds.responses[stims[name]][cells[cell]].numpy(),
                                       _expected(nat, name, cell, 1))
+
+
+def test_smoothing_is_off_by_default_and_a_window_smooths_counts(vmn):
+    plain = _load(vmn.root.parent, stimuli="vmn")
+    smooth = _load(vmn.root.parent, stimuli="vmn", smooth=50.0)  # 5 bins of 10 ms
+    kernel = np.hanning(7)[1:-1] / np.hanning(7)[1:-1].sum()  # MATLAB's hanning(5), unit sum
+    s, n = 0, 0
+    rows = plain.responses[s][n].numpy()
+    want = np.stack([np.convolve(r, kernel, mode="same") for r in rows])
+    np.testing.assert_allclose(smooth.responses[s][n].numpy(), want, rtol=1e-5, atol=1e-6)
+    assert rows.sum() > 0 and not np.allclose(want, rows)

@@ -1,4 +1,4 @@
-"""Espejo 2019: ferret A1 single units to natural sounds (NAT) or vocalization-modulated noise (VMN).
+"""Espejo 2019: ferret A1 units to natural sounds (NAT) or vocalization-modulated noise (VMN).
 
 =========  ===========================================================
 species    ferret (*Mustela putorius furo*), awake, passive
