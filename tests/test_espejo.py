@@ -437,3 +437,56 @@ def test_smoothing_is_off_by_default_and_a_window_smooths_counts(vmn):
     want = np.stack([np.convolve(r, kernel, mode="same") for r in rows])
     np.testing.assert_allclose(smooth.responses[s][n].numpy(), want, rtol=1e-5, atol=1e-6)
     assert rows.sum() > 0 and not np.allclose(want, rows)
+
+
+def _longer_tile(name):
+    def edit(data: bytes) -> bytes:
+        import io
+
+        import h5py
+
+        out = io.BytesIO()
+        with h5py.File(io.BytesIO(data), "r") as src, h5py.File(out, "w") as dst:
+            for key in src:
+                tile = src[key][()]
+                if key == name:
+                    tile = np.concatenate([tile, tile[:, -10:]], axis=1)
+                dst.create_dataset(key, data=tile, compression="gzip")
+        return out.getvalue()
+    return edit
+
+
+def test_a_site_with_a_longer_cochleagram_loses_those_pairs_and_says_so(vmn, tmp_path):
+    name = "STIM_vmn_B_fer02"
+    root, member = _broken(vmn, tmp_path, "por020a", ".stim.h5", _longer_tile(name))
+    edited = next(s for s in vmn.sessions if s["member"] == member)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataQuirkWarning)
+        ds = EspejoDataset(root, stimuli="vmn")
+    assert any("another length than the first site's" in str(w.message) for w in caught)
+    quirks = ds.provenance["manifest"]["quirks"]
+    assert quirks["stim_length_differs_between_sites"] == len(edited["cells"])
+    assert quirks["occurrence_length_differs_from_cochleagram"] == edited["plays"][name]
+    stims, cells = _index(ds)
+    kept = [s for s in vmn.sessions if s["member"] != member and "por020a-c1" in s["cells"]]
+    got = ds.responses[stims[name]][cells["por020a-c1"]].numpy()
+    assert got.shape[0] == kept[0]["plays"][name]  # only the other session's repeats
+    only_edited = [c for c in edited["cells"] if c != "por020a-c1"]
+    assert not ds.nrn_masks[stims[name], cells[only_edited[0]]]
+
+
+def test_a_checksum_mismatch_keeps_nothing(vmn, tmp_path, monkeypatch):
+    from deepstrf.errors import ChecksumError
+    from deepstrf.testing.http_server import LocalHTTPServer
+
+    with LocalHTTPServer() as server:
+        server.add_zenodo_record(3445557, {vmn.archive.name: vmn.archive.read_bytes()},
+                                 checksums={vmn.archive.name: "md5:" + "0" * 32})
+        for key, value in server.host_env().items():
+            monkeypatch.setenv(key, value)
+        with pytest.raises(ChecksumError):
+            EspejoDataset(tmp_path / "e", stimuli="vmn", download=True)
+    raw = tmp_path / "e" / "raw"
+    assert not (raw / vmn.archive.name).exists()
+    processed = tmp_path / "e" / "processed"
+    assert not processed.exists() or list_entries(processed) == []
