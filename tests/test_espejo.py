@@ -490,3 +490,22 @@ def test_a_checksum_mismatch_keeps_nothing(vmn, tmp_path, monkeypatch):
     assert not (raw / vmn.archive.name).exists()
     processed = tmp_path / "e" / "processed"
     assert not processed.exists() or list_entries(processed) == []
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_reader_quirks_reach_the_user_from_worker_processes(vmn, tmp_path, n_jobs):
+    import json
+
+    tree = _extracted(vmn, tmp_path / "x")
+    inner = tree / vmn.sessions[0]["member"]
+    with tarfile.open(inner) as tf:
+        member = next(m for m in tf.getmembers() if m.name.endswith(".resp.json"))
+        sidecar = json.loads(tf.extractfile(member).read())
+    del sidecar["segments"]
+    replace_member(inner, ".resp.json", json.dumps(sidecar).encode())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataQuirkWarning)
+        ds = EspejoDataset(tree, stimuli="vmn", n_jobs=n_jobs)
+    texts = [str(w.message) for w in caught if w.category is DataQuirkWarning]
+    assert sum("no 'segments'" in t for t in texts) == 1
+    assert ds.provenance["manifest"]["quirks"]["sidecar_without_segments"] == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -43,12 +44,21 @@ def cell_parts(cell: str) -> dict[str, Any]:
 
 
 def read_site(task: tuple[str, str, str]) -> dict[str, Any]:
-    """A worker task: ``(container, member, stimuli)`` -> :func:`summarise_site`."""
+    """A worker task: ``(container, member, stimuli)`` -> :func:`summarise_site`.
+
+    The warnings the reader gives are returned under ``warnings`` as
+    ``(category, message)`` for the parent to give again: those of a worker
+    process would not reach the user.
+    """
     from deepstrf.io.nems import read_recording
 
     container, member, stimuli = task
-    return summarise_site(read_recording(container, member=member, signals=["resp", "stim"]),
-                          stimuli, member)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = summarise_site(read_recording(container, member=member,
+                                                signals=["resp", "stim"]), stimuli, member)
+    summary["warnings"] = [(w.category, str(w.message)) for w in caught]
+    return summary
 
 
 def _member(rec: Any, suffix: str) -> str:

@@ -69,6 +69,7 @@ Dataset: doi:10.5281/zenodo.3445557
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,8 @@ class EspejoDataset(AudioSourceDataset):
                      iter_recordings(container, signals=["resp", "stim"])]
         for site in sites:
             count_quirks(quirks, site["quirks"])
+            for category, message in site.get("warnings", ()):  # given in a worker
+                warnings.warn(message, category, stacklevel=2)
         off = quirks.get("occurrence_length_differs_from_cochleagram", 0)
         if off:  # the reader's own quirks were warned as it read them; this one is ours
             quirks.pop("occurrence_length_differs_from_cochleagram")
