@@ -509,3 +509,19 @@ def test_reader_quirks_reach_the_user_from_worker_processes(vmn, tmp_path, n_job
     texts = [str(w.message) for w in caught if w.category is DataQuirkWarning]
     assert sum("no 'segments'" in t for t in texts) == 1
     assert ds.provenance["manifest"]["quirks"]["sidecar_without_segments"] == 1
+
+
+def test_waveform_mode_keeps_the_grid_lock_at_a_coarser_bin(tmp_path):
+    info = write_espejo(tmp_path / "nat" / "raw", write_wavs=True,
+                        quirks=EspejoQuirks(missing_wav=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQuirkWarning)
+        ds = EspejoDataset(info.root.parent, return_waveform=True, dt_ms=20.0)
+    spec = _load(info.root.parent, dt_ms=20.0)
+    assert ds.get_S() == len(info.stims) and ds.audio_fs == 44100
+    for s, m in enumerate(ds.stim_meta):
+        T = info.tiles[m["name"]].shape[1] // 2
+        assert m["n_bins"] == T and tuple(ds.stims[s].shape) == (1, T * 882)
+        for n in range(ds.get_N()):
+            np.testing.assert_array_equal(ds.responses[s][n].numpy(),
+                                          spec.responses[s][n].numpy())
