@@ -23,6 +23,7 @@ fails at once without touching the disk.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from abc import ABC
@@ -257,8 +258,11 @@ class SourceDataset(ABC):
         try:
             # the constructor checks and normalises the parameters exactly as for a load;
             # _load stops once the files are fetched
-            obj.__init__(path, download=True, username=username, password=password,
-                         progress=progress, **params)
+            # open datasets' constructors take no credentials
+            takes = inspect.signature(cls.__init__).parameters
+            login = {k: v for k, v in (("username", username), ("password", password))
+                     if k in takes}
+            obj.__init__(path, download=True, progress=progress, **login, **params)
         except _RawFetched as done:
             return done.raw
         raise RuntimeError(f"{cls.__name__}.__init__ did not reach SourceDataset._load, so "

@@ -21,6 +21,7 @@ DATASETS: dict[str, str] = {
     "aa4": "deepstrf.datasets.audio.crcns_aa4:CRCNSAA4Dataset",
     "le2025": "deepstrf.datasets.audio.le_2025:Le2025Dataset",
     "nat4": "deepstrf.datasets.audio.nat4:NAT4Dataset",
+    "espejo": "deepstrf.datasets.audio.espejo:EspejoDataset",
     "ns1": "deepstrf.datasets.audio.ns1:NS1Dataset",
     "alice_eeg": "deepstrf.datasets.audio.alice_eeg:AliceEEGDataset",
 }
@@ -127,6 +128,19 @@ REFERENCES: dict[str, tuple[Reference, ...]] = {
                   "sound coding by neural populations in auditory cortex", 2023,
                   "10.1371/journal.pcbi.1011110", journal="PLoS Computational Biology",
                   volume="19", pages="e1011110"),
+    ),
+    "espejo": (
+        Reference("lopezespejo2019zenodo", "misc",
+                  ("Lopez Espejo, M.", "Schwartz, Z. P.", "David, S. V."),
+                  "Data for Lopez Espejo, Schwartz and David (2019), Spectral tuning of "
+                  "adaptation supports coding of sensory context in auditory cortex", 2019,
+                  "10.5281/zenodo.3445557", publisher="Zenodo",
+                  url="https://zenodo.org/records/3445557"),
+        Reference("lopezespejo2019spectral", "article",
+                  ("Lopez Espejo, M.", "Schwartz, Z. P.", "David, S. V."),
+                  "Spectral tuning of adaptation supports coding of sensory context in auditory "
+                  "cortex", 2019, "10.1371/journal.pcbi.1007430",
+                  journal="PLoS Computational Biology", volume="15", pages="e1007430"),
     ),
     # the DRUM record's full author list is not in our sources: "and others" (BibTeX's own form)
     "alice_eeg": (
