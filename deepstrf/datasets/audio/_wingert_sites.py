@@ -1,0 +1,187 @@
+"""Wingert 2026's cell list and per-site NEMS0 recordings, read in worker processes (no torch).
+
+Two worker tasks, both on one recording ``.tgz`` inside ``recordings.zip``
+(or an extracted ``recordings/`` folder), read in place by
+:mod:`deepstrf.io.nems`: :func:`scan_site` reads only the sidecars and
+epochs (to map sessions to archives by the cell ids in ``resp.json``'s
+``chans``, since some file names are wrong), :func:`read_site` reads the
+spike times and the stimulus tiles of the cells asked for.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import posixpath
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepstrf.errors import RawDataError
+
+__all__ = ["NATIVE_MS", "N_BANDS", "archive_site", "cell_parts", "read_cell_list",
+           "read_site", "scan_site"]
+
+#: The release's bin (``resp`` and ``stim`` at 100 Hz) and its spectrogram bands.
+NATIVE_MS, N_BANDS = 10.0, 32
+_CELL = re.compile(r"^(?P<session>(?P<animal>[A-Za-z]{3})\d+[a-z]?)-(?:(?P<probe>[A-Za-z])-)?"
+                   r"(?P<e>\d+)-(?P<u>\d+)$")
+_BOOL = {"true": True, "1": True, "1.0": True, "false": False, "0": False, "0.0": False}
+_REQUIRED = ("cellid", "siteid", "area")
+
+
+def cell_parts(cell: str) -> dict[str, Any]:
+    """``session``, ``animal``, ``probe``, ``electrode``, ``unit_in_electrode`` of a cell id.
+
+    ``CLT027c-009-1`` (session, 3-digit channel, unit) or, for the two-probe
+    recording, ``SLJ032a-B-154-1`` (probe letter after the session).
+    """
+    m = _CELL.match(cell)
+    if m is None:
+        return {"session": cell.split("-")[0], "animal": None, "probe": None, "electrode": None,
+                "unit_in_electrode": None}
+    return {"session": m["session"], "animal": m["animal"], "probe": m["probe"],
+            "electrode": int(m["e"]), "unit_in_electrode": int(m["u"])}
+
+
+def _typed(path: Path, line: int, column: str, text: str) -> Any:
+    text = text.strip()
+    if not text or text.lower() == "nan":
+        return None
+    if column in ("narrow", "goodpred"):
+        if text.lower() not in _BOOL:
+            raise RawDataError(f"{path}, line {line}: column {column!r} must be True or False; "
+                               f"got {text!r}.")
+        return _BOOL[text.lower()]
+    if column in ("cellid", "siteid", "area", "layer", "celltype"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        if column in ("depth", "sw"):
+            raise RawDataError(f"{path}, line {line}: column {column!r} must be a number; got "
+                               f"{text!r}.") from None
+        return text
+    return value if math.isfinite(value) else None
+
+
+def read_cell_list(path: Path) -> list[dict[str, Any]]:
+    """Every row of ``cell_list.csv``, typed (``None`` for an empty field), in file order.
+
+    ``cellid``/``siteid``/``area``/``layer``/``celltype`` stay strings (``layer``
+    is '1-3', '4' or '56'), ``narrow``/``goodpred`` are bools, the others
+    numbers where they parse (``depth`` and ``sw`` must).
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None or not set(_REQUIRED) <= set(header):
+                raise RawDataError(f"{path}: expected a header with at least the columns "
+                                   f"{', '.join(_REQUIRED)}; got {header!r}. Download "
+                                   "cell_list.csv again.")
+            rows, seen = [], {}
+            for row in reader:
+                line = reader.line_num
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    raise RawDataError(f"{path}, line {line}: {len(row)} fields, the header "
+                                       f"has {len(header)}.")
+                typed = {c: _typed(path, line, c, v) for c, v in zip(header, row)}
+                cell = typed["cellid"]
+                if cell is None:
+                    raise RawDataError(f"{path}, line {line}: empty cellid.")
+                if cell in seen:
+                    raise RawDataError(f"{path}, line {line}: cell {cell!r} is listed twice "
+                                       f"(first on line {seen[cell]}).")
+                seen[cell] = line
+                rows.append(typed)
+            return rows
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise RawDataError(f"{path}: not a readable CSV ({type(err).__name__}: {err}).") from err
+
+
+def archive_site(member: str) -> str:
+    """The site a recording's file name claims: ``PRN015b`` of ``recordings/PRN015b_<hex>.tgz``."""
+    return posixpath.basename(member).split("_")[0].split(".")[0]
+
+
+def scan_site(task: tuple[str, str]) -> dict[str, Any]:
+    """The cell ids (``resp.json`` ``chans``) and meta ``siteid`` of one recording."""
+    from deepstrf.io.nems import read_recording
+
+    container, member = task
+    rec = read_recording(container, member=member, signals=["resp"], load_data=False)
+    return {"member": member, "archive": rec.archive, "chans": list(rec.sidecars["resp"].chans
+                                                                     or ()),
+            "siteid": rec.meta.get("siteid"), "quirks": dict(rec.quirks)}
+
+
+def _log(tile: np.ndarray, log_offset: float | None, archive: str, member: str,
+         name: str) -> np.ndarray:
+    from deepstrf.io.nems import NemsFormatError
+
+    x = np.asarray(tile, dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise NemsFormatError(archive, member, f"tile {name!r} holds NaN or inf values.")
+    if log_offset is None:
+        return x.astype(np.float32)
+    if x.min() < 0:
+        raise NemsFormatError(archive, member, f"tile {name!r} holds negative values "
+                              f"({x.min():g}), so it is not the linear gammatone power the "
+                              "release documents; pass log_compress=False to keep it as is.")
+    d = 10.0 ** log_offset
+    return np.log((x + d) / d).astype(np.float32)
+
+
+def read_site(task: tuple[str, str, list[str], str, float | None, float | str]
+              ) -> dict[str, Any]:
+    """One recording: its stimulus tiles and the listed cells' spikes per stimulus.
+
+    ``task`` is ``(container, member, cells, subset, log_offset, shift_ms)``:
+    ``log_offset`` None keeps the tiles linear; spike times are in ms from
+    ``shift_ms`` after each occurrence's start (the sound's onset in waveform
+    mode), ``'epoch'`` meaning the occurrence's ``PreStimSilence``.
+    Returns ``stims`` as ``(name, tile (F, T) float32, T, pre_samples, R)``
+    in presentation order and ``trains[cell][name] = (times_ms, lengths)``.
+    """
+    from deepstrf.io.nems import NemsFormatError, PointProcess, TiledSignal, \
+        occurrence_spike_times, read_recording
+
+    container, member, cells, subset, log_offset, shift_ms = task
+    rec = read_recording(container, member=member, signals=["resp", "stim"])
+    resp, stim = rec["resp"], rec["stim"]
+    for sig, kind in ((resp, PointProcess), (stim, TiledSignal)):
+        if not isinstance(sig, kind) or sig.fs != 1000.0 / NATIVE_MS:
+            raise NemsFormatError(rec.archive, sig.sidecar.member, f"expected a "
+                                  f"{kind.__name__} at 100 Hz; got {sig.sidecar.signal_type} at "
+                                  f"{sig.fs:g} Hz.")
+    first: dict[str, Any] = {}
+    for occ in resp.stim_occurrences():
+        first.setdefault(occ.name, occ)
+    wanted = [n for n in first if subset == "all" or (n.startswith("STIM_00") == (subset == "val"))]
+    stims, trains = [], {c: {} for c in cells}
+    for name in wanted:
+        tile = stim.tiles.get(name)
+        if tile is None:
+            raise NemsFormatError(rec.archive, stim.sidecar.member, f"no tile for {name!r}, "
+                                  "which the resp epochs present.")
+        if tile.shape[0] != N_BANDS:
+            raise NemsFormatError(rec.archive, stim.sidecar.member, f"tile {name!r} has "
+                                  f"{tile.shape[0]} bands; the release has {N_BANDS}.")
+        bounds = resp.occurrence_samples(name)
+        spans = set((bounds[:, 1] - bounds[:, 0]).tolist())
+        if spans != {tile.shape[1]}:
+            raise NemsFormatError(rec.archive, resp.epochs.member, f"occurrences of {name!r} "
+                                  f"last {sorted(spans)} samples; its tile has {tile.shape[1]}.")
+        stims.append((name, _log(tile, log_offset, rec.archive, stim.sidecar.member, name),
+                      int(tile.shape[1]), int(first[name].pre_samples), int(len(bounds))))
+        for cell in cells:
+            times, lengths = occurrence_spike_times(resp.spike_times[cell], bounds, resp.fs)
+            shift = first[name].pre_samples * NATIVE_MS if shift_ms == "epoch" else shift_ms
+            trains[cell][name] = (times - float(shift), lengths)
+    return {"archive": rec.archive, "stims": stims, "trains": trains,
+            "quirks": dict(rec.quirks)}
