@@ -78,8 +78,6 @@ Dataset: doi:10.5281/zenodo.18331549
 
 from __future__ import annotations
 
-import logging
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -97,15 +95,14 @@ from deepstrf.datasets.audio._spikes_audio import (
     WavStim,
     make_front_end,
 )
-from deepstrf.datasets.audio._wingert_sites import NATIVE_MS, N_BANDS, archive_site, \
-    cell_parts, read_cell_list, read_site, scan_site
-from deepstrf.errors import DataQuirkWarning, RawDataError
+from deepstrf.datasets.audio._wingert_sites import NATIVE_MS, N_BANDS, cell_parts, \
+    plan_archives, read_cell_list, read_site, scan_site, select_cells
+from deepstrf.errors import RawDataError
 from deepstrf.io.download import RemoteFile
 
 __doc__ = fill_doc(__doc__)
 __all__ = ["Wingert2026Dataset"]
 
-logger = logging.getLogger(__name__)
 AREAS, SOUND_RATE = ("A1", "PEG", "AC", "HC"), 44100
 _RECORD = 18331549  # zenodo.org/records/18331549
 
@@ -190,7 +187,7 @@ class Wingert2026Dataset(AudioSourceDataset):
 
         owner, quirks = type(self).__name__, {}
         rows = read_cell_list(raw_dir / "cell_list.csv")
-        cells = self._select(rows, params)
+        cells = select_cells(owner, rows, params)
         zipped = raw_dir / "recordings.zip"
         container = str(zipped if zipped.exists() else raw_dir / "recordings")
         members = list_recordings(container)
@@ -201,7 +198,7 @@ class Wingert2026Dataset(AudioSourceDataset):
                              progress=progress, desc=f"{owner}: archives")
         for scan in scans:
             count_quirks(quirks, scan["quirks"])
-        plan = self._plan(scans, cells, {r["cellid"] for r in rows}, quirks)
+        plan = plan_archives(owner, scans, cells, {r["cellid"] for r in rows}, quirks)
         waveform = self._front_end.return_waveform
         shift = (params["prestim_ms"] if params["prestim_ms"] is not None else "epoch") \
             if waveform else 0.0
@@ -252,78 +249,3 @@ class Wingert2026Dataset(AudioSourceDataset):
         meta.update({k: v for k, v in row.items() if k not in ("cellid", "siteid")})
         meta.update(cell_parts(row["cellid"]))
         return meta
-
-    def _select(self, rows: list[dict[str, Any]], params: Mapping[str, Any]
-                ) -> list[dict[str, Any]]:
-        owner = type(self).__name__
-        if params["area"] == "all":
-            kept = [r for r in rows if r["area"] is not None or params["include_unlabeled"]]
-            unlabeled = sum(r["area"] is None for r in rows) if not params[
-                "include_unlabeled"] else 0
-            if unlabeled:
-                logger.info("%s: %d units without an area left out (include_unlabeled=True "
-                            "keeps them)", owner, unlabeled)
-        else:
-            kept = [r for r in rows if r["area"] in params["area"]]
-        if params["site"] != "all":
-            known = {r["siteid"] for r in rows} | {cell_parts(r["cellid"])["session"]
-                                                   for r in rows}
-            unknown = [s for s in params["site"] if s not in known]
-            if unknown:
-                raise RawDataError(f"{owner}: site {unknown} matches no session or siteid of "
-                                   f"cell_list.csv; known: {', '.join(sorted(map(str, known))[:8])}"
-                                   ", ...")
-            kept = [r for r in kept if r["siteid"] in params["site"]
-                    or cell_parts(r["cellid"])["session"] in params["site"]]
-        return kept
-
-    def _plan(self, scans: list[dict[str, Any]], cells: list[dict[str, Any]],
-              listed: set[str], quirks: dict[str, int]) -> dict[str, list[str]]:
-        """Which archive to read for which cells: by the ``chans`` they hold, not file names."""
-        owner = type(self).__name__
-        holders: dict[str, list[dict[str, Any]]] = {}
-        for scan in scans:
-            for session in dict.fromkeys(cell_parts(c)["session"] for c in scan["chans"]):
-                holders.setdefault(session, []).append(scan)
-        by_session: dict[str, list[str]] = {}
-        for c in cells:
-            by_session.setdefault(cell_parts(c["cellid"])["session"], []).append(c["cellid"])
-        plan: dict[str, list[str]] = {}
-        misnamed, duplicates, absent, unlisted = [], [], 0, 0
-        for session, wanted in by_session.items():
-            found = holders.get(session, [])
-            if len(found) > 1:
-                named = [s for s in found if archive_site(s["member"]) == session]
-                if len(named) != 1:
-                    raise RawDataError(f"{owner}: the cells of session {session} are in "
-                                       f"{len(found)} archives "
-                                       f"({', '.join(s['archive'] for s in found)}) and their "
-                                       "file names do not say which one to read.")
-                duplicates += [s["member"] for s in found if s is not named[0]]
-                found = named
-            if not found:
-                absent += len(wanted)
-                continue
-            scan = found[0]
-            if archive_site(scan["member"]) != session:
-                misnamed.append(f"{Path(scan['member']).name} holds {session}")
-            chans = set(scan["chans"])
-            present = [c for c in wanted if c in chans]
-            absent += len(wanted) - len(present)
-            plan.setdefault(scan["member"], []).extend(present)
-            unlisted += sum(cell_parts(c)["session"] == session and c not in listed
-                            for c in scan["chans"])
-        for kind, count, text in (
-                ("archive_named_after_another_session", len(misnamed), "recording archives "
-                 f"are named after another session than their cells' ({'; '.join(misnamed)}); "
-                 "they are read by their resp.json chans"),
-                ("duplicate_session_archive", len(duplicates), "recording archives hold a "
-                 f"session another archive holds and are skipped ({', '.join(duplicates)})"),
-                ("cells_without_recording", absent, "cells of cell_list.csv are in no "
-                 "recording archive (left out)"),
-                ("recorded_cells_not_in_cell_list", unlisted, "cells of the recordings are "
-                 "not in cell_list.csv (left out)")):
-            if count:
-                quirks[kind] = quirks.get(kind, 0) + count
-                warnings.warn(f"{owner}: {count} {text}.", DataQuirkWarning, stacklevel=3)
-        return {m: cs for m, cs in plan.items() if cs}
