@@ -226,7 +226,7 @@ class Wingert2026Dataset(AudioSourceDataset):
                     for cell in session_cells:
                         trials[(len(stims), index[cell])] = SpikeTrains(
                             *site["trains"][cell][name])
-                    stims.append(self._stim(raw_dir, meta, tile, T // k, pre, params)
+                    stims.append(self._stim(raw_dir, meta, T // k, pre, params)
                                  if waveform else SpectrogramArrayStim(tile, NATIVE_MS, meta))
         if waveform:
             absent = [s.meta["wav"] for s in stims if not Path(s.path).is_file()]
