@@ -1,4 +1,4 @@
-"""Wingert2026Dataset on a miniature Zenodo release; every value recomputed from what was written."""
+"""Wingert2026Dataset on a miniature Zenodo release; values recomputed from what was written."""
 
 from __future__ import annotations
 
@@ -296,7 +296,8 @@ def _drop_tile(data):
 
 
 @pytest.mark.parametrize("session, suffix, data, match", [
-    ("CLT027c", ".resp.json", None, r"CLT027c_[0-9a-f]{40}\.tgz.*resp\.json|no JSON sidecar"),
+    ("CLT027c", ".resp.json", None, r"recordings\.zip > recordings/CLT027c_[0-9a-f]{40}\.tgz, "
+     r"member 'CLT027c/CLT027c\.resp\.h5': signal 'resp' has no JSON sidecar"),
     ("CLT027c", ".resp.epoch.csv", _shorten_first_test_epoch,
      r"recordings\.zip > recordings/CLT027c_.*resp\.epoch\.csv.*last \[195, 200\] samples"),
     ("CLT027c", ".stim.h5", _negative_tile, r"CLT027c_.*stim\.json.*negative values"),
@@ -315,7 +316,8 @@ def test_a_malformed_archive_names_archive_and_member_and_leaves_no_entry(
 @pytest.mark.parametrize("edit, match", [
     (lambda t: t.replace("cellid,", "cell,", 1), r"cell_list\.csv: expected a header"),
     (lambda t: t.rstrip("\n") + ",extra\n", r"cell_list\.csv, line \d+: 12 fields"),
-    (lambda t: t.replace(",True,", ",maybe,", 1), r"cell_list\.csv, line 2: column 'goodpred' must be True or False"),
+    (lambda t: t.replace(",True,", ",maybe,", 1),
+     r"cell_list\.csv, line 2: column 'goodpred' must be True or False"),
     (lambda t: t + t.splitlines()[1] + "\n", r"listed twice \(first on line 2\)"),
 ])
 def test_a_malformed_cell_list_names_the_file_and_line(tree, tmp_path, edit, match):
@@ -339,7 +341,7 @@ def test_missing_files_are_listed(tree, tmp_path):
 @pytest.mark.parametrize("kwargs", [
     dict(dt_ms=15.0), dict(dt_ms=5.0), dict(area="MGB"), dict(subset="test"),
     dict(scaling="zscore"), dict(log_offset=True), dict(log_offset=99.0),
-    dict(log_compress="yes"), dict(include_unlabeled=1), dict(prestim_ms=-1.0), dict(site=""),
+    dict(log_compress="yes"), dict(include_unlabeled=1), dict(include_unlabeled=True, area="A1"), dict(prestim_ms=-1.0), dict(site=""),
     dict(site=[3])])
 def test_bad_arguments_fail_before_io(tmp_path, kwargs):
     with pytest.raises((ValueError, TypeError)):

@@ -153,8 +153,13 @@ def read_site(task: tuple[str, str, list[str], str, float | None, float | str]
     Returns ``stims`` as ``(name, tile (F, T) float32, T, pre_samples, R)``
     in presentation order and ``trains[cell][name] = (times_ms, lengths)``.
     """
-    from deepstrf.io.nems import NemsFormatError, PointProcess, TiledSignal, \
-        occurrence_spike_times, read_recording
+    from deepstrf.io.nems import (
+        NemsFormatError,
+        PointProcess,
+        TiledSignal,
+        occurrence_spike_times,
+        read_recording,
+    )
 
     container, member, cells, subset, log_offset, shift_ms = task
     rec = read_recording(container, member=member, signals=["resp", "stim"])
@@ -167,7 +172,8 @@ def read_site(task: tuple[str, str, list[str], str, float | None, float | str]
     first: dict[str, Any] = {}
     for occ in resp.stim_occurrences():
         first.setdefault(occ.name, occ)
-    wanted = [n for n in first if subset == "all" or (n.startswith("STIM_00") == (subset == "val"))]
+    wanted = [n for n in first
+              if subset == "all" or n.startswith("STIM_00") == (subset == "val")]
     stims, trains = [], {c: {} for c in cells}
     for name in wanted:
         tile = stim.tiles.get(name)

@@ -57,7 +57,7 @@ log_offset : float, default -1.0
     ``log10`` of the offset ``d`` of the compression.
 %(download)s
 include_unlabeled : bool, default False
-    Also keep units without an area (only when ``area`` is not given).
+    Also keep units without an area (not with ``area``).
 %(return_waveform)s
 %(audio_fs)s
     Default 44100 (the wavs' rate; 441 samples per 10 ms bin).
@@ -78,6 +78,7 @@ Dataset: doi:10.5281/zenodo.18331549
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -95,8 +96,16 @@ from deepstrf.datasets.audio._spikes_audio import (
     WavStim,
     make_front_end,
 )
-from deepstrf.datasets.audio._wingert_sites import NATIVE_MS, N_BANDS, cell_parts, \
-    plan_archives, read_cell_list, read_site, scan_site, select_cells
+from deepstrf.datasets.audio._wingert_sites import (
+    N_BANDS,
+    NATIVE_MS,
+    cell_parts,
+    plan_archives,
+    read_cell_list,
+    read_site,
+    scan_site,
+    select_cells,
+)
 from deepstrf.errors import RawDataError
 from deepstrf.io.download import RemoteFile
 
@@ -146,15 +155,18 @@ class Wingert2026Dataset(AudioSourceDataset):
                            ("include_unlabeled", include_unlabeled)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be True or False; got {flag!r}.")
-        if isinstance(log_offset, bool) or not isinstance(log_offset, (int, float)) \
+        if isinstance(log_offset, bool) or not isinstance(log_offset, numbers.Real) \
                 or not -12 <= log_offset <= 12:
             raise ValueError(f"log_offset must be a number in [-12, 12] (log10 of the "
                              f"compression offset); got {log_offset!r}.")
+        if include_unlabeled and area is not None:
+            raise ValueError("include_unlabeled=True adds the units without an area, so it "
+                             f"cannot be combined with area={area!r}; drop one of them.")
         params = {"area": "all" if area is None else check_subset("area", area, AREAS),
                   "site": "all" if site is None else check_names("site", site),
                   "subset": check_choice("subset", subset, ("all", "est", "val")),
                   "log_offset": float(log_offset) if log_compress else None,
-                  "include_unlabeled": include_unlabeled and area is None,
+                  "include_unlabeled": include_unlabeled,
                   "prestim_ms": None if prestim_ms is None else
                   check_positive("prestim_ms", prestim_ms, allow_zero=True)}
         self._scaling = check_choice("scaling", scaling, ("deepstrf", "none"))
