@@ -203,6 +203,10 @@ def test_deepstrf_scaling_is_recorded_and_undoable(tree):
             if counts.nrn_masks[s, n]:
                 np.testing.assert_allclose(ds.responses[s][n].numpy(),
                                            counts.responses[s][n].numpy() / top, rtol=1e-6)
+    before = [ds.responses[s][0].numpy().copy() for s in range(ds.get_S())]
+    ds.minmax_scale()  # again: undone first, so the same values
+    for s in range(ds.get_S()):
+        np.testing.assert_allclose(ds.responses[s][0].numpy(), before[s], rtol=1e-6)
     ds.destandardize_stims()
     ds.denormalize_responses()
     for s in range(ds.get_S()):

@@ -175,9 +175,17 @@ class Wingert2026Dataset(AudioSourceDataset):
         self._init_source(path, params, front, download=download, n_jobs=n_jobs, cache=cache,
                           progress=progress, expect_full=full)
         if self._scaling == "deepstrf":  # on the loaded data, so the cache holds counts
-            if not self._front_end.return_waveform:
-                minmax_stims(self)
-            minmax_responses(self)
+            self.minmax_scale()
+
+    def minmax_scale(self) -> None:
+        """deepSTRF's scaling: every band (spectrograms) and neuron to [0, 1] over all stimuli.
+
+        Recorded in ``provenance['operations']``; ``destandardize_stims()`` and
+        ``denormalize_responses()`` undo it. Applied again, it first undoes itself.
+        """
+        if not self._front_end.return_waveform:
+            minmax_stims(self)
+        minmax_responses(self)
 
     def _needs(self, params: Mapping[str, Any]):
         raw = self._raw_hint  # the archive, or the folder it extracts to
