@@ -240,40 +240,66 @@ def test_a_clean_release_loads_without_warnings(tmp_path):
     assert ds.provenance["manifest"]["quirks"] == {} and ds.get_N() == 5
 
 
-def test_a_session_in_two_archives_named_after_neither_is_an_error(tree, tmp_path):
+def _repack(tree, tmp_path, rename=None, edit=None):
+    """A copy of the tree with recordings.zip members renamed and/or rewritten."""
     root = tmp_path / "broken"
     shutil.copytree(tree.root, root)
     zpath = root / "recordings.zip"
     with zipfile.ZipFile(zpath) as zf:
         members = {i.filename: zf.read(i) for i in zf.infolist() if not i.is_dir()}
-    original = tree.archives["PRN018a"]
-    members[original.replace("PRN018a", "PRN018c")] = members.pop(original)
+    for old, new in (rename or {}).items():
+        members[new] = members.pop(old)
+    for name, (suffix, change) in (edit or {}).items():
+        site = tmp_path / "site.tgz"
+        site.write_bytes(members[name])
+        with tarfile.open(site) as tf:
+            m = next(m for m in tf.getmembers() if m.name.endswith(suffix))
+            data = change(tf.extractfile(m).read())
+        replace_member(site, suffix, data)
+        members[name] = site.read_bytes()
     with zipfile.ZipFile(zpath, "w") as zf:
         for name, data in members.items():
             zf.writestr(name, data)
-    with pytest.raises(RawDataError, match="session PRN018a are in 2 archives"):
+    return root
+
+
+def test_copies_of_a_session_named_after_another_one_keep_the_first(tree, tmp_path):
+    # PRN018a's archive renamed PRN018c: two copies, neither named after the session
+    renamed = tree.archives["PRN018a"].replace("PRN018a", "PRN018c")
+    root = _repack(tree, tmp_path, rename={tree.archives["PRN018a"]: renamed})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataQuirkWarning)
+        ds = Wingert2026Dataset(root, scaling="none", cache="off")
+    texts = " ".join(str(w.message) for w in caught)
+    assert f"skipped ({renamed})" in texts and "PRN018b_" in texts and "holds PRN018a" in texts
+    reference = _load(tree.root)
+    for s in range(ds.get_S()):
+        for n in range(ds.get_N()):
+            np.testing.assert_array_equal(ds.responses[s][n].numpy(),
+                                          reference.responses[s][n].numpy())
+
+
+def test_differing_copies_of_a_session_are_an_error(tree, tmp_path):
+    import json
+
+    def drop_a_cell(data):
+        sidecar = json.loads(data)
+        sidecar["chans"] = sidecar["chans"][:-1]
+        return json.dumps(sidecar).encode()
+
+    renamed = tree.archives["PRN018a"].replace("PRN018a", "PRN018c")
+    root = _repack(tree, tmp_path, rename={tree.archives["PRN018a"]: renamed},
+                   edit={renamed: (".resp.json", drop_a_cell)})
+    with pytest.raises(RawDataError, match="session PRN018a are in 2 archives with different "
+                                           "cell lists"):
         _load(root)
+    _no_entry(tmp_path / "home")
 
 
 def _rewrite(tree, tmp_path, session, suffix, data):
     """A copy of the tree whose session archive has the member ending in ``suffix`` replaced."""
-    root = tmp_path / "broken"
-    shutil.copytree(tree.root, root)
-    zpath, member = root / "recordings.zip", tree.archives[session]
-    with zipfile.ZipFile(zpath) as zf:
-        members = {i.filename: zf.read(i) for i in zf.infolist() if not i.is_dir()}
-    site = tmp_path / "site.tgz"
-    site.write_bytes(members[member])
-    if callable(data):
-        with tarfile.open(site) as tf:
-            m = next(m for m in tf.getmembers() if m.name.endswith(suffix))
-            data = data(tf.extractfile(m).read())
-    replace_member(site, suffix, data)
-    members[member] = site.read_bytes()
-    with zipfile.ZipFile(zpath, "w") as zf:
-        for name, content in members.items():
-            zf.writestr(name, content)
-    return root
+    change = data if callable(data) else (lambda _old: data)
+    return _repack(tree, tmp_path, edit={tree.archives[session]: (suffix, change)})
 
 
 def _shorten_first_test_epoch(text):

@@ -227,8 +227,9 @@ def plan_archives(owner: str, scans: list[dict[str, Any]], cells: list[dict[str,
                   listed: set[str], quirks: dict[str, int]) -> dict[str, list[str]]:
     """Which archive to read for which cells: by the ``chans`` they hold, not file names.
 
-    A session in several archives is read from the one named after it (the
-    others are duplicates); every departure is counted in ``quirks`` and warned.
+    A session in several archives is read from the one named after it, else
+    from the first of copies holding the same cells (the others are skipped as
+    duplicates); every departure is counted in ``quirks`` and warned.
     """
     holders: dict[str, list[dict[str, Any]]] = {}
     for scan in scans:
@@ -242,14 +243,16 @@ def plan_archives(owner: str, scans: list[dict[str, Any]], cells: list[dict[str,
     for session, wanted in by_session.items():
         found = holders.get(session, [])
         if len(found) > 1:
-            named = [s for s in found if archive_site(s["member"]) == session]
-            if len(named) != 1:
+            # the archive named after the session; else copies with the same cells: the first
+            named = [s for s in found if archive_site(s["member"]) == session] or found
+            if len({frozenset(s["chans"]) for s in named}) > 1:
                 raise RawDataError(f"{owner}: the cells of session {session} are in "
-                                   f"{len(found)} archives "
-                                   f"({', '.join(s['archive'] for s in found)}) and their "
+                                   f"{len(found)} archives with different cell lists "
+                                   f"({', '.join(s['archive'] for s in found)}), and their "
                                    "file names do not say which one to read.")
-            duplicates += [s["member"] for s in found if s is not named[0]]
-            found = named
+            keep = min(named, key=lambda s: s["member"])
+            duplicates += [s["member"] for s in found if s is not keep]
+            found = [keep]
         if not found:
             absent += len(wanted)
             continue
