@@ -18,7 +18,7 @@ from deepstrf.io.nems import NemsFormatError
 from deepstrf.testing.fixtures.nems import replace_member
 from deepstrf.testing.fixtures.wingert2026 import SITES, WingertQuirks, write_wingert2026
 
-CLEAN = WingertQuirks(*(False,) * 4)
+CLEAN = WingertQuirks(*(False,) * 5)
 
 
 @pytest.fixture(autouse=True)
@@ -279,7 +279,7 @@ def test_copies_of_a_session_named_after_another_one_keep_the_first(tree, tmp_pa
                                           reference.responses[s][n].numpy())
 
 
-def test_differing_copies_of_a_session_are_an_error(tree, tmp_path):
+def test_copies_with_fewer_cells_are_skipped_too(tree, tmp_path):
     import json
 
     def drop_a_cell(data):
@@ -287,13 +287,37 @@ def test_differing_copies_of_a_session_are_an_error(tree, tmp_path):
         sidecar["chans"] = sidecar["chans"][:-1]
         return json.dumps(sidecar).encode()
 
+    # PRN018b (first by name) holds every cell, so the renamed PRN018c is never read: its
+    # resp.json no longer matches its resp.h5, which would be an error if it were
     renamed = tree.archives["PRN018a"].replace("PRN018a", "PRN018c")
     root = _repack(tree, tmp_path, rename={tree.archives["PRN018a"]: renamed},
                    edit={renamed: (".resp.json", drop_a_cell)})
-    with pytest.raises(RawDataError, match="session PRN018a are in 2 archives with different "
-                                           "cell lists"):
-        _load(root)
-    _no_entry(tmp_path / "home")
+    ds = _load(root)
+    assert {m["archive"] for m in ds.stim_meta if m["session"] == "PRN018a"} == \
+        {tree.extra["duplicate"].split("/")[1]}
+    assert ds.get_N() == len(_labelled(tree))
+
+
+def test_a_probe_in_its_own_archive_gets_its_own_entries(tmp_path):
+    info = write_wingert2026(tmp_path / "raw", sites=("SLJ032a",), write_wav=False,
+                             quirks=WingertQuirks(*(False,) * 4, split_probes=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQuirkWarning)  # not a departure: no warning
+        ds = Wingert2026Dataset(info.root, scaling="none")
+    cells = [m["cell_id"] for m in ds.nrn_meta]
+    assert cells == ["SLJ032a-A-003-1", "SLJ032a-A-010-2", "SLJ032a-B-154-1"]
+    by_archive = {}
+    for s, m in enumerate(ds.stim_meta):
+        by_archive.setdefault(m["archive"], []).append(s)
+        heard = [cells[n] for n in np.flatnonzero(ds.nrn_masks[s].numpy())]
+        assert heard == ([cells[2]] if m["archive"].startswith("SLJ032a-B_") else cells[:2])
+        for n, cell in enumerate(cells):
+            if cell in heard:
+                np.testing.assert_array_equal(ds.responses[s][n].numpy(),
+                                              info.counts[("SLJ032a", m["name"], cell)])
+    assert sorted(by_archive) == sorted(p.split("/")[1] for p in (info.archives["SLJ032a"],
+                                                                  info.extra["probe_b"]))
+    assert all(len(v) == len(info.stims["SLJ032a"]) for v in by_archive.values())
 
 
 def _rewrite(tree, tmp_path, session, suffix, data):

@@ -194,7 +194,7 @@ def read_site(task: tuple[str, str, list[str], str, float | None, float | str]
             times, lengths = occurrence_spike_times(resp.spike_times[cell], bounds, resp.fs)
             shift = first[name].pre_samples * NATIVE_MS if shift_ms == "epoch" else shift_ms
             trains[cell][name] = (times - float(shift), lengths)
-    return {"archive": rec.archive, "stims": stims, "trains": trains,
+    return {"archive": rec.archive, "member": member, "stims": stims, "trains": trains,
             "quirks": dict(rec.quirks)}
 
 
@@ -227,50 +227,46 @@ def plan_archives(owner: str, scans: list[dict[str, Any]], cells: list[dict[str,
                   listed: set[str], quirks: dict[str, int]) -> dict[str, list[str]]:
     """Which archive to read for which cells: by the ``chans`` they hold, not file names.
 
-    A session in several archives is read from the one named after it, else
-    from the first of copies holding the same cells (the others are skipped as
-    duplicates); every departure is counted in ``quirks`` and warned.
+    Each cell is read from an archive whose ``chans`` list it: the one named
+    after the cell's session or cell-list site if there is one, else the first
+    by name. An archive holding wanted cells that all come from another one is
+    a duplicate and skipped. Every departure is counted in ``quirks`` and
+    warned. Returns ``{member: cell ids}`` in cell-list order.
     """
-    holders: dict[str, list[dict[str, Any]]] = {}
-    for scan in scans:
-        for session in dict.fromkeys(cell_parts(c)["session"] for c in scan["chans"]):
-            holders.setdefault(session, []).append(scan)
-    by_session: dict[str, list[str]] = {}
-    for c in cells:
-        by_session.setdefault(cell_parts(c["cellid"])["session"], []).append(c["cellid"])
+    by_cell: dict[str, list[dict[str, Any]]] = {}
+    for scan in sorted(scans, key=lambda s: s["member"]):
+        for chan in scan["chans"]:
+            by_cell.setdefault(chan, []).append(scan)
     plan: dict[str, list[str]] = {}
-    misnamed, duplicates, absent, unlisted = [], [], 0, 0
-    for session, wanted in by_session.items():
-        found = holders.get(session, [])
-        if len(found) > 1:
-            # the archive named after the session; else copies with the same cells: the first
-            named = [s for s in found if archive_site(s["member"]) == session] or found
-            if len({frozenset(s["chans"]) for s in named}) > 1:
-                raise RawDataError(f"{owner}: the cells of session {session} are in "
-                                   f"{len(found)} archives with different cell lists "
-                                   f"({', '.join(s['archive'] for s in found)}), and their "
-                                   "file names do not say which one to read.")
-            keep = min(named, key=lambda s: s["member"])
-            duplicates += [s["member"] for s in found if s is not keep]
-            found = [keep]
+    absent = 0
+    for row in cells:
+        found = by_cell.get(row["cellid"], [])
         if not found:
-            absent += len(wanted)
+            absent += 1
             continue
-        scan = found[0]
-        if archive_site(scan["member"]) != session:
-            misnamed.append(f"{Path(scan['member']).name} holds {session}")
-        chans = set(scan["chans"])
-        present = [c for c in wanted if c in chans]
-        absent += len(wanted) - len(present)
-        plan.setdefault(scan["member"], []).extend(present)
-        unlisted += sum(cell_parts(c)["session"] == session and c not in listed
+        own = {cell_parts(row["cellid"])["session"], row["siteid"]}
+        scan = next((s for s in found if archive_site(s["member"]) in own), found[0])
+        plan.setdefault(scan["member"], []).append(row["cellid"])
+    wanted = {row["cellid"] for row in cells}
+    duplicates = [s["member"] for s in scans if s["member"] not in plan
+                  and any(c in wanted for c in s["chans"])]
+    misnamed, unlisted = [], 0
+    sites = {row["cellid"]: row["siteid"] for row in cells}
+    for scan in scans:
+        if scan["member"] not in plan:
+            continue
+        sessions = {cell_parts(c)["session"] for c in plan[scan["member"]]}
+        if archive_site(scan["member"]) not in sessions | {sites[c] for c in
+                                                           plan[scan["member"]]}:
+            misnamed.append(f"{Path(scan['member']).name} holds {', '.join(sorted(sessions))}")
+        unlisted += sum(cell_parts(c)["session"] in sessions and c not in listed
                         for c in scan["chans"])
     for kind, count, text in (
             ("archive_named_after_another_session", len(misnamed), "recording archives "
              f"are named after another session than their cells' ({'; '.join(misnamed)}); "
              "they are read by their resp.json chans"),
-            ("duplicate_session_archive", len(duplicates), "recording archives hold a "
-             f"session another archive holds and are skipped ({', '.join(duplicates)})"),
+            ("duplicate_session_archive", len(duplicates), "recording archives hold only "
+             f"cells another archive holds and are skipped ({', '.join(duplicates)})"),
             ("cells_without_recording", absent, "cells of cell_list.csv are in no "
              "recording archive (left out)"),
             ("recorded_cells_not_in_cell_list", unlisted, "cells of the recordings are "
@@ -278,4 +274,4 @@ def plan_archives(owner: str, scans: list[dict[str, Any]], cells: list[dict[str,
         if count:
             quirks[kind] = quirks.get(kind, 0) + count
             warnings.warn(f"{owner}: {count} {text}.", DataQuirkWarning, stacklevel=3)
-    return {m: cs for m, cs in plan.items() if cs}
+    return plan

@@ -27,9 +27,9 @@ Preprocessing
   ``PreStimSilence`` (or ``prestim_ms``), at ``audio_fs``.
 * Responses: spike times (s, 100 Hz PointProcess) binned with NEMS's
   ``floor(t * fs) - round(start * fs)`` rule; R = presentations.
-* Sessions are mapped to archives by the cell ids of each archive's
+* Cells are mapped to archives by the cell ids of each archive's
   ``resp.json``, not by file names (three are named after another session;
-  one archive repeats a session and is skipped, with a warning).
+  one archive repeats another's cells and is skipped, with a warning).
 * ``scaling='deepstrf'`` (default): after loading, stims min-max scaled per
   band and responses per neuron over all loaded stimuli, as recorded
   operations that ``destandardize_stims()`` / ``denormalize_responses()``
@@ -37,7 +37,7 @@ Preprocessing
 * ``nrn_meta``: every column of ``cell_list.csv`` (``cellid`` as
   ``cell_id``, ``siteid`` as ``site``), plus ``session``, ``animal``,
   ``probe``, ``electrode``, ``unit_in_electrode``. ``stim_meta``: ``name``,
-  ``subset``, ``session``, ``wav``, ``n_repeats``.
+  ``subset``, ``session``, ``archive``, ``wav``, ``n_repeats``.
 
 Parameters
 ----------
@@ -242,7 +242,7 @@ class Wingert2026Dataset(AudioSourceDataset):
                 for name, tile, T, pre, reps in site["stims"]:
                     meta = {"name": name, "subset": "val" if name.startswith("STIM_00")
                             else "est", "session": session, "wav": name[len("STIM_"):],
-                            "n_repeats": reps}
+                            "n_repeats": reps, "archive": Path(site["member"]).name}
                     for cell in session_cells:
                         trials[(len(stims), index[cell])] = SpikeTrains(
                             *site["trains"][cell][name])
