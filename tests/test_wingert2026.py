@@ -387,6 +387,17 @@ def test_a_malformed_cell_list_names_the_file_and_line(tree, tmp_path, edit, mat
     _no_entry(tmp_path / "home")
 
 
+def test_a_pandas_index_column_is_not_a_field(tree, tmp_path):
+    root = tmp_path / "indexed"
+    shutil.copytree(tree.root, root)
+    path = root / "cell_list.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([","+ lines[0]] + [f"{i},{x}" for i, x in enumerate(lines[1:])])
+                    + "\n")
+    a, b = _load(root), _load(tree.root)
+    assert a.nrn_meta == b.nrn_meta and "" not in a.nrn_meta[0]
+
+
 def test_missing_files_are_listed(tree, tmp_path):
     root = tmp_path / "partial"
     root.mkdir()

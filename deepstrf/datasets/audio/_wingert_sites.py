@@ -95,7 +95,9 @@ def read_cell_list(path: Path) -> list[dict[str, Any]]:
                 if len(row) != len(header):
                     raise RawDataError(f"{path}, line {line}: {len(row)} fields, the header "
                                        f"has {len(header)}.")
-                typed = {c: _typed(path, line, c, v) for c, v in zip(header, row)}
+                # an unnamed first column is a pandas index written along: not a field
+                typed = {c: _typed(path, line, c, v) for c, v in zip(header, row)
+                         if c and not c.startswith("Unnamed:")}
                 cell = typed["cellid"]
                 if cell is None:
                     raise RawDataError(f"{path}, line {line}: empty cellid.")
