@@ -231,6 +231,37 @@ def test_quirks_are_warned_and_counted(tree):
     assert "CLT027c-064-3" not in {m["cell_id"] for m in ds.nrn_meta}
 
 
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_reader_quirks_are_counted_and_warned_once_whatever_n_jobs(tree, tmp_path, n_jobs):
+    def with_a_readme(data):  # an archive member that is no NEMS0 file
+        out = io.BytesIO()
+        with tarfile.open(fileobj=io.BytesIO(data)) as src, \
+                tarfile.open(fileobj=out, mode="w:gz") as dst:
+            for m in src.getmembers():
+                dst.addfile(m, src.extractfile(m))
+            extra = tarfile.TarInfo("CLT027c/README.txt")
+            extra.size = 5
+            dst.addfile(extra, io.BytesIO(b"notes"))
+        return out.getvalue()
+
+    root = tmp_path / "readme"
+    shutil.copytree(tree.root, root)
+    zpath, member = root / "recordings.zip", tree.archives["CLT027c"]
+    with zipfile.ZipFile(zpath) as zf:
+        members = {i.filename: zf.read(i) for i in zf.infolist() if not i.is_dir()}
+    members[member] = with_a_readme(members[member])
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataQuirkWarning)
+        ds = Wingert2026Dataset(root, scaling="none", n_jobs=n_jobs)
+    readme = [w for w in caught if "README.txt" in str(w.message)]
+    assert len(readme) == 1 and "not NEMS0 recording files" in str(readme[0].message)
+    assert ds.provenance["manifest"]["quirks"]["unknown_members"] == 1
+    assert _load(root).get_N() == len(_labelled(tree))
+
+
 def test_a_clean_release_loads_without_warnings(tmp_path):
     info = write_wingert2026(tmp_path / "raw", sites=("CLT027c", "PRN018a"), n_test_repeats=2,
                              write_wav=False, quirks=CLEAN)

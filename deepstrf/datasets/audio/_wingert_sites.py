@@ -121,10 +121,24 @@ def scan_site(task: tuple[str, str]) -> dict[str, Any]:
     from deepstrf.io.nems import read_recording
 
     container, member = task
-    rec = read_recording(container, member=member, signals=["resp"], load_data=False)
+    with warnings.catch_warnings(record=True) as caught:  # re-issued by the parent
+        warnings.simplefilter("always", DataQuirkWarning)
+        rec = read_recording(container, member=member, signals=["resp"], load_data=False)
     return {"member": member, "archive": rec.archive, "chans": list(rec.sidecars["resp"].chans
                                                                      or ()),
-            "siteid": rec.meta.get("siteid"), "quirks": dict(rec.quirks)}
+            "siteid": rec.meta.get("siteid"), "quirks": dict(rec.quirks),
+            "warnings": _messages(caught)}
+
+
+def _messages(caught: list[warnings.WarningMessage]) -> list[str]:
+    """The data-quirk warnings a worker caught, for the parent to issue (joblib drops them)."""
+    out = []
+    for w in caught:
+        if issubclass(w.category, DataQuirkWarning):
+            out.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return out
 
 
 def _log(tile: np.ndarray, log_offset: float | None, archive: str, member: str,
@@ -164,7 +178,9 @@ def read_site(task: tuple[str, str, list[str], str, float | None, float | str]
     )
 
     container, member, cells, subset, log_offset, shift_ms = task
-    rec = read_recording(container, member=member, signals=["resp", "stim"])
+    with warnings.catch_warnings(record=True) as caught:  # re-issued by the parent
+        warnings.simplefilter("always", DataQuirkWarning)
+        rec = read_recording(container, member=member, signals=["resp", "stim"])
     resp, stim = rec["resp"], rec["stim"]
     for sig, kind in ((resp, PointProcess), (stim, TiledSignal)):
         if not isinstance(sig, kind) or sig.fs != 1000.0 / NATIVE_MS:
@@ -197,7 +213,7 @@ def read_site(task: tuple[str, str, list[str], str, float | None, float | str]
             shift = first[name].pre_samples * NATIVE_MS if shift_ms == "epoch" else shift_ms
             trains[cell][name] = (times - float(shift), lengths)
     return {"archive": rec.archive, "member": member, "stims": stims, "trains": trains,
-            "quirks": dict(rec.quirks)}
+            "quirks": dict(rec.quirks), "warnings": _messages(caught)}
 
 
 def select_cells(owner: str, rows: list[dict[str, Any]], params: Mapping[str, Any]

@@ -79,6 +79,7 @@ Dataset: doi:10.5281/zenodo.18331549
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ from deepstrf.datasets.audio._wingert_sites import (
     scan_site,
     select_cells,
 )
-from deepstrf.errors import RawDataError
+from deepstrf.errors import DataQuirkWarning, RawDataError
 from deepstrf.io.download import RemoteFile
 
 __doc__ = fill_doc(__doc__)
@@ -216,8 +217,6 @@ class Wingert2026Dataset(AudioSourceDataset):
                                "(<SITE>_<hex>.tgz); download recordings.zip again.")
         scans = parallel_map(scan_site, [(container, m) for m in members], n_jobs=n_jobs,
                              progress=progress, desc=f"{owner}: archives")
-        for scan in scans:
-            count_quirks(quirks, scan["quirks"])
         plan = plan_archives(owner, scans, cells, {r["cellid"] for r in rows}, quirks)
         waveform = self._front_end.return_waveform
         shift = (params["prestim_ms"] if params["prestim_ms"] is not None else "epoch") \
@@ -226,6 +225,11 @@ class Wingert2026Dataset(AudioSourceDataset):
                                           params["log_offset"], shift)
                                          for m, cs in plan.items()],
                              n_jobs=n_jobs, progress=progress, desc=f"{owner}: sessions")
+        # what the reader tolerated, once per archive (from its full read when it was read)
+        for found in [s for s in scans if s["member"] not in plan] + sites:
+            count_quirks(quirks, found["quirks"])
+            for message in found["warnings"]:
+                warnings.warn(message, DataQuirkWarning, stacklevel=2)
         planned = {c for cs in plan.values() for c in cs}
         kept = [c for c in cells if c["cellid"] in planned]
         index = {c["cellid"]: n for n, c in enumerate(kept)}
@@ -234,7 +238,6 @@ class Wingert2026Dataset(AudioSourceDataset):
         stims: list[Any] = []
         trials: dict[tuple[int, int], SpikeTrains] = {}
         for site in sites:
-            count_quirks(quirks, site["quirks"])
             sessions: dict[str, list[str]] = {}
             for cell in site["trains"]:
                 sessions.setdefault(cell_parts(cell)["session"], []).append(cell)
