@@ -523,3 +523,25 @@ def test_download_fetches_the_recordings_and_cell_list_only(tree, tmp_path, monk
     assert (tmp_path / "wingert" / "raw" / "recordings.zip").is_file()
     assert not (tmp_path / "wingert" / "raw" / "recordings").exists()  # read in place
     assert ds.get_N() == len(_labelled(tree)) and len(SITES) == 5
+
+
+def test_download_raw_fetches_without_building_and_refuses_credentials(tree, tmp_path,
+                                                                        monkeypatch):
+    from deepstrf.io.download import RemoteFile
+    from deepstrf.testing.http_server import LocalHTTPServer
+
+    with pytest.raises(TypeError, match="open data and takes no credentials"):
+        Wingert2026Dataset.download_raw(tmp_path / "w", username="someone")
+    with LocalHTTPServer() as server:
+        for path in tree.files.values():
+            server.add_file(f"/files/{path.name}/content", path.read_bytes())
+        files = tuple(RemoteFile(f.name, url=server.url_for(f"/files/{f.name}/content"))
+                      for f in Wingert2026Dataset.remote_files)
+        monkeypatch.setattr(Wingert2026Dataset, "remote_files", files)
+        raw = Wingert2026Dataset.download_raw(tmp_path / "w", return_waveform=True)
+    assert raw == tmp_path / "w" / "raw"
+    assert sorted(p.name for p in raw.iterdir() if not p.name.startswith(".")) == [
+        "cell_list.csv", "recordings.zip", "wav", "wav.zip"]  # recordings.zip stays packed
+    assert not (tmp_path / "w" / "processed").exists() or not list_entries(
+        tmp_path / "w" / "processed")
+
