@@ -406,8 +406,8 @@ def _drop_tile(data):
      r"member 'CLT027c/CLT027c\.resp\.h5': signal 'resp' has no JSON sidecar"),
     ("CLT027c", ".resp.epoch.csv", _shorten_first_test_epoch,
      r"recordings\.zip > recordings/CLT027c_.*resp\.epoch\.csv.*last \[195, 200\] samples"),
-    ("CLT027c", ".stim.h5", _negative_tile, r"CLT027c_.*stim\.json.*negative values"),
-    ("CLT027c", ".stim.h5", _drop_tile, r"CLT027c_.*no tile for 'STIM_seq0002\.wav'"),
+    ("CLT027c", ".stim.h5", _negative_tile, r"CLT027c_.*member 'CLT027c/CLT027c\.stim\.h5'.*negative values"),
+    ("CLT027c", ".stim.h5", _drop_tile, r"CLT027c_.*stim\.h5': no tile for 'STIM_seq0002\.wav'"),
     ("PRN015a", ".resp.h5", b"not hdf5", r"PRN015b_.*resp\.h5.*not a readable HDF5"),
 ])
 def test_a_malformed_archive_names_archive_and_member_and_leaves_no_entry(

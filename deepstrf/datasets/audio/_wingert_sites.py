@@ -187,6 +187,7 @@ def read_site(task: tuple[str, str, list[str], str, float | None, float | str]
             raise NemsFormatError(rec.archive, sig.sidecar.member, f"expected a "
                                   f"{kind.__name__} at 100 Hz; got {sig.sidecar.signal_type} at "
                                   f"{sig.fs:g} Hz.")
+    tiles_member = posixpath.splitext(stim.sidecar.member)[0] + ".h5"  # <rec>.stim.h5
     first: dict[str, Any] = {}
     for occ in resp.stim_occurrences():
         first.setdefault(occ.name, occ)
@@ -196,17 +197,17 @@ def read_site(task: tuple[str, str, list[str], str, float | None, float | str]
     for name in wanted:
         tile = stim.tiles.get(name)
         if tile is None:
-            raise NemsFormatError(rec.archive, stim.sidecar.member, f"no tile for {name!r}, "
+            raise NemsFormatError(rec.archive, tiles_member, f"no tile for {name!r}, "
                                   "which the resp epochs present.")
         if tile.shape[0] != N_BANDS:
-            raise NemsFormatError(rec.archive, stim.sidecar.member, f"tile {name!r} has "
+            raise NemsFormatError(rec.archive, tiles_member, f"tile {name!r} has "
                                   f"{tile.shape[0]} bands; the release has {N_BANDS}.")
         bounds = resp.occurrence_samples(name)
         spans = set((bounds[:, 1] - bounds[:, 0]).tolist())
         if spans != {tile.shape[1]}:
             raise NemsFormatError(rec.archive, resp.epochs.member, f"occurrences of {name!r} "
                                   f"last {sorted(spans)} samples; its tile has {tile.shape[1]}.")
-        stims.append((name, _log(tile, log_offset, rec.archive, stim.sidecar.member, name),
+        stims.append((name, _log(tile, log_offset, rec.archive, tiles_member, name),
                       int(tile.shape[1]), int(first[name].pre_samples), int(len(bounds))))
         for cell in cells:
             times, lengths = occurrence_spike_times(resp.spike_times[cell], bounds, resp.fs)
