@@ -406,7 +406,8 @@ def _drop_tile(data):
      r"member 'CLT027c/CLT027c\.resp\.h5': signal 'resp' has no JSON sidecar"),
     ("CLT027c", ".resp.epoch.csv", _shorten_first_test_epoch,
      r"recordings\.zip > recordings/CLT027c_.*resp\.epoch\.csv.*last \[195, 200\] samples"),
-    ("CLT027c", ".stim.h5", _negative_tile, r"CLT027c_.*member 'CLT027c/CLT027c\.stim\.h5'.*negative values"),
+    ("CLT027c", ".stim.h5", _negative_tile,
+     r"CLT027c_.*member 'CLT027c/CLT027c\.stim\.h5'.*negative values"),
     ("CLT027c", ".stim.h5", _drop_tile, r"CLT027c_.*stim\.h5': no tile for 'STIM_seq0002\.wav'"),
     ("PRN015a", ".resp.h5", b"not hdf5", r"PRN015b_.*resp\.h5.*not a readable HDF5"),
 ])
@@ -458,7 +459,8 @@ def test_missing_files_are_listed(tree, tmp_path):
 @pytest.mark.parametrize("kwargs", [
     dict(dt_ms=15.0), dict(dt_ms=5.0), dict(area="MGB"), dict(subset="test"),
     dict(scaling="zscore"), dict(log_offset=True), dict(log_offset=99.0),
-    dict(log_compress="yes"), dict(include_unlabeled=1), dict(include_unlabeled=True, area="A1"), dict(prestim_ms=-1.0), dict(site=""),
+    dict(log_compress="yes"), dict(include_unlabeled=1), dict(include_unlabeled=True, area="A1"),
+    dict(prestim_ms=-1.0), dict(site=""),
     dict(site=[3])])
 def test_bad_arguments_fail_before_io(tmp_path, kwargs):
     with pytest.raises((ValueError, TypeError)):
