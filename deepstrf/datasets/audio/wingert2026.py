@@ -33,7 +33,8 @@ Preprocessing
 * ``scaling='deepstrf'`` (default): after loading, stims min-max scaled per
   band and responses per neuron over all loaded stimuli, as recorded
   operations that ``destandardize_stims()`` / ``denormalize_responses()``
-  undo; ``'none'`` keeps log spectrograms and counts per bin.
+  undo and ``minmax_scale()`` re-applies; ``'none'`` keeps log spectrograms
+  and counts per bin.
 * ``nrn_meta``: every column of ``cell_list.csv`` (``cellid`` as
   ``cell_id``, ``siteid`` as ``site``), plus ``session``, ``animal``,
   ``probe``, ``electrode``, ``unit_in_electrode``. ``stim_meta``: ``name``,
