@@ -193,7 +193,7 @@ def read_site(task: tuple[str, str, list[str], str, float | None, float | str]
         first.setdefault(occ.name, occ)
     wanted = [n for n in first
               if subset == "all" or n.startswith("STIM_00") == (subset == "val")]
-    stims, trains = [], {c: {} for c in cells}
+    stims, trains, spans_of = [], {c: {} for c in cells}, []
     for name in wanted:
         tile = stim.tiles.get(name)
         if tile is None:
@@ -209,10 +209,17 @@ def read_site(task: tuple[str, str, list[str], str, float | None, float | str]
                                   f"last {sorted(spans)} samples; its tile has {tile.shape[1]}.")
         stims.append((name, _log(tile, log_offset, rec.archive, tiles_member, name),
                       int(tile.shape[1]), int(first[name].pre_samples), int(len(bounds))))
-        for cell in cells:
-            times, lengths = occurrence_spike_times(resp.spike_times[cell], bounds, resp.fs)
-            shift = first[name].pre_samples * NATIVE_MS if shift_ms == "epoch" else shift_ms
-            trains[cell][name] = (times - float(shift), lengths)
+        spans_of.append(bounds)
+    # one pass per cell over every occurrence (sorting a cell's spikes once, not per sound)
+    every = np.concatenate(spans_of) if spans_of else np.zeros((0, 2), dtype=np.int64)
+    edges = np.cumsum([0] + [len(b) for b in spans_of])
+    for cell in cells:
+        times, lengths = occurrence_spike_times(resp.spike_times[cell], every, resp.fs)
+        starts = np.concatenate([[0], np.cumsum(lengths)])
+        for i, (name, _, _, pre, _) in enumerate(stims):
+            a, b = edges[i], edges[i + 1]
+            shift = pre * NATIVE_MS if shift_ms == "epoch" else shift_ms
+            trains[cell][name] = (times[starts[a]:starts[b]] - float(shift), lengths[a:b])
     return {"archive": rec.archive, "member": member, "stims": stims, "trains": trains,
             "quirks": dict(rec.quirks), "warnings": _messages(caught)}
 
