@@ -448,6 +448,17 @@ def test_a_pandas_index_column_is_not_a_field(tree, tmp_path):
     assert a.nrn_meta == b.nrn_meta and "" not in a.nrn_meta[0]
 
 
+def test_a_truncated_recordings_zip_is_named_and_leaves_no_entry(tree, tmp_path):
+    root = tmp_path / "truncated"
+    shutil.copytree(tree.root, root)
+    path = root / "recordings.zip"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(NemsFormatError, match=r"(?s)recordings\.zip: not a readable archive.*"
+                                              r"Download it again"):
+        Wingert2026Dataset(root)
+    _no_entry(tmp_path / "home")
+
+
 def test_missing_files_are_listed(tree, tmp_path):
     root = tmp_path / "partial"
     root.mkdir()
