@@ -558,3 +558,33 @@ def test_download_raw_fetches_without_building_and_refuses_credentials(tree, tmp
     assert not (tmp_path / "w" / "processed").exists() or not list_entries(
         tmp_path / "w" / "processed")
 
+
+
+def test_minmax_keeps_nan_ignores_it_in_the_statistics_and_undoes_exactly():
+    import torch
+
+    from deepstrf.datasets._minmax import minmax_responses, minmax_stims
+    from deepstrf.datasets.audio import AudioNeuralDataset
+
+    nan = float("nan")
+    stims = [torch.tensor([[[1.0, 3.0], [0.0, 2.0]]]), torch.tensor([[[5.0, 1.0], [4.0, 4.0]]])]
+    responses = [[torch.tensor([[2.0, nan]]), torch.full((1, 1), nan)],
+                 [torch.tensor([[4.0, 6.0], [nan, 3.0]]), torch.tensor([[1.0, 5.0]])]]
+    ds = AudioNeuralDataset.from_data(stims, responses, dt_ms=10.0)
+    minmax_stims(ds)
+    minmax_responses(ds)
+    np.testing.assert_allclose(ds.stims[0][0].numpy(), [[0.0, 0.5], [0.0, 0.5]])
+    np.testing.assert_allclose(ds.stims[1][0].numpy(), [[1.0, 0.0], [1.0, 1.0]])
+    np.testing.assert_allclose(ds.responses[0][0].numpy(), [[0.0, nan]])   # neuron 0: 2..6
+    np.testing.assert_allclose(ds.responses[1][0].numpy(), [[0.5, 1.0], [nan, 0.25]])
+    np.testing.assert_allclose(ds.responses[1][1].numpy(), [[0.0, 1.0]])   # neuron 1: 1..5
+    assert ds.response_normalization["method"] == "minmax"
+    assert [o["operation"] for o in ds.provenance["operations"]] == ["minmax_stims",
+                                                                      "minmax_responses"]
+    ds.destandardize_stims()
+    ds.denormalize_responses()
+    for s in range(2):
+        np.testing.assert_allclose(ds.stims[s].numpy(), stims[s].numpy(), atol=1e-6)
+        for n in range(2):
+            np.testing.assert_allclose(ds.responses[s][n].numpy(), responses[s][n].numpy(),
+                                       atol=1e-6)
