@@ -375,6 +375,19 @@ def _rewrite(tree, tmp_path, session, suffix, data):
     return _repack(tree, tmp_path, edit={tree.archives[session]: (suffix, change)})
 
 
+def test_epoch_columns_in_another_order_read_the_same(tree, tmp_path):
+    def reorder(data):  # name,start,end instead of start,end,name
+        rows = [line.split(",") for line in data.decode().splitlines()]
+        return ("\n".join(f"{n},{a},{b}" for a, b, n in rows) + "\n").encode()
+
+    root = _rewrite(tree, tmp_path, "CLT027c", ".resp.epoch.csv", reorder)
+    a, b = _load(root), _load(tree.root)
+    assert a.stim_meta == b.stim_meta
+    for s in range(a.get_S()):
+        for n in range(a.get_N()):
+            np.testing.assert_array_equal(a.responses[s][n].numpy(), b.responses[s][n].numpy())
+
+
 def _shorten_first_test_epoch(text):
     lines = text.decode().splitlines()
     i = next(j for j, line in enumerate(lines) if line.endswith(",STIM_00seq9001.wav"))
