@@ -117,16 +117,15 @@ def archive_site(member: str) -> str:
 
 
 def scan_site(task: tuple[str, str]) -> dict[str, Any]:
-    """The cell ids (``resp.json`` ``chans``) and meta ``siteid`` of one recording."""
+    """The cell ids (``resp.json`` ``chans``) of one recording."""
     from deepstrf.io.nems import read_recording
 
     container, member = task
     with warnings.catch_warnings(record=True) as caught:  # re-issued by the parent
         warnings.simplefilter("always", DataQuirkWarning)
         rec = read_recording(container, member=member, signals=["resp"], load_data=False)
-    return {"member": member, "archive": rec.archive, "chans": list(rec.sidecars["resp"].chans
-                                                                     or ()),
-            "siteid": rec.meta.get("siteid"), "quirks": dict(rec.quirks),
+    return {"member": member, "archive": rec.archive,
+            "chans": list(rec.sidecars["resp"].chans or ()), "quirks": dict(rec.quirks),
             "warnings": _messages(caught)}
 
 
