@@ -23,6 +23,7 @@ DATASETS: dict[str, str] = {
     "nat4": "deepstrf.datasets.audio.nat4:NAT4Dataset",
     "espejo": "deepstrf.datasets.audio.espejo:EspejoDataset",
     "ns1": "deepstrf.datasets.audio.ns1:NS1Dataset",
+    "wingert2026": "deepstrf.datasets.audio.wingert2026:Wingert2026Dataset",
     "alice_eeg": "deepstrf.datasets.audio.alice_eeg:AliceEEGDataset",
 }
 
@@ -141,6 +142,17 @@ REFERENCES: dict[str, tuple[Reference, ...]] = {
                   "Spectral tuning of adaptation supports coding of sensory context in auditory "
                   "cortex", 2019, "10.1371/journal.pcbi.1007430",
                   journal="PLoS Computational Biology", volume="15", pages="e1007430"),
+    ),
+    # the Zenodo record's and the paper's exact titles are not in our sources: the record
+    # carries the catalogue title, and the paper is cited by its DOI in the record's note
+    "wingert2026": (
+        Reference("wingert2026zenodo", "misc",
+                  ("Wingert, J. C.", "Parida, S.", "Norman-Haignere, S.", "David, S. V."),
+                  "Wingert 2026: ferret auditory cortex units to natural sound sequences",
+                  2026, "10.5281/zenodo.18331549", publisher="Zenodo",
+                  url="https://zenodo.org/records/18331549",
+                  extra={"note": "Data of Wingert, Parida, Norman-Haignere & David (2026), "
+                                 "Nature Neuroscience, doi:10.1038/s41593-026-02216-0"}),
     ),
     # the DRUM record's full author list is not in our sources: "and others" (BibTeX's own form)
     "alice_eeg": (

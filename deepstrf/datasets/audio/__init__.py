@@ -14,6 +14,7 @@ _LAZY = {
     "Le2025Dataset": "deepstrf.datasets.audio.le_2025",
     "NAT4Dataset": "deepstrf.datasets.audio.nat4",
     "NS1Dataset": "deepstrf.datasets.audio.ns1",
+    "Wingert2026Dataset": "deepstrf.datasets.audio.wingert2026",
 }
 
 __all__ = list(_LAZY)
