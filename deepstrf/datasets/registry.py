@@ -23,6 +23,7 @@ DATASETS: dict[str, str] = {
     "nat4": "deepstrf.datasets.audio.nat4:NAT4Dataset",
     "ns1": "deepstrf.datasets.audio.ns1:NS1Dataset",
     "alice_eeg": "deepstrf.datasets.audio.alice_eeg:AliceEEGDataset",
+    "ac1": "deepstrf.datasets.audio.crcns_ac1:CRCNSAC1Dataset",
 }
 
 
