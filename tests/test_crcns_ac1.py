@@ -459,3 +459,13 @@ def test_download_fetches_and_unpacks_only_what_the_experimenters_need(tmp_path,
             assert np.array_equal(both.responses[s][n].numpy(),
                                   reference.responses[s][n].numpy(), equal_nan=True)
     assert wehr.get_N() == 1
+
+
+def test_parallel_build_equals_the_serial_one(fx, default):
+    par = load(fx.root.parent, n_jobs=2)
+    assert par.nrn_meta == default.nrn_meta and par.stim_meta == default.stim_meta
+    for s in range(default.get_S()):
+        assert par.stims[s].equal(default.stims[s])
+        for n in range(default.get_N()):
+            assert np.array_equal(par.responses[s][n].numpy(),
+                                  default.responses[s][n].numpy(), equal_nan=True)
