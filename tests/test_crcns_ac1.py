@@ -469,3 +469,36 @@ def test_parallel_build_equals_the_serial_one(fx, default):
         for n in range(default.get_N()):
             assert np.array_equal(par.responses[s][n].numpy(),
                                   default.responses[s][n].numpy(), equal_nan=True)
+
+
+def test_duplicate_descriptions_and_stray_folders_are_quirks(tmp_path):
+    import shutil
+
+    fx = _small(tmp_path)
+    src = fx.root / "wehr" / "Stimuli" / "fragments" / "1.mat"
+    (fx.root / "wehr" / "Stimuli" / "zcopies").mkdir()
+    shutil.copy(src, fx.root / "wehr" / "Stimuli" / "zcopies" / "7.mat")
+    (fx.root / "wehr" / "Results" / "notes").mkdir()
+    (fx.root / "asari-results-1" / "old_exports").mkdir()
+    ds = load(tmp_path / "b")
+    joined = " | ".join(ds.caught)
+    assert "1 x duplicate_stimulus_descriptions" in joined and "zcopies/7.mat" in joined
+    assert joined.count("1 x unrecognised_session_folders") == 2 and "old_exports" in joined
+    assert [m["name"] for m in ds.stim_meta if m["experimenter"] == "wehr"] == \
+        ["wehr/fragments/1"]
+
+
+def test_a_session_whose_files_disagree_on_the_site_is_an_error(tmp_path):
+    fx = _small(tmp_path)
+    asari = next(c for c, m in fx.cells.items() if m["experimenter"] == "asari")
+    second = fx.root / "asari-results-1" / asari / "2.mat"
+    from deepstrf.io.readers import read_mat
+
+    data = read_mat(second)
+    data["param"]["recording"]["site"] = "MGB"
+    data["param"]["stimulus"] = struct_array(data["param"]["stimulus"])
+    data["triggers"] = struct_array(data["triggers"])
+    write_mat(second, data, version="5")
+    with pytest.raises(RawDataError, match="one session is one cell") as err:
+        load(tmp_path / "b")
+    assert str(second) in str(err.value)

@@ -163,8 +163,9 @@ RESPONSE_RATES = {"wehr": 4000.0, "asari": 10000.0}
 #: are left out (three unresponsive, one with too little data)
 WEHR_VALID_NEURONS = tuple(i for i in range(1, 26) if i not in (1, 2, 4, 8))
 ASARI_RESULTS = ("asari-results-1", "asari-results-2")
-_WEHR_SESSION = re.compile(r"^(\d{8})-(mw)-(\d{3})$")
-_ASARI_SESSION = re.compile(r"^(\d{8})-(ha\d)-(\d{3})$")
+# a session folder: <date>-<experimenter/animal>-<penetration>, three parts, the date starting
+# with 4 digits (the test deepSTRF 0.1.0 applies; e.g. 20020508-mw-003, 20050610-ha1-001)
+_SESSION = re.compile(r"^(\d{4}[^-]*)-([^-]+)-([^-]+)$")
 _MAIN_ZIP = "crcns-ac1.zip"
 
 
@@ -211,7 +212,7 @@ class CRCNSAC1Dataset(AudioSourceDataset):
         name="ac1", title="CRCNS AC1: rat A1 and MGB, intracellular",
         species="rat", area="A1, MGB",
         signal="whole-cell membrane potential (mV); cell-attached spikes",
-        n_neurons=None, n_stims=None, repeats="a few to tens", download_size="1.6 GB",
+        n_neurons=78, n_stims=None, repeats="a few to tens", download_size="1.6 GB",
         access="CRCNS login",
         citation="Asari H., Wehr M., Machens C.K. & Zador A.M. (2009). Auditory cortex and "
                  "thalamic neuronal responses to various natural and synthetic sounds. "
@@ -331,10 +332,10 @@ class CRCNSAC1Dataset(AudioSourceDataset):
                     "Wehr stimulus files share a description; the first (sorted) is used")
         results = raw_dir / "wehr" / "Results"
         folders = sorted(p for p in results.iterdir() if p.is_dir()) if results.is_dir() else []
-        sessions = [p for p in folders if _WEHR_SESSION.match(p.name)]
+        sessions = [p for p in folders if _SESSION.match(p.name)]
         state.quirk("unrecognised_session_folders",
                     [str(p) for p in folders if p not in sessions],
-                    "folders under wehr/Results not named YYYYMMDD-mw-NNN are skipped")
+                    "folders under wehr/Results not named <date>-<id>-<NNN> are skipped")
         tasks = [(f, opts) for s in sessions for f in sorted(s.glob("*.mat"))]
         trials = parallel_map(read_wehr_trial, tasks, n_jobs=n_jobs, progress=progress,
                               desc=f"{owner}: Wehr trials")
@@ -343,7 +344,7 @@ class CRCNSAC1Dataset(AudioSourceDataset):
             by_session.setdefault(path.parent.name, []).append(trial)
         typos, others = [], {}
         for cell_idx, session in enumerate(sessions, start=1):
-            date, animal, pen = _WEHR_SESSION.match(session.name).groups()
+            date, animal, pen = _SESSION.match(session.name).groups()
             n = state.neuron({"cell_id": session.name, "experimenter": "wehr",
                               "session": session.name, "animal_id": animal, "penetration": pen,
                               "date": date, "site": "A1", "area": "A1",
@@ -390,9 +391,9 @@ class CRCNSAC1Dataset(AudioSourceDataset):
         for folder in ASARI_RESULTS:
             base = raw_dir / folder
             for p in sorted(q for q in base.iterdir() if q.is_dir()) if base.is_dir() else []:
-                (sessions if _ASARI_SESSION.match(p.name) else strays).append(p)
+                (sessions if _SESSION.match(p.name) else strays).append(p)
         state.quirk("unrecognised_session_folders", [str(p) for p in strays],
-                    "folders under asari-results-* not named YYYYMMDD-ha<k>-NNN are skipped")
+                    "folders under asari-results-* not named <date>-<id>-<NNN> are skipped")
         tasks = [(f, opts) for s in sessions for f in sorted(s.glob("*.mat"))]
         recordings = parallel_map(read_asari_recording, tasks, n_jobs=n_jobs, progress=progress,
                                   desc=f"{owner}: Asari recordings")
@@ -435,7 +436,7 @@ class CRCNSAC1Dataset(AudioSourceDataset):
                     others[t] = others.get(t, 0) + c
             if area not in params["sites"]:
                 continue
-            date, animal, pen = _ASARI_SESSION.match(session.name).groups()
+            date, animal, pen = _SESSION.match(session.name).groups()
             n = state.neuron({"cell_id": session.name, "experimenter": "asari",
                               "session": session.name, "animal_id": animal, "penetration": pen,
                               "date": date, "site": first["site"], "area": area,
