@@ -502,3 +502,24 @@ def test_a_session_whose_files_disagree_on_the_site_is_an_error(tmp_path):
     with pytest.raises(RawDataError, match="one session is one cell") as err:
         load(tmp_path / "b")
     assert str(second) in str(err.value)
+
+
+@pytest.mark.parametrize("trace_dtype, wehr_rate, above", [("float64", 44100.0, 6),
+                                                           ("int16", 97656.0, 0),
+                                                           ("int16", 32000.0, 9)])
+def test_open_format_questions_trace_dtype_and_wehr_rate(tmp_path, trace_dtype, wehr_rate,
+                                                         above):
+    """Uncertainty 7: the trace dtype and the Wehr stimulus rate are read, not assumed."""
+    fx = write_crcns_ac1(tmp_path / "u" / "raw", n_wehr_cells=1, n_wehr_stims=1, n_repeats=2,
+                         n_asari_a1=0, n_asari_mgb=0, corrupt=False, quirks=CLEAN,
+                         trace_dtype=trace_dtype, wehr_stim_rate=wehr_rate)
+    ds = load(tmp_path / "u", experimenter="wehr", detrend_med_ms=None, gating=False)
+    meta = ds.stim_meta[0]
+    assert meta["sample_rate"] == wehr_rate and meta["n_bands_above_nyquist"] == above
+    freqs = 100.0 * 2.0 ** (np.arange(53) / 6)
+    assert above == int((freqs >= wehr_rate / 2).sum())
+    (reps,) = fx.pairs.values()
+    T = meta["n_bins"]
+    for row, rep in zip(ds.responses[0][0].numpy(), reps):
+        x, k = window(rep, T)
+        np.testing.assert_allclose(row, pool(x, k, T), atol=2e-4, rtol=0)
