@@ -11,7 +11,7 @@ from scipy.ndimage import gaussian_filter1d, median_filter
 
 from deepstrf.datasets.audio._crcns_ac1_read import assemble_sequence, parse_sequence
 from deepstrf.datasets.audio.crcns_ac1 import WEHR_VALID_NEURONS, CRCNSAC1Dataset
-from deepstrf.errors import DataQuirkWarning, DeepSTRFWarning, RawDataError
+from deepstrf.errors import DeepSTRFWarning, RawDataError
 from deepstrf.io.cache import list_entries
 from deepstrf.preprocessing.logspectrogram import SILENCE_DB, log_band_grid
 from deepstrf.testing.fixtures import truncate_file
@@ -298,8 +298,8 @@ def test_quirks_are_reported(fx, default):
 
 
 def test_a_truncated_response_is_nan_past_its_end(tmp_path):
-    fx = write_crcns_ac1(tmp_path / "t" / "raw", n_wehr_cells=1, n_asari_a1=0, n_asari_mgb=0,
-                         corrupt=False, quirks=AC1Quirks(False, False, False, False, True))
+    write_crcns_ac1(tmp_path / "t" / "raw", n_wehr_cells=1, n_asari_a1=0, n_asari_mgb=0,
+                    corrupt=False, quirks=AC1Quirks(False, False, False, False, True))
     ds = load(tmp_path / "t", experimenter="wehr", gating=False)
     assert any("truncated_responses" in w for w in ds.caught)
     rows = ds.responses[0][0].numpy()
@@ -307,7 +307,6 @@ def test_a_truncated_response_is_nan_past_its_end(tmp_path):
     short = 20  # 100 ms of bins
     assert np.isnan(rows[0, T - short:]).all() and np.isfinite(rows[0, :T - short]).all()
     assert np.isfinite(rows[1:]).all()
-    del fx
 
 
 def test_cache_hit_is_equal(fx, tmp_path):
@@ -423,7 +422,6 @@ def test_bad_arguments_fail_before_any_io(tmp_path, kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         CRCNSAC1Dataset(tmp_path / "untouched", **kwargs)
     assert not (tmp_path / "untouched").exists()
-    CRCNSAC1Dataset.__init__  # the class stays importable and unchanged
 
 
 # ---------------------------------------------------------------------------- download
@@ -523,3 +521,27 @@ def test_open_format_questions_trace_dtype_and_wehr_rate(tmp_path, trace_dtype, 
     for row, rep in zip(ds.responses[0][0].numpy(), reps):
         x, k = window(rep, T)
         np.testing.assert_allclose(row, pool(x, k, T), atol=2e-4, rtol=0)
+
+
+@pytest.mark.parametrize("under_raw", [False, True])
+def test_deepstrf_layout_is_read_in_place(tmp_path, under_raw):
+    """deepSTRF 0.1.0 unpacks each zip into a folder named after it: such a folder works too."""
+    fx = _small(tmp_path)
+    reference = load(tmp_path / "b")
+    peer = tmp_path / "peer"
+    base = peer / "raw" if under_raw else peer
+    for top, moved in (("wehr", "crcns-ac1/wehr"), ("asari", "crcns-ac1/asari"),
+                       ("asari-results-1", "crcns-ac1-asari-results-1/asari-results-1"),
+                       ("asari-results-2", "crcns-ac1-asari-results-2/asari-results-2")):
+        (base / moved).parent.mkdir(parents=True, exist_ok=True)
+        (fx.root / top).rename(base / moved)
+    ds = load(peer, cache="use")
+    assert ds.nrn_meta == reference.nrn_meta and ds.stim_meta == reference.stim_meta
+    for s in range(ds.get_S()):
+        assert ds.stims[s].equal(reference.stims[s])
+    assert not under_raw or (peer / "processed").is_dir()   # its own folder: cache beside it
+    assert under_raw or not (peer / "processed").exists()   # read in place: never written
+    (base / "crcns-ac1-asari-results-2").rename(tmp_path / "aside")
+    with pytest.raises(FileNotFoundError, match="asari-results-2"):
+        load(peer, cache="off")
+    assert load(peer, experimenter="wehr").get_N() == 1

@@ -163,6 +163,10 @@ RESPONSE_RATES = {"wehr": 4000.0, "asari": 10000.0}
 #: are left out (three unresponsive, one with too little data)
 WEHR_VALID_NEURONS = tuple(i for i in range(1, 26) if i not in (1, 2, 4, 8))
 ASARI_RESULTS = ("asari-results-1", "asari-results-2")
+#: where deepSTRF 0.1.0 keeps each folder (it unpacks every zip into a folder named after the
+#: zip); a raw folder laid out so is read as it is
+DEEPSTRF_LAYOUT = {"wehr": "crcns-ac1/wehr", "asari": "crcns-ac1/asari",
+                   **{r: f"crcns-ac1-{r}/{r}" for r in ASARI_RESULTS}}
 # a session folder: <date>-<experimenter/animal>-<penetration>, three parts, the date starting
 # with 4 digits (the test deepSTRF 0.1.0 applies; e.g. 20020508-mw-003, 20050610-ha1-001)
 _SESSION = re.compile(r"^(\d{4}[^-]*)-([^-]+)-([^-]+)$")
@@ -269,7 +273,7 @@ class CRCNSAC1Dataset(AudioSourceDataset):
                   "gating": None if gate is None else gate.to_dict(),
                   "spike_detection": spikes.to_dict(),
                   "bins_per_octave": float(bins_per_octave), "fmax_requested": float(fmax)}
-        self._gate, self._spikes = gate, spikes
+        self._gate, self._spikes, self._path_arg = gate, spikes, path
         full = set(params["experimenter"]) == set(EXPERIMENTERS) and \
             set(params["sites"]) == set(SITES)
         self._init_source(path, params, front, download=download, username=username,
@@ -294,7 +298,29 @@ class CRCNSAC1Dataset(AudioSourceDataset):
         drop = {e for e in EXPERIMENTERS if e not in chosen}
         required = tuple(m for m in required if m.split("/")[0] not in drop)
         fingerprinted = tuple(m for m in fingerprinted if m.split("/")[0] not in drop)
+        layout = _layout(self.default_paths(self._path_arg).raw)
+        if layout is not _FLAT:  # read deepSTRF's folders where they are
+
+            def moved(m: str) -> str:
+                top, _, rest = m.partition("/")
+                return layout[top] + (f"/{rest}" if rest else "")
+
+            required = tuple(moved(m) for m in required)
+            fingerprinted = tuple(moved(m) for m in fingerprinted)
         return files, archives, required, fingerprinted
+
+    @classmethod
+    def default_paths(cls, path: Any = None):
+        """As for every dataset, and a folder in deepSTRF's layout is read in place too."""
+        from deepstrf.io.paths import DatasetPaths, data_home
+
+        paths = super().default_paths(path)
+        root = paths.root
+        if path is not None and not paths.in_place and not paths.raw.is_dir() and \
+                _layout(root) is not _FLAT:
+            return DatasetPaths(root=root, raw=root,
+                                processed=data_home() / cls.folder / "processed", in_place=True)
+        return paths
 
     # ------------------------------------------------------------------ parsing
     def _parse(self, raw_dir: Path, params: Mapping[str, Any], n_jobs: int | None,
@@ -318,7 +344,8 @@ class CRCNSAC1Dataset(AudioSourceDataset):
         from deepstrf.preprocessing.parallel import parallel_map
 
         owner = state.owner
-        stim_files = sorted((raw_dir / "wehr" / "Stimuli").glob("*/*.mat"))
+        wehr_dir = raw_dir / _layout(raw_dir)["wehr"]
+        stim_files = sorted((wehr_dir / "Stimuli").glob("*/*.mat"))
         infos = parallel_map(read_wehr_stim, stim_files, n_jobs=n_jobs, progress=progress,
                              desc=f"{owner}: Wehr stimuli")
         by_description: dict[str, tuple[Path, dict[str, Any]]] = {}
@@ -330,7 +357,7 @@ class CRCNSAC1Dataset(AudioSourceDataset):
             by_description[stim["description"]] = (path, stim)
         state.quirk("duplicate_stimulus_descriptions", duplicates,
                     "Wehr stimulus files share a description; the first (sorted) is used")
-        results = raw_dir / "wehr" / "Results"
+        results = wehr_dir / "Results"
         folders = sorted(p for p in results.iterdir() if p.is_dir()) if results.is_dir() else []
         sessions = [p for p in folders if _SESSION.match(p.name)]
         state.quirk("unrecognised_session_folders",
@@ -362,7 +389,7 @@ class CRCNSAC1Dataset(AudioSourceDataset):
                     raise RawDataError(
                         f"{trial['path']}: triggers(1).param.description = "
                         f"{trial['description']!r} matches no stimulus under "
-                        f"{raw_dir / 'wehr' / 'Stimuli'} (stimuli are matched by their exact "
+                        f"{wehr_dir / 'Stimuli'} (stimuli are matched by their exact "
                         "param.description).")
                 path, stim = found
                 key = ("wehr", path.parent.name, path.stem)
@@ -388,8 +415,9 @@ class CRCNSAC1Dataset(AudioSourceDataset):
         owner = state.owner
         sessions: list[Path] = []
         strays: list[str] = []
+        layout = _layout(raw_dir)
         for folder in ASARI_RESULTS:
-            base = raw_dir / folder
+            base = raw_dir / layout[folder]
             for p in sorted(q for q in base.iterdir() if q.is_dir()) if base.is_dir() else []:
                 (sessions if _SESSION.match(p.name) else strays).append(p)
         state.quirk("unrecognised_session_folders", [str(p) for p in strays],
@@ -400,7 +428,7 @@ class CRCNSAC1Dataset(AudioSourceDataset):
         by_session: dict[Path, list[dict[str, Any]]] = {}
         for (path, _), rec in zip(tasks, recordings):
             by_session.setdefault(path.parent, []).append(rec)
-        stim_root = raw_dir / "asari" / "Stimuli"
+        stim_root = raw_dir / layout["asari"] / "Stimuli"
         segment_info: dict[str, dict[str, Any]] = {}
         wanted = sorted({rec["files"][p - 1] for recs in by_session.values() for rec in recs
                          for rep in rec["repeats"] for p in rep["positions"]})
@@ -462,6 +490,18 @@ class CRCNSAC1Dataset(AudioSourceDataset):
                     "are skipped")
         if others:
             logger.info("%s: Asari triggers of other types skipped: %s", owner, others)
+
+
+_FLAT = {k: k for k in DEEPSTRF_LAYOUT}
+
+
+def _layout(raw_dir: Path) -> dict[str, str]:
+    """Where the four folders are: directly in the raw folder, or in deepSTRF's layout."""
+    if any((raw_dir / k).exists() for k in _FLAT):
+        return _FLAT
+    if any((raw_dir / v).exists() for v in DEEPSTRF_LAYOUT.values()):
+        return DEEPSTRF_LAYOUT
+    return _FLAT
 
 
 def _asari_meta(files: tuple[str, ...], rep: dict[str, Any]) -> dict[str, Any]:
