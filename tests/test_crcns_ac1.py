@@ -545,3 +545,33 @@ def test_deepstrf_layout_is_read_in_place(tmp_path, under_raw):
     with pytest.raises(FileNotFoundError, match="asari-results-2"):
         load(peer, cache="off")
     assert load(peer, experimenter="wehr").get_N() == 1
+
+
+def _known_drive(spec, kernel):
+    """The simulated cell's linear drive, from the loaded spectrogram (the fixture's model)."""
+    z = spec - spec.mean(axis=1, keepdims=True)
+    z /= z.std()
+    out = np.zeros(spec.shape[1])
+    for lag in range(kernel.shape[1]):
+        out[lag:] += kernel[:, lag] @ z[:, :spec.shape[1] - lag]
+    return out
+
+
+def test_stimuli_and_responses_share_the_grid(fx, default):
+    """The known kernel on the loaded spectrogram predicts the loaded response, at lag 0 best."""
+    stims, cells = index(default)
+    for (name, cell), reps in fx.pairs.items():
+        s, c = stims[name], cells[cell]
+        pred = _known_drive(default.stims[s][0].numpy().astype(np.float64), fx.kernels[cell])
+        resp = np.nanmean(default.responses[s][c].numpy(), axis=0)
+        if reps[0].spike_ms is not None:   # spike counts: Poisson-like around a softplus rate
+            box = np.ones(5) / 5
+            rate = np.convolve(np.log1p(np.exp(3 * pred)), box, "same")
+            counts = np.convolve(resp, box, "same")
+            r = np.corrcoef(rate, counts)[0, 1]
+            assert r > 0.4 and r > np.corrcoef(rate[:-3], counts[3:])[0, 1], (name, cell, r)
+            continue
+        r = np.corrcoef(pred, resp)[0, 1]
+        shifted = max(np.corrcoef(pred[:-1], resp[1:])[0, 1],
+                      np.corrcoef(pred[1:], resp[:-1])[0, 1])
+        assert r > 0.95 and r > shifted + 0.03, (name, cell, r, shifted)
