@@ -449,6 +449,10 @@ def test_download_fetches_and_unpacks_only_what_the_experimenters_need(tmp_path,
         assert not (target / "raw" / "asari").exists()   # unpacked: the chosen subset only
         both = load(target, download=True, username="ada", password="s3cret")
         assert server.requests_for("/ac-1/crcns-ac1-asari-results-1.zip")
+        raw = CRCNSAC1Dataset.download_raw(tmp_path / "other", experimenter="asari",
+                                           username="ada", password="s3cret")
+        assert (raw / "asari" / "Stimuli").is_dir() and (raw / "asari-results-2").is_dir()
+        assert not (raw / "wehr").exists()
     assert (target / "raw" / "asari-results-1").is_dir()
     reference = load(fx.root)
     assert [m["cell_id"] for m in both.nrn_meta] == [m["cell_id"] for m in reference.nrn_meta]

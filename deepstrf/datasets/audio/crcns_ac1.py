@@ -561,12 +561,12 @@ class _State:
         from deepstrf.preprocessing.spikes import bin_flat_spike_times, n_bins_for_duration
 
         dt = self.dt_ms
-        T = []
-        for s, (rate, n_samples) in enumerate(self.stim_lengths):
-            durations = [d for (ss, _), reps in self.pairs.items() if ss == s
-                         for _, _, d, _, _ in reps]
-            T.append(max(1, min(n_bins_for_duration(n_samples, rate, dt),
-                                min(int(round(d / dt)) for d in durations))))
+        trigger_bins: dict[int, int] = {}   # the shortest trigger duration of each stimulus
+        for (s, _), reps in self.pairs.items():
+            shortest = min(int(round(d / dt)) for _, _, d, _, _ in reps)
+            trigger_bins[s] = min(trigger_bins.get(s, shortest), shortest)
+        T = [max(1, min(n_bins_for_duration(n_samples, rate, dt), trigger_bins[s]))
+             for s, (rate, n_samples) in enumerate(self.stim_lengths)]
         trials: dict[tuple[int, int], Any] = {}
         truncated, gated = [], []
         for (s, n), reps in sorted(self.pairs.items()):
