@@ -26,7 +26,7 @@ Two departures from ``logspectrogram.m`` and deepSTRF 0.1.0, both on purpose:
 * The lab rounds the hop to whole samples (``round(dt * sr / 1000)``) and
   steps by it, so at rates where the hop is not whole (97656 Hz for the
   Asari stimuli: 488.28 samples per 5 ms) its frames drift against the
-  response bins (1.4 ms over 5 s). Here each centre is rounded on its own, so
+  response bins (2.9 ms over 5 s). Here each centre is rounded on its own, so
   frame ``i`` stays within half a sample of ``i * dt``.
 * A band at or above the sound's Nyquist frequency holds no energy of that
   sound, and evaluating the formula there aliases lower frequencies into it
