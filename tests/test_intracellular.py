@@ -112,3 +112,14 @@ def test_the_kind_registers_itself_without_an_import():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("n, sigma", [(50, 3.0), (3000, 40.0), (7, 10.0), (20000, 100.0)])
+def test_fft_gaussian_equals_scipys_direct_one(n, sigma):
+    from scipy.ndimage import gaussian_filter1d
+
+    from deepstrf.preprocessing.intracellular import gaussian_smooth
+
+    x = np.random.default_rng(n).standard_normal(n).cumsum()
+    np.testing.assert_allclose(gaussian_smooth(x, sigma),
+                               gaussian_filter1d(x, sigma, mode="reflect"), atol=1e-9)

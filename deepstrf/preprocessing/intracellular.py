@@ -29,7 +29,7 @@ import numpy as np
 from deepstrf._validation import check_int, check_positive
 
 __all__ = ["RepeatGating", "SpikeDetection", "detrend_median_gauss", "gating_stats",
-           "odd_window"]
+           "gaussian_smooth", "odd_window"]
 
 
 def odd_window(ms: float, sample_rate: float) -> int:
@@ -58,15 +58,36 @@ def detrend_median_gauss(trace: np.ndarray, sample_rate: float, median_ms: float
     (drift, slow resting-potential changes); faster ones (synaptic potentials
     driven by the sound) are kept.
     """
-    from scipy.ndimage import gaussian_filter1d, median_filter
+    from scipy.ndimage import median_filter
 
     x = np.asarray(trace, dtype=np.float64)
     if not median_ms:
         return x.copy()
     baseline = median_filter(x, size=odd_window(median_ms, sample_rate), mode="reflect")
     if gauss_ms:
-        baseline = gaussian_filter1d(baseline, gauss_ms * sample_rate / 1000.0, mode="reflect")
+        baseline = gaussian_smooth(baseline, gauss_ms * sample_rate / 1000.0)
     return x - baseline
+
+
+def gaussian_smooth(x: np.ndarray, sigma: float, truncate: float = 4.0) -> np.ndarray:
+    """``scipy.ndimage.gaussian_filter1d(x, sigma, mode="reflect")``, through an FFT.
+
+    The same kernel (``truncate`` SDs each side, unit sum) and the same
+    half-sample reflection at the ends; the direct correlation scipy runs
+    costs ``8 * sigma`` operations per sample (0.8 ms of a 10 kHz trace
+    smoothed with a 10 ms SD: 800), the FFT a few.
+    """
+    from scipy.signal import fftconvolve
+
+    x = np.asarray(x, dtype=np.float64)
+    radius = int(truncate * float(sigma) + 0.5)
+    if radius == 0 or x.size == 0:
+        return x.copy()
+    taps = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (taps / float(sigma)) ** 2)
+    kernel /= kernel.sum()
+    padded = np.pad(x, radius, mode="symmetric")   # ndimage's "reflect"
+    return fftconvolve(padded, kernel, mode="valid")
 
 
 @dataclass(frozen=True)

@@ -214,12 +214,12 @@ def read_asari_recording(task: tuple[Path, dict[str, Any]]) -> dict[str, Any]:
             raise RawDataError(f"{path}: triggers({i}).param.description = {text!r} is not a "
                                "stimulus description of the Asari format ('Sequence N: i j "
                                "k ...', 1-based positions in param.stimulus).")
-        onset, want, duration = _window(path, trig, raw.size, sf, i)
         absent = [p for p in positions if not 1 <= p <= len(files)]
-        if absent:
+        if absent:   # skipped (reported by the caller), its window unread
             out["missing_refs"].append(f"triggers({i}) '{text}' names position(s) {absent} of "
                                        f"a {len(files)}-entry param.stimulus")
             continue
+        onset, want, duration = _window(path, trig, raw.size, sf, i)
         natural.append((positions, text, onset, want, duration))
     if natural:
         trace, spikes = _clean(raw, sf, kind, opts)
