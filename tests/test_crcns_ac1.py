@@ -579,3 +579,14 @@ def test_stimuli_and_responses_share_the_grid(fx, default):
         shifted = max(np.corrcoef(pred[:-1], resp[1:])[0, 1],
                       np.corrcoef(pred[1:], resp[:-1])[0, 1])
         assert r > 0.95 and r > shifted + 0.03, (name, cell, r, shifted)
+
+
+def test_windows_separators_in_stimulus_paths_are_a_quirk(tmp_path):
+    write_crcns_ac1(tmp_path / "w" / "raw", n_wehr_cells=1, n_wehr_stims=1, n_repeats=2,
+                    n_asari_mgb=0, corrupt=False,
+                    quirks=AC1Quirks(False, False, False, False, windows_paths=True))
+    ds = load(tmp_path / "w", experimenter="asari")
+    assert any("windows_path_separators" in w and "class1\\\\2.mat" in w for w in ds.caught)
+    assert {m["name"] for m in ds.stim_meta} == {
+        "asari/class1/2+class1/1+class3/3l", "asari/class1/1+class3/3l",
+        "asari/class3/3l+class1/2+class3/3l"}

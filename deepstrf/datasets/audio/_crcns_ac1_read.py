@@ -185,9 +185,11 @@ def read_asari_recording(task: tuple[Path, dict[str, Any]]) -> dict[str, Any]:
     path, opts = task
     data = _read(path, None)
     param = _get(data, "param", path, "the file")
-    files = [_text(_get(s, "file", path, f"param.stimulus({k + 1})"), path,
-                   f"param.stimulus({k + 1}).file")
-             for k, s in enumerate(_records(_get(param, "stimulus", path, "param")))]
+    written = [_text(_get(s, "file", path, f"param.stimulus({k + 1})"), path,
+                     f"param.stimulus({k + 1}).file")
+               for k, s in enumerate(_records(_get(param, "stimulus", path, "param")))]
+    # a path written on Windows ('class6\\3.mat') names the same file
+    files = [f.strip().replace("\\", "/") for f in written]
     recording = _get(param, "recording", path, "param")
     site = _text(_get(recording, "site", path, "param.recording"), path, "param.recording.site")
     rec_type = _text(_get(recording, "type", path, "param.recording"), path,
@@ -199,7 +201,8 @@ def read_asari_recording(task: tuple[Path, dict[str, Any]]) -> dict[str, Any]:
         raise RawDataError(f"{path}: no 'triggers' struct (has {sorted(data)}).")
     out: dict[str, Any] = {"path": str(path), "site": site, "recording_type": rec_type,
                            "signal_type": kind, "sample_rate": sf, "files": files,
-                           "repeats": [], "missing_refs": [], "other_types": {}}
+                           "repeats": [], "missing_refs": [], "other_types": {},
+                           "backslash_paths": [w for w in written if "\\" in w]}
     natural = []
     for i, trig in enumerate(triggers, start=1):
         ttype = _text(_get(trig, "type", path, f"triggers({i})"), path, f"triggers({i}).type")

@@ -444,6 +444,10 @@ class CRCNSAC1Dataset(AudioSourceDataset):
                                                    desc=f"{owner}: Asari segments")):
             segment_info[name] = info
         missing, others = [], {}
+        state.quirk("windows_path_separators",
+                    [f"{rec['path']}: {w!r}" for recs in by_session.values() for rec in recs
+                     for w in rec["backslash_paths"]],
+                    "param.stimulus file names with '\\' separators are read with '/'")
         for session in sessions:
             recs = by_session.get(session, [])
             if not recs:
