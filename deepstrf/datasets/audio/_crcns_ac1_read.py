@@ -109,7 +109,15 @@ def _window(path: Path, trigger: dict[str, Any], n_trace: int, sf: float, i: int
 
 
 def _repeat(kind: str, trace: np.ndarray, raw: np.ndarray, onset: int, want: int, sf: float,
-            opts: dict[str, Any], spikes: np.ndarray | None) -> dict[str, Any]:
+            opts: dict[str, Any], spikes: np.ndarray | None, path: Path) -> dict[str, Any]:
+    """One repeat, reduced here in the worker to what the parent needs.
+
+    Membrane potential: average-pooled to the response bins (``pooled``, the
+    last bin from the samples it has) and the gating numbers of its raw
+    trace; spikes: their times from onset. The parent never holds a trace at
+    its native rate (20 to 50 times the size).
+    """
+    from deepstrf.preprocessing.continuous import pool_factor, pool_mean
     from deepstrf.preprocessing.intracellular import gating_stats
 
     stop = min(onset + want, trace.size)
@@ -120,7 +128,11 @@ def _repeat(kind: str, trace: np.ndarray, raw: np.ndarray, onset: int, want: int
         inside = spikes[(spikes >= onset) & (spikes < stop)]
         out["spike_ms"] = (inside - onset) * 1000.0 / sf
     else:
-        out["trace"] = trace[onset:stop].astype(np.float32)
+        try:
+            k = pool_factor(sf, opts["dt_ms"])
+        except ValueError as err:
+            raise RawDataError(f"{path}: response.sf = {sf:g} Hz: {err}") from err
+        out["pooled"] = pool_mean(trace[onset:stop], k).astype(np.float32)
         out["stats"] = gating_stats(raw[onset:stop], sf, opts["gating"])
     return out
 
@@ -169,7 +181,7 @@ def read_wehr_trial(task: tuple[Path, dict[str, Any]]) -> dict[str, Any]:
                                  "triggers(1).param.description"),
                duration_ms=duration, sample_rate=sf)
     trace, _ = _clean(raw, sf, "subthreshold", opts)
-    out["repeat"] = _repeat("subthreshold", trace, raw, onset, want, sf, opts, None)
+    out["repeat"] = _repeat("subthreshold", trace, raw, onset, want, sf, opts, None, path)
     return out
 
 
@@ -227,7 +239,7 @@ def read_asari_recording(task: tuple[Path, dict[str, Any]]) -> dict[str, Any]:
     if natural:
         trace, spikes = _clean(raw, sf, kind, opts)
         for positions, text, onset, want, duration in natural:
-            rep = _repeat(kind, trace, raw, onset, want, sf, opts, spikes)
+            rep = _repeat(kind, trace, raw, onset, want, sf, opts, spikes, path)
             rep.update(positions=positions, description=text, duration_ms=duration)
             out["repeats"].append(rep)
     return out

@@ -325,9 +325,9 @@ class CRCNSAC1Dataset(AudioSourceDataset):
     # ------------------------------------------------------------------ parsing
     def _parse(self, raw_dir: Path, params: Mapping[str, Any], n_jobs: int | None,
                progress: bool | None) -> Recording:
-        opts = {"median_ms": params["detrend_med_ms"], "gauss_ms": params["detrend_gauss_ms"],
-                "gating": self._gate, "spikes": self._spikes}
         front = self._front_end
+        opts = {"median_ms": params["detrend_med_ms"], "gauss_ms": params["detrend_gauss_ms"],
+                "gating": self._gate, "spikes": self._spikes, "dt_ms": front.dt_ms}
         state = _State(owner=type(self).__name__, dt_ms=front.dt_ms)
         if not front.return_waveform:
             from deepstrf.preprocessing.logspectrogram import log_band_frequencies
@@ -561,7 +561,6 @@ class _State:
         self.pairs.setdefault((s, n), []).append((kind, sample_rate, duration_ms, rep, label))
 
     def finish(self, gate: RepeatGating | None) -> Recording:
-        from deepstrf.preprocessing.continuous import pool_factor, pool_mean
         from deepstrf.preprocessing.spikes import bin_flat_spike_times, n_bins_for_duration
 
         dt = self.dt_ms
@@ -592,18 +591,15 @@ class _State:
                     rows[i, have:] = np.nan
                 trials[(s, n)] = BinnedRows(rows, dt)
                 continue
-            try:
-                k = pool_factor(rate, dt)
-            except ValueError as err:
-                raise RawDataError(f"{self.owner}: cell {cell}: {err}") from err
-            data = np.full((len(reps), T[s] * k), np.nan, np.float32)
+            # pooled to the bins in the worker; NaN past the end of a short repeat
+            data = np.full((len(reps), T[s]), np.nan, np.float32)
             for i, r in enumerate(reps):
-                x = r[3]["trace"][:T[s] * k]
+                x = r[3]["pooled"][:T[s]]
                 data[i, :x.size] = x
             keep = list(range(len(reps)))
-            if gate is not None:
-                reasons = gate.decide([r[3]["stats"] for r in reps], pool_mean(data, k)
-                                      if not np.isnan(data).any() else _finite_cols(data, k))
+            if gate is not None:   # the consistency test on the bins every repeat has
+                reasons = gate.decide([r[3]["stats"] for r in reps],
+                                      data[:, np.isfinite(data).all(axis=0)])
                 keep = [i for i, why in enumerate(reasons) if why is None]
                 for i, why in enumerate(reasons):
                     if why is not None:
@@ -611,7 +607,7 @@ class _State:
                         gated.append(f"{cell} {entry}")
                         self.neurons[n].setdefault("gated_repeats", []).append(entry)
             if keep:
-                trials[(s, n)] = ContinuousTrace(data[keep], rate)
+                trials[(s, n)] = ContinuousTrace(data[keep], 1000.0 / dt)
         self.quirk("truncated_responses", truncated,
                    "responses ending before their stimulus are NaN past their end")
         if gated:
@@ -635,11 +631,3 @@ class _State:
             if index == s:
                 return "/".join(map(str, key[1:])) if key[0] == "wehr" else "+".join(key[1])
         return str(s)
-
-
-def _finite_cols(data: np.ndarray, k: int) -> np.ndarray:
-    """Pooled rows with the bins any repeat lacks removed (for the correlation)."""
-    from deepstrf.preprocessing.continuous import pool_mean
-
-    pooled = pool_mean(data, k)
-    return pooled[:, np.isfinite(pooled).all(axis=0)]
