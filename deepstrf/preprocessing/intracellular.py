@@ -103,6 +103,7 @@ class RepeatGating:
         than ``saturation_mv`` (30) from its median for more than
         ``saturation_frac`` (0.005) of its samples.
     saturation_frac, smooth_ms : float
+        See ``saturation_mv``.
     min_loo_r : float or None
         With ``min_repeats_loo`` (3) or more repeats left, drop a repeat whose
         Pearson r with the median of the others (detrended, pooled to the

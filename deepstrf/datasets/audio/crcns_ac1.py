@@ -40,8 +40,8 @@ Preprocessing
 * Membrane potential (``trace * scale``, mV, kept signed): the slow baseline,
   a ``detrend_med_ms`` running median smoothed by a ``detrend_gauss_ms``
   Gaussian, is subtracted from the whole trace; then repeats are gated
-  (:class:`~deepstrf.preprocessing.intracellular.RepeatGating`: |Vm| above
-  150 mV, over 0.5 % of samples 30 mV from the median, or, with 3 or more
+  (:class:`~deepstrf.preprocessing.intracellular.RepeatGating`: raw Vm beyond
+  +-150 mV, over 0.5 % of samples 30 mV from the median, or, with 3 or more
   repeats, r < 0.05 with the median of the others). Gated repeats are warned
   about and listed in ``nrn_meta['gated_repeats']``. Average pooling to
   ``dt_ms`` (whole samples per bin: ``dt_ms`` a multiple of 0.25 ms for
@@ -70,6 +70,7 @@ Parameters
 ----------
 %(path)s
 experimenter : str or sequence of {'wehr', 'asari'}, default both
+    The subsets to load (Wehr: 4 kHz, one file per trial; Asari: 10 kHz).
 sites : str or sequence of {'A1', 'MGB'}, default both
     MGB cells exist only in the Asari subset (``param.recording.site``
     containing ``'cortex'`` is A1, anything else MGB).
@@ -78,6 +79,7 @@ dt_ms : float, default 5.0
 fmin, fmax : float, default 100.0, 45000.0
     Range of the log-spaced band centres, Hz.
 bins_per_octave : float, default 6
+    Density of the log-spaced bands.
 window_ms : float, optional
     Hamming window length, ms (default ``2 * dt_ms``).
 detrend_med_ms, detrend_gauss_ms : float or None, default 100.0, 10.0
