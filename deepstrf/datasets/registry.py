@@ -25,6 +25,7 @@ DATASETS: dict[str, str] = {
     "ns1": "deepstrf.datasets.audio.ns1:NS1Dataset",
     "wingert2026": "deepstrf.datasets.audio.wingert2026:Wingert2026Dataset",
     "alice_eeg": "deepstrf.datasets.audio.alice_eeg:AliceEEGDataset",
+    "ac1": "deepstrf.datasets.audio.crcns_ac1:CRCNSAC1Dataset",
 }
 
 
@@ -178,6 +179,22 @@ REFERENCES: dict[str, tuple[Reference, ...]] = {
                   "Eelbrain, a Python toolkit for time-continuous analysis with temporal "
                   "response functions", 2023, "10.7554/eLife.85012", journal="eLife",
                   volume="12", pages="e85012"),
+    ),
+    "ac1": (
+        Reference("asari2009crcnsac1", "misc",
+                  ("Asari, H.", "Wehr, M.", "Machens, C. K.", "Zador, A. M."),
+                  "Auditory cortex and thalamic neuronal responses to various natural and "
+                  "synthetic sounds", 2009, "10.6080/K0KW5CXR", publisher=_CRCNS,
+                  url="https://crcns.org/data-sets/ac/ac-1"),
+        Reference("machens2004linearity", "article",
+                  ("Machens, C. K.", "Wehr, M. S.", "Zador, A. M."),
+                  "Linearity of cortical receptive fields measured with natural sounds", 2004,
+                  "10.1523/JNEUROSCI.4445-03.2004", journal="Journal of Neuroscience",
+                  volume="24", pages="1089--1100"),
+        Reference("asari2009longlasting", "article", ("Asari, H.", "Zador, A. M."),
+                  "Long-lasting context dependence constrains neural encoding models in "
+                  "rodent auditory cortex", 2009, "10.1152/jn.00577.2009",
+                  journal="Journal of Neurophysiology", volume="102", pages="2638--2656"),
     ),
 }
 

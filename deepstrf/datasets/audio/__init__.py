@@ -10,6 +10,7 @@ _LAZY = {
     "CRCNSAA1Dataset": "deepstrf.datasets.audio.crcns_aa1",
     "CRCNSAA2Dataset": "deepstrf.datasets.audio.crcns_aa2",
     "CRCNSAA4Dataset": "deepstrf.datasets.audio.crcns_aa4",
+    "CRCNSAC1Dataset": "deepstrf.datasets.audio.crcns_ac1",
     "EspejoDataset": "deepstrf.datasets.audio.espejo",
     "Le2025Dataset": "deepstrf.datasets.audio.le_2025",
     "NAT4Dataset": "deepstrf.datasets.audio.nat4",
