@@ -71,6 +71,26 @@ class _Failure:
         self.remote_traceback = remote_traceback
 
 
+_CONTROLLER: list[Any] = []  # [ThreadpoolController, len(sys.modules) when it was made]
+
+
+def _controller() -> Any:
+    """This process's threadpoolctl controller, made again once more modules are imported.
+
+    Finding the BLAS/OpenMP libraries costs about 0.5 ms (several ms on a loaded machine),
+    which ``threadpool_limits`` pays on every call: hundreds of small tasks (one per trial
+    file) paid it each. The libraries only change when something new is imported, so the
+    controller is kept while ``sys.modules`` does not grow.
+    """
+    import sys
+
+    from threadpoolctl import ThreadpoolController
+
+    if not _CONTROLLER or _CONTROLLER[1] != len(sys.modules):
+        _CONTROLLER[:] = [ThreadpoolController(), len(sys.modules)]
+    return _CONTROLLER[0]
+
+
 class _Done:
     """A task's result with the warnings it gave, as ``(category, message, filename, lineno)``."""
 
@@ -91,13 +111,11 @@ class _Call:
         self.func = func
 
     def __call__(self, index: int, item: Any) -> Any:
-        from threadpoolctl import threadpool_limits
-
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 # Same thread count everywhere -> same float rounding (module docstring).
-                with threadpool_limits(limits=TASK_THREADS):
+                with _controller().limit(limits=TASK_THREADS):
                     value = self.func(item)
             except Exception as err:
                 failure = _Failure(index, err, traceback.format_exc())
