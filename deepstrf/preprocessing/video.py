@@ -20,6 +20,7 @@ each stimulus of the ragged storage in place.
 :func:`smooth_gaussian`            Gaussian smoothing along time, NaN kept
 :func:`add_noise`                  seeded additive Gaussian noise
 :func:`responses_signal_power`     per (neuron, stimulus) signal power
+:func:`zscore_time`                each row z-scored over time, NaN-aware
 =================================  ==============================================
 """
 
@@ -34,7 +35,7 @@ import torch
 
 __all__ = ["BT601_WEIGHTS", "add_noise", "downsample_time", "gaussian_kernel",
            "normalize_movie", "resize_movie", "responses_signal_power", "rgb_to_grayscale",
-           "smooth_gaussian", "split_into_clips", "time_factor", "upsample_time"]
+           "smooth_gaussian", "split_into_clips", "time_factor", "upsample_time", "zscore_time"]
 
 #: Luma weights of ITU-R BT.601 for (R, G, B); they sum to 1.
 BT601_WEIGHTS = (0.299, 0.587, 0.114)
@@ -284,6 +285,22 @@ def add_noise(movie: torch.Tensor, noise_level: float, *, seed: int | None = Non
         generator.manual_seed(0 if seed is None else int(seed))
     noise = torch.randn(movie.shape, generator=generator, dtype=torch.float32)
     return movie + (float(noise_level) * noise).to(movie.dtype)
+
+
+def zscore_time(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Each row z-scored over its last (time) axis, NaN-aware (deepSTRF's ``normalize_responses``).
+
+    ``(x - mean_t) / (std_t + eps)`` over the valid values of each row; NaN
+    stays NaN. It removes every repeat's own mean and scale, so prefer the
+    dataset's per-neuron ``normalize_responses`` for fitting encoding models.
+    """
+    valid = ~torch.isnan(x)
+    n = valid.sum(-1, keepdim=True).clamp(min=1)
+    x0 = torch.where(valid, x, torch.zeros((), dtype=x.dtype))
+    mean = x0.sum(-1, keepdim=True) / n
+    var = torch.where(valid, (x - mean) ** 2, torch.zeros((), dtype=x.dtype)).sum(
+        -1, keepdim=True) / (n - 1).clamp(min=1)
+    return (x - mean) / (var.sqrt() + eps)
 
 
 def responses_signal_power(responses: torch.Tensor) -> torch.Tensor:

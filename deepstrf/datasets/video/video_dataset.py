@@ -22,6 +22,7 @@ same operations on plain tensors are in :mod:`deepstrf.preprocessing.video`.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import warnings
@@ -37,14 +38,29 @@ from deepstrf.errors import DataQuirkWarning
 __all__ = ["VideoNeuralDataset"]
 
 _TENSOR_STYLE = ("{cls}.{method} works on the dataset's own {what} in place (the ragged "
-                 "storage); deepSTRF's form that takes a dense tensor is "
-                 "deepstrf.preprocessing.video.{function}(tensor, ...).")
+                 "storage), so it takes no tensor; deepSTRF's form that takes a dense tensor "
+                 "is deepstrf.preprocessing.video.{function}(tensor, ...).")
 
 
 def _refuse_tensor(ds: Any, method: str, value: Any, what: str, function: str) -> None:
     if isinstance(value, (torch.Tensor, np.ndarray)):
         raise TypeError(_TENSOR_STYLE.format(cls=type(ds).__name__, method=method, what=what,
                                              function=function))
+
+
+def _in_place(what: str, function: str):
+    """Refuse deepSTRF's calling style (a dense tensor among the arguments) with a pointer."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def inner(self, *args, **kwargs):
+            for value in (*args, *kwargs.values()):
+                _refuse_tensor(self, method.__name__, value, what, function)
+            return method(self, *args, **kwargs)
+
+        return inner
+
+    return wrap
 
 
 class VideoNeuralDataset(NeuralDataset):
@@ -85,6 +101,73 @@ class VideoNeuralDataset(NeuralDataset):
                 self.H, self.W = int(first.shape[1]), int(first.shape[2])
         if self.frame_rate_hz is None:
             self.frame_rate_hz = 1000.0 / self.dt
+
+    @classmethod
+    def from_data(cls, stims: Sequence[Any], responses: Any, *, dt_ms: float,
+                  stim_meta: Sequence[Any] | None = None, nrn_meta: Sequence[Any] | None = None,
+                  path: Any = None, frames_per_bin: int | None = None,
+                  channels: str = "keep", size: Any = None,
+                  **attributes: Any) -> VideoNeuralDataset:
+        """Build a validated movie dataset from tensors, arrays or movie sources.
+
+        Parameters
+        ----------
+        stims : sequence
+            One per stimulus: a float32 tensor ``(C, H, W, T)``, a numpy array
+            of that layout, or a movie source
+            (:class:`~deepstrf.datasets.video._stimuli.MovieFileStim`,
+            :class:`~deepstrf.datasets.video._stimuli.ImageSequenceStim`,
+            :class:`~deepstrf.datasets.video._stimuli.MovieArrayStim`), which
+            is rendered here onto the grid: its native frames pooled to
+            ``frames_per_bin`` per bin, converted to ``channels``, resized to
+            ``size``, and cut to the responses' bins (the first recorded
+            neuron's) or to the whole bins it covers.
+        responses, dt_ms, stim_meta, nrn_meta, path
+            As for :meth:`NeuralDataset.from_data`.
+        frames_per_bin : int, optional
+            Sets ``frame_rate_hz = frames_per_bin * 1000 / dt_ms`` (default 1,
+            or ``frame_rate_hz=`` given directly).
+        channels : {'keep', 'gray', 'rgb'}, size : (H, W), optional
+            For sources only.
+        **attributes
+            ``C``, ``H``, ``W``, ``frame_rate_hz`` (read from the first stim
+            when left out).
+        """
+        from deepstrf.datasets._storage import ResponseStore, is_sentinel
+        from deepstrf.datasets.video._build import make_video_front_end
+
+        if frames_per_bin is not None:
+            if "frame_rate_hz" in attributes:
+                raise TypeError("give frames_per_bin or frame_rate_hz, not both.")
+            attributes["frame_rate_hz"] = int(frames_per_bin) * 1000.0 / float(dt_ms)
+        stims = list(stims)
+        metas = [dict(m) for m in stim_meta] if stim_meta is not None else [{} for _ in stims]
+        if any(hasattr(x, "render") for x in stims):
+            rate = attributes.get("frame_rate_hz", 1000.0 / float(dt_ms))
+            fpb = max(1, int(round(float(rate) * float(dt_ms) / 1000.0)))
+            front = make_video_front_end(dt_ms=dt_ms, frames_per_bin=fpb, channels=channels,
+                                         size=size)
+            for s, x in enumerate(stims):
+                if not hasattr(x, "render"):
+                    continue
+                T = None
+                if isinstance(responses, ResponseStore):
+                    if len(responses.block(s)[0]):
+                        T = responses.T(s)
+                else:
+                    real = [r for r in responses[s] if isinstance(r, torch.Tensor)
+                            and not is_sentinel(r)]
+                    T = int(real[0].shape[-1]) if real else None
+                movie, facts = x.render(front, T)
+                stims[s] = torch.from_numpy(movie)
+                if s < len(metas):
+                    metas[s] = {**dict(getattr(x, "meta", {})), **metas[s]}
+                    for key, value in facts.items():
+                        metas[s].setdefault(key, value)
+        stims = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+                 if isinstance(x, np.ndarray) else x for x in stims]
+        return super().from_data(stims, responses, dt_ms=dt_ms, stim_meta=metas,
+                                 nrn_meta=nrn_meta, path=path, **attributes)  # type: ignore
 
     # ------------------------------------------------------------------ contract
     @property
@@ -213,6 +296,7 @@ class VideoNeuralDataset(NeuralDataset):
         return [store.block(s) for s in range(store.n_stims)]
 
     # ------------------------------------------------------------------ movie methods
+    @_in_place("movies", "rgb_to_grayscale")
     def from_rgb_to_grayscale(self) -> None:
         """Convert RGB movies to grayscale in place (ITU-R BT.601 luma).
 
@@ -243,6 +327,7 @@ class VideoNeuralDataset(NeuralDataset):
         self.validate()
         self._record("from_rgb_to_grayscale", weights=[0.299, 0.587, 0.114])
 
+    @_in_place("movies", "resize_movie")
     def change_spatial_resolution(self, spatial_resol: Any, *, antialias: bool = True) -> None:
         """Resize every frame to ``spatial_resol = (H, W)`` (or an int for square frames).
 
@@ -251,8 +336,6 @@ class VideoNeuralDataset(NeuralDataset):
         """
         from deepstrf.preprocessing.video import _size, resize_movie
 
-        _refuse_tensor(self, "change_spatial_resolution", spatial_resol, "movies",
-                       "resize_movie")
         h, w = _size(spatial_resol)
         before = (self.H, self.W)
         self.stims = [resize_movie(x, (h, w), antialias=antialias) for x in self.stims]
@@ -261,6 +344,7 @@ class VideoNeuralDataset(NeuralDataset):
         self._record("change_spatial_resolution", size=[h, w], previous=list(before),
                      antialias=bool(antialias))
 
+    @_in_place("movies", "downsample_time / upsample_time")
     def change_video_temporal_resolution(self, native_dt: float | None = None,
                                          target_dt: float | None = None) -> None:
         """Change the movies' frame duration, keeping the responses and their bins.
@@ -284,8 +368,6 @@ class VideoNeuralDataset(NeuralDataset):
         """
         from deepstrf.preprocessing.video import downsample_time, time_factor, upsample_time
 
-        _refuse_tensor(self, "change_video_temporal_resolution", native_dt, "movies",
-                       "downsample_time / upsample_time")
         name = type(self).__name__
         current = 1000.0 / float(self.frame_rate_hz)
         if target_dt is None:
@@ -310,6 +392,7 @@ class VideoNeuralDataset(NeuralDataset):
         self._record("change_video_temporal_resolution", native_dt=current,
                      target_dt=float(target_dt), direction=direction, factor=k)
 
+    @_in_place("movies and responses", "downsample_time / upsample_time")
     def change_temporal_resolution(self, new_dt: float) -> dict[str, Any]:
         """Change the response bin width to ``new_dt`` ms, movies and responses together.
 
@@ -332,8 +415,6 @@ class VideoNeuralDataset(NeuralDataset):
         """
         from deepstrf.preprocessing.video import downsample_time, time_factor, upsample_time
 
-        _refuse_tensor(self, "change_temporal_resolution", new_dt, "movies and responses",
-                       "downsample_time / upsample_time")
         name = type(self).__name__
         if self.response_normalization is not None:
             raise ValueError(f"{name}: the responses are normalised; sums of normalised values "
@@ -370,6 +451,7 @@ class VideoNeuralDataset(NeuralDataset):
         self._record("change_temporal_resolution", **record)
         return record
 
+    @_in_place("movies", "normalize_movie")
     def normalize_videos(self, scope: str = "global", stim_indices: Sequence[int] | None = None,
                          per_channel: bool = False, eps: float = 1e-8) -> dict[str, Any]:
         """Normalise the movies in place, ``(x - mean) / std``.
@@ -406,7 +488,6 @@ class VideoNeuralDataset(NeuralDataset):
         from deepstrf.datasets._preprocess import _stim_list
         from deepstrf.preprocessing.video import normalize_movie
 
-        _refuse_tensor(self, "normalize_videos", scope, "movies", "normalize_movie")
         check_choice("scope", scope, ("global", "stimulus"))
         if not isinstance(per_channel, bool):
             raise TypeError(f"per_channel must be True or False; got {per_channel!r}.")
@@ -463,6 +544,7 @@ class VideoNeuralDataset(NeuralDataset):
         if _record:
             self._record("denormalize_videos")
 
+    @_in_place("movies", "add_noise")
     def add_noise_to_videos(self, noise_level: float = 0.1, seed: int = 0) -> None:
         """Add Gaussian noise of standard deviation ``noise_level`` to every movie, in place.
 
@@ -473,7 +555,6 @@ class VideoNeuralDataset(NeuralDataset):
         """
         from deepstrf.preprocessing.video import add_noise
 
-        _refuse_tensor(self, "add_noise_to_videos", noise_level, "movies", "add_noise")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise TypeError(f"seed must be an int; got {seed!r}.")
         generator = torch.Generator()
@@ -481,6 +562,7 @@ class VideoNeuralDataset(NeuralDataset):
         self.stims = [add_noise(x, noise_level, generator=generator) for x in self.stims]
         self._record("add_noise_to_videos", noise_level=float(noise_level), seed=int(seed))
 
+    @_in_place("movies and responses", "split_into_clips")
     def split_into_clips(self, clip_length_frames: int) -> list[dict[str, Any]]:
         """Cut every stimulus into clips of ``clip_length_frames`` frames, in place.
 
@@ -549,6 +631,7 @@ class VideoNeuralDataset(NeuralDataset):
         return self.stim_meta
 
     # ------------------------------------------------------------------ response methods
+    @_in_place("responses", "smooth_gaussian")
     def smooth_responses(self, window_ms: float = 21.0, *, sigma_time_step: float | None = None,
                          kernel_size: int | None = None, padding: int | None = None) -> None:
         """Smooth every response in time, in place (NaN and missing pairs kept).
@@ -560,8 +643,6 @@ class VideoNeuralDataset(NeuralDataset):
         centred, unlike deepSTRF's). ``padding`` is accepted only as
         ``kernel_size // 2``, the value that keeps every response its length.
         """
-        if isinstance(window_ms, (torch.Tensor, np.ndarray)):
-            _refuse_tensor(self, "smooth_responses", window_ms, "responses", "smooth_gaussian")
         if sigma_time_step is None:
             if kernel_size is not None or padding is not None:
                 raise TypeError("kernel_size and padding go with sigma_time_step (the Gaussian "
@@ -583,20 +664,21 @@ class VideoNeuralDataset(NeuralDataset):
         self._record("smooth_responses", kind="gaussian", sigma_time_step=float(sigma_time_step),
                      kernel_size=len(kernel))
 
+    @_in_place("responses", "zscore_time")
     def normalize_responses(self, method: str = "max", stim_indices: Sequence[int] | None = None,
                             eps: float = 1e-8) -> dict[str, Any]:
         """:meth:`NeuralDataset.normalize_responses` (per neuron, from ``stim_indices``).
 
         deepSTRF's video form took a dense response tensor and z-scored every
         repeat over time; passing a tensor here raises a ``TypeError`` naming
-        its replacement. Per-repeat z-scoring is not offered on the dataset: it
+        its replacement (:func:`deepstrf.preprocessing.video.zscore_time`, the same
+        operation on a tensor). Per-repeat z-scoring is not offered on the dataset: it
         removes each neuron's differences in firing between stimuli, which is
         part of what an encoding model has to predict.
         """
-        _refuse_tensor(self, "normalize_responses", method, "responses",
-                       "(a per-neuron normalisation of your own)")
         return super().normalize_responses(method, stim_indices, eps)
 
+    @_in_place("responses", "responses_signal_power")
     def get_responses_signal_power(self, per_stimulus: bool = False) -> torch.Tensor:
         """Signal power of each neuron (Sahani & Linden 2003), from the ragged storage.
 
@@ -614,8 +696,6 @@ class VideoNeuralDataset(NeuralDataset):
         Tensor
             float64.
         """
-        _refuse_tensor(self, "get_responses_signal_power", per_stimulus, "responses",
-                       "responses_signal_power")
         from deepstrf.metrics import signal_power
         from deepstrf.metrics.quality import NeuronQualityAccumulator
 
