@@ -119,12 +119,12 @@ def resize_movie(movie: torch.Tensor, size: Any, *, antialias: bool = True) -> t
     *lead, C, H, W, T = movie.shape
     if (H, W) == (h, w):
         return movie
-    frames = movie.reshape(-1, C, H, W, T).permute(0, 4, 1, 2, 3).reshape(-1, C, H, W)
+    # (n, H, W, T) seen as (n, T, H, W) is a channels-last image batch with the frames as
+    # channels: resized without moving any data, and the result comes back as (n, h, w, T)
+    frames = movie.reshape(-1, H, W, T).permute(0, 3, 1, 2)
     out = torch.nn.functional.interpolate(frames, size=(h, w), mode="bilinear",
                                           align_corners=False, antialias=antialias)
-    B = int(np.prod(lead)) if lead else 1
-    return out.reshape(B, T, C, h, w).permute(0, 2, 3, 4, 1).reshape(*lead, C, h, w, T) \
-        .contiguous()
+    return out.permute(0, 2, 3, 1).contiguous().reshape(*lead, C, h, w, T)
 
 
 def time_factor(from_ms: float, to_ms: float, what: str = "the bins") -> tuple[str, int]:
@@ -204,15 +204,18 @@ def normalize_movie(movie: torch.Tensor, *, mean: Any = None, std: Any = None,
     """
     movie = _movie("movie", movie)
     dims = (-3, -2, -1) if per_channel else (-4, -3, -2, -1)
-    x = movie.to(torch.float64)
-    if mean is None:
-        mean = x.mean(dim=dims, keepdim=True)
-    if std is None:
-        std = x.std(dim=dims, keepdim=True) if x[..., 0:1].numel() * movie.shape[-1] > 1 \
-            else torch.ones_like(mean)
-    mean = torch.as_tensor(mean, dtype=torch.float64)
-    std = torch.as_tensor(std, dtype=torch.float64).clamp(min=eps)
-    return ((x - mean) / std).to(movie.dtype), mean.to(movie.dtype), std.to(movie.dtype)
+    if mean is None or std is None:
+        x = movie.to(torch.float64)
+        m64 = x.mean(dim=dims, keepdim=True)
+        if mean is None:
+            mean = m64
+        if std is None:
+            n = movie.numel() // max(1, m64.numel())
+            std = ((x - m64) ** 2).sum(dim=dims, keepdim=True).div(max(n - 1, 1)).sqrt()
+        del x
+    mean = torch.as_tensor(mean).to(movie.dtype)
+    std = torch.as_tensor(std).to(movie.dtype).clamp(min=eps)
+    return (movie - mean) / std, mean, std
 
 
 def split_into_clips(x: torch.Tensor, clip_length: int, *, pad_value: float = 0.0

@@ -322,7 +322,8 @@ class VideoNeuralDataset(NeuralDataset):
             if record is not None and record.get("per_band", record.get("per_channel")):
                 raise ValueError(f"{name}: a per-channel normalisation is active; call "
                                  f"{undo}() before converting to grayscale.")
-        self.stims = [rgb_to_grayscale(x) for x in self.stims]
+        for s, x in enumerate(self.stims):
+            self.stims[s] = rgb_to_grayscale(x)
         self.C = 1
         self.validate()
         self._record("from_rgb_to_grayscale", weights=[0.299, 0.587, 0.114])
@@ -338,7 +339,8 @@ class VideoNeuralDataset(NeuralDataset):
 
         h, w = _size(spatial_resol)
         before = (self.H, self.W)
-        self.stims = [resize_movie(x, (h, w), antialias=antialias) for x in self.stims]
+        for s, x in enumerate(self.stims):
+            self.stims[s] = resize_movie(x, (h, w), antialias=antialias)
         self.H, self.W = h, w
         self.validate()
         self._record("change_spatial_resolution", size=[h, w], previous=list(before),
@@ -384,9 +386,11 @@ class VideoNeuralDataset(NeuralDataset):
                              f"target_dt among {self.dt:g}, {self.dt / 2:g}, {self.dt / 3:g}, ... "
                              "ms (or change both with change_temporal_resolution).")
         if direction == "down":
-            self.stims = [downsample_time(x, k, reduce="mean") for x in self.stims]
+            for s, x in enumerate(self.stims):
+                self.stims[s] = downsample_time(x, k, reduce="mean")
         elif direction == "up":
-            self.stims = [upsample_time(x, k) for x in self.stims]
+            for s, x in enumerate(self.stims):
+                self.stims[s] = upsample_time(x, k)
         self.frame_rate_hz = 1000.0 / float(target_dt)
         self.validate()
         self._record("change_video_temporal_resolution", native_dt=current,
@@ -486,7 +490,6 @@ class VideoNeuralDataset(NeuralDataset):
         """
         from deepstrf._validation import check_choice, check_positive
         from deepstrf.datasets._preprocess import _stim_list
-        from deepstrf.preprocessing.video import normalize_movie
 
         check_choice("scope", scope, ("global", "stimulus"))
         if not isinstance(per_channel, bool):
@@ -497,34 +500,32 @@ class VideoNeuralDataset(NeuralDataset):
         if replaced:
             self.denormalize_videos(_record=False)
         dims = (1, 2, 3) if per_channel else (0, 1, 2, 3)
-        if scope == "global":
-            total, count = 0.0, 0
-            for s in chosen:
-                x = self.stims[s].to(torch.float64)
-                total = total + x.sum(dim=dims, keepdim=True)
-                count += x.numel() // (x.shape[0] if per_channel else 1)
+
+        def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+            x64 = x.to(torch.float64)  # one stimulus at a time: memory stays at one movie
+            return (x64.sum(dim=dims, keepdim=True), (x64 * x64).sum(dim=dims, keepdim=True),
+                    x.numel() // (x.shape[0] if per_channel else 1))
+
+        def finish(total, squares, count):
             mean = total / count
-            sq = 0.0
+            var = (squares - total * mean).clamp(min=0) / max(count - 1, 1)
+            return mean.to(torch.float32), var.sqrt().to(torch.float32).clamp(min=eps)
+
+        if scope == "global":
+            total = squares = 0.0
+            count = 0
             for s in chosen:
-                sq = sq + ((self.stims[s].to(torch.float64) - mean) ** 2).sum(dim=dims,
-                                                                             keepdim=True)
-            std = (sq / max(count - 1, 1)).sqrt()
-            means = [mean] * len(self.stims)
-            stds = [std] * len(self.stims)
+                a, b, n = moments(self.stims[s])
+                total, squares, count = total + a, squares + b, count + n
+            stats = [finish(total, squares, count)] * len(self.stims)
         else:
-            means, stds = [], []
-            for x in self.stims:
-                x64 = x.to(torch.float64)
-                means.append(x64.mean(dim=dims, keepdim=True))
-                stds.append(x64.std(dim=dims, keepdim=True) if x64.numel() > 1
-                            else torch.ones_like(means[-1]))
-        out_m, out_s, new = [], [], []
-        for x, m, sd in zip(self.stims, means, stds):
-            y, m32, s32 = normalize_movie(x, mean=m, std=sd, eps=eps)
-            new.append(y)
+            stats = [finish(*moments(x)) for x in self.stims]
+        out_m, out_s = [], []
+        for s, (m32, s32) in enumerate(stats):
+            # replaced one by one, so each old movie is freed as soon as its successor exists
+            self.stims[s] = (self.stims[s] - m32) / s32
             out_m.append(m32)
             out_s.append(s32)
-        self.stims = new
         self.video_normalization = {"scope": scope, "per_channel": per_channel, "mean": out_m,
                                     "std": out_s, "eps": eps,
                                     "stim_indices": None if stim_indices is None else chosen}
@@ -539,7 +540,8 @@ class VideoNeuralDataset(NeuralDataset):
         if record is None:
             raise RuntimeError(f"{type(self).__name__}: the movies are not normalised; there is "
                                "nothing to undo.")
-        self.stims = [x * sd + m for x, m, sd in zip(self.stims, record["mean"], record["std"])]
+        for s, (m, sd) in enumerate(zip(record["mean"], record["std"])):
+            self.stims[s] = self.stims[s] * sd + m
         self.video_normalization = None
         if _record:
             self._record("denormalize_videos")
@@ -559,7 +561,8 @@ class VideoNeuralDataset(NeuralDataset):
             raise TypeError(f"seed must be an int; got {seed!r}.")
         generator = torch.Generator()
         generator.manual_seed(int(seed))
-        self.stims = [add_noise(x, noise_level, generator=generator) for x in self.stims]
+        for s, x in enumerate(self.stims):
+            self.stims[s] = add_noise(x, noise_level, generator=generator)
         self._record("add_noise_to_videos", noise_level=float(noise_level), seed=int(seed))
 
     @_in_place("movies and responses", "split_into_clips")
