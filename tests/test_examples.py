@@ -26,6 +26,7 @@ EXPECTED = {
                                     r"valid values \d+",
     "neuron_quality.py": r"reliable neurons: \d+ of 16; stimuli in use: \d+",
     "dataset_crcns_aa.py": r"CRCNS AA4: CRCNSAA4Dataset\(S=3 stims; N=2 neurons",
+    "video_dataset.py": r"median filter correlation with the truth: 0\.[89]\d \(worst 0\.[89]\d\)",
 }
 
 # A known bug of the library, not of the example: concatenating two different dataset classes

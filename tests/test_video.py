@@ -518,3 +518,11 @@ def test_linear_strf_recovers_spatio_temporal_filters(tmp_path, monkeypatch):
     corr_shift = np.array([np.corrcoef(fitted[n, 0].ravel(), shifted[n].ravel())[0, 1]
                            for n in np.flatnonzero(good)])
     assert np.median(corr_shift) < np.median(corr[good]) - 0.2
+
+
+# ---------------------------------------------------------------------- the docs page
+def test_video_page_prints_what_it_shows(tmp_path, monkeypatch):
+    from tests.test_docs import run_page
+
+    monkeypatch.setenv("DEEPSTRF_DATA_DIR", str(tmp_path / "home"))
+    run_page("video.md", compare=True)
