@@ -526,3 +526,20 @@ def test_video_page_prints_what_it_shows(tmp_path, monkeypatch):
 
     monkeypatch.setenv("DEEPSTRF_DATA_DIR", str(tmp_path / "home"))
     run_page("video.md", compare=True)
+
+
+def test_a_subclass_filling_lists_gets_its_attributes():
+    class MyMovies(VideoNeuralDataset):
+        def __init__(self):
+            super().__init__(None, 10.0)
+            self.stims = [torch.rand(3, 5, 7, 6), torch.rand(3, 5, 7, 4)]
+            self.responses = [[torch.ones(2, 6)], [sentinel()]]
+            self.stim_meta, self.nrn_meta = [{}, {}], [{"id": 0}]
+            self.N_neurons = 1
+            self.validate()
+
+    ds = MyMovies()
+    assert (ds.C, ds.H, ds.W, ds.frame_rate_hz) == (3, 5, 7, 100.0)
+    assert ds.response_store.T(1) == 4                 # nobody heard movie 1: from its frames
+    ds.normalize_videos(stim_indices=[0])
+    assert ds.video_normalization["stim_indices"] == [0]

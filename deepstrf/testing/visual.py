@@ -66,6 +66,7 @@ from deepstrf.datasets.video._build import (
 __all__ = ["MOVIE_KINDS", "SimulatedVisualDataset", "VisualPopulation", "VisualRelease",
            "make_movies", "make_visual_neurons", "write_visual_release"]
 
+#: The kinds of movie :func:`make_movies` draws.
 MOVIE_KINDS = ("grating", "blobs", "noise")
 #: The formats :func:`write_visual_release` stores movies in, in turn.
 MOVIE_FORMATS = ("npy", "h5", "png", "mat", "mp4")

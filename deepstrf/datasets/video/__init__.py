@@ -10,6 +10,7 @@ _LAZY = {
     "VideoFrontEnd": "deepstrf.datasets.video._build",
     "MovieRecording": "deepstrf.datasets.video._build",
     "build_movie_recording": "deepstrf.datasets.video._build",
+    "make_video_front_end": "deepstrf.datasets.video._build",
     "MovieFileStim": "deepstrf.datasets.video._stimuli",
     "ImageSequenceStim": "deepstrf.datasets.video._stimuli",
     "MovieArrayStim": "deepstrf.datasets.video._stimuli",

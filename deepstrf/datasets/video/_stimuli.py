@@ -14,7 +14,8 @@ says it; images and arrays are told) and renders to float32 ``(C, H, W,
 T * frames_per_bin)`` at the front end's frame rate: native frames are
 averaged in blocks when the native rate is a whole multiple of it (a 120 Hz
 movie on 10 ms bins at one frame per bin: blocks of 1.2 frames is an error
-that says which ``dt_ms`` work). 8-bit frames are scaled to ``[0, 1]``.
+that says which ``dt_ms`` work). 8- and 16-bit unsigned frames are scaled
+to ``[0, 1]``; other numeric frames are kept as they are.
 ``n_bins`` fixes T (``None``: the whole frames the movie covers;
 ``"response"``: the bins its binned responses cover); a grid longer than
 the movie is an error, never silent padding. Colour is kept (``channels=
@@ -170,7 +171,7 @@ class MovieFileStim:
             raise RawDataError(f"{self.path}: {rate:g} frames/s, but the dataset documents "
                                f"{self.expected_rate_hz:g}.")
         rate = float(self.frame_rate_hz) if self.frame_rate_hz is not None else rate
-        if frames.shape[-1] == 3 and (frames[..., 0] == frames[..., 1]).all() \
+        if front.channels != "rgb" and (frames[..., 0] == frames[..., 1]).all() \
                 and (frames[..., 1] == frames[..., 2]).all():
             frames = frames[..., :1]  # a gray movie stored as RGB: one channel
         return _render_frames(_to_float(frames, str(self.path)), rate, front, n_bins,
@@ -226,9 +227,9 @@ class ImageSequenceStim:
         for p in self.frame_paths():
             try:
                 with Image.open(p) as img:
-                    if img.mode in ("L", "I;16", "F"):  # grayscale as stored (8/16 bit, float)
+                    if img.mode in ("L", "I;16", "I", "F"):  # grayscale as stored
                         arr = np.asarray(img)
-                    elif img.mode in ("1", "I"):
+                    elif img.mode == "1":
                         arr = np.asarray(img.convert("L"))
                     else:  # RGB, RGBA (alpha dropped), palette, CMYK ...
                         arr = np.asarray(img.convert("RGB"))

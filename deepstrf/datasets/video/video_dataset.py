@@ -43,7 +43,8 @@ _TENSOR_STYLE = ("{cls}.{method} works on the dataset's own {what} in place (the
 
 
 def _refuse_tensor(ds: Any, method: str, value: Any, what: str, function: str) -> None:
-    if isinstance(value, (torch.Tensor, np.ndarray)):
+    # dense data (a movie batch, an (N, S, R, T) response tensor), not an index tensor
+    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim >= 3:
         raise TypeError(_TENSOR_STYLE.format(cls=type(ds).__name__, method=method, what=what,
                                              function=function))
 
@@ -170,6 +171,12 @@ class VideoNeuralDataset(NeuralDataset):
                                  nrn_meta=nrn_meta, path=path, **attributes)  # type: ignore
 
     # ------------------------------------------------------------------ contract
+    def _check_contract(self) -> None:
+        # a subclass that filled the lists without C, H, W or frame_rate_hz gets them from
+        # its first movie (and one frame per bin), as from_data does
+        self._infer_attributes()
+        super()._check_contract()
+
     @property
     def frames_per_bin(self) -> int:
         """Movie frames per response bin (``frame_rate_hz * dt_ms / 1000``, an integer)."""
