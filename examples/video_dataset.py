@@ -42,7 +42,8 @@ def main(folder: Path) -> None:
         formats = ("npy", "h5", "mat", "png")
     # 1. A simulated release: 8 neurons (the first two barely driven), 30 movies of 2 s,
     # 12x12 pixels at 10 ms per frame, 10 repeats.
-    # The release goes into FOLDER/visual/raw, so its processed cache is FOLDER/visual/processed.
+    # The release goes into FOLDER/visual/raw, so its processed cache goes to
+    # FOLDER/visual/processed.
     release = write_visual_release(folder / "visual" / "raw", n_neurons=8, n_movies=30, n_frames=200,
                                    H=12, W=12, n_lags=N_LAGS, n_repeats=10, kinds=("noise",),
                                    formats=formats, n_weak=2, base_rate_hz=40, alpha_time=0.5,

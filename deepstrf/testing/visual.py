@@ -119,7 +119,8 @@ def _pink(rng: np.random.Generator, H: int, W: int, T: int, alpha: float,
     f_space = np.sqrt(fy ** 2 + fx ** 2)
     f_space[0, 0] = 1.0 / max(H, W)
     f_time = np.maximum(np.abs(ft), 1.0 / T)
-    movie = np.fft.irfftn(spec / (f_space ** alpha * f_time ** alpha_time), s=(H, W, T), axes=(0, 1, 2))
+    movie = np.fft.irfftn(spec / (f_space ** alpha * f_time ** alpha_time), s=(H, W, T),
+                          axes=(0, 1, 2))
     movie = (movie - movie.mean()) / (movie.std() + 1e-12)
     return 0.5 + 0.15 * movie
 
@@ -254,7 +255,12 @@ class VisualPopulation:
 def make_visual_neurons(n_neurons: int, H: int = 16, W: int = 16, n_lags: int = 5, *,
                         n_weak: int = 0, base_rate_hz: float = 10.0, dt_ms: float = 10.0,
                         seed: int = 0) -> VisualPopulation:
-    """Draw a :class:`VisualPopulation` (not calibrated yet; see :meth:`VisualPopulation.calibrate`)."""
+    """Draw a :class:`VisualPopulation` (see the module docstring).
+
+    It is not calibrated yet: call :meth:`VisualPopulation.calibrate` on the
+    movies it will see. ``n_weak``: the first neurons get a gain of 0.05-0.15
+    (barely driven); the others 1.5-2.5. ``base_rate_hz``: the rate at zero drive.
+    """
     N = check_int("n_neurons", n_neurons, minimum=1)
     L = check_int("n_lags", n_lags, minimum=2)
     rng = _rng(seed, 10_000)
