@@ -400,7 +400,7 @@ def write_visual_release(root: Any, *, n_neurons: int = 8, n_movies: int = 6,
             entry.update(file=f"movies/{name}.mat", layout="HWT", key="movie")
         elif fmt == "mp4":
             if not _write_mp4(root / "movies" / f"{name}.mkv", m8, rate):
-                raise ImportError("format 'mp4' needs PyAV: pip install 'deepstrf[video]'.")
+                raise ImportError("format 'mp4' needs PyAV: pip install 'deepstrf-datasets[video]'.")
             entry.update(file=f"movies/{name}.mkv")
         else:
             raise ValueError(f"unknown movie format {fmt!r}; choose among {MOVIE_FORMATS}.")

@@ -119,7 +119,7 @@ def read_movie_file(path: Path) -> tuple[np.ndarray, float]:
     try:
         import av
     except ImportError as err:
-        raise ImportError("reading video files needs PyAV: pip install 'deepstrf[video]' "
+        raise ImportError("reading video files needs PyAV: pip install 'deepstrf-datasets[video]' "
                           "(or pip install av).") from err
     try:
         with av.open(str(path)) as container:
