@@ -128,8 +128,10 @@ class VideoNeuralDataset(NeuralDataset):
         frames_per_bin : int, optional
             Sets ``frame_rate_hz = frames_per_bin * 1000 / dt_ms`` (default 1,
             or ``frame_rate_hz=`` given directly).
-        channels : {'keep', 'gray', 'rgb'}, size : (H, W), optional
-            For sources only.
+        channels : {'keep', 'gray', 'rgb'}
+            Colour of the rendered sources (BT.601 luma for ``'gray'``).
+        size : (int, int), optional
+            Frame size the sources are resized to.
         **attributes
             ``C``, ``H``, ``W``, ``frame_rate_hz`` (read from the first stim
             when left out).
