@@ -196,6 +196,16 @@ def test_temporal_resolution_block_sums_and_frame_means():
         ds.change_temporal_resolution(20)
 
 
+def test_temporal_resolution_with_two_frames_per_bin():
+    movie = torch.arange(12.0)[None, None, None, :].expand(1, 1, 1, 12).contiguous()
+    ds = VideoNeuralDataset.from_data([movie], [[torch.arange(6.0)[None]]], dt_ms=10,
+                                      frames_per_bin=2)
+    ds.change_temporal_resolution(30)
+    assert ds.frames_per_bin == 2 and ds.frame_rate_hz == pytest.approx(1000 / 15)
+    assert torch.equal(ds.responses[0][0], torch.tensor([[3.0, 12.0]]))
+    assert torch.equal(ds.stims[0].flatten(), torch.tensor([1.0, 4, 7, 10]))
+
+
 def test_video_temporal_resolution_keeps_the_responses():
     ds = small(T=(12, 8, 6))
     before = ds.responses[0][0].clone()
@@ -252,6 +262,18 @@ def test_clips_boundaries_and_padding():
     assert ds[2]["valid_mask"][:, :, 2:].sum() == 0
     with pytest.raises(ValueError, match="clip_length_frames must be an int >= 1"):
         ds.split_into_clips(0)
+    original = small(T=(10, 7, 4))
+    ds.merge_clips()                                            # the undo
+    assert ds.get_S() == 3 and [x.shape[-1] for x in ds.stims] == [10, 7, 4]
+    assert ds.stim_meta == original.stim_meta
+    for s in range(3):
+        assert torch.equal(ds.stims[s], original.stims[s])
+        for n in range(3):
+            assert torch.equal(ds.responses[s][n].nan_to_num(-1),
+                               original.responses[s][n].nan_to_num(-1))
+    with pytest.raises(ValueError, match="not clips of split_into_clips"):
+        ds.merge_clips()
+    ds.split_into_clips(4)
     ds.select_stims([0])
     with pytest.raises(ValueError, match="reset_stim_selection"):
         ds.split_into_clips(2)

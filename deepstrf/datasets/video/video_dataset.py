@@ -642,6 +642,49 @@ class VideoNeuralDataset(NeuralDataset):
                      n_source_stims=previous, n_clips=len(stims))
         return self.stim_meta
 
+    def merge_clips(self) -> None:
+        """Undo :meth:`split_into_clips`: join each source stimulus's clips again, in place.
+
+        The clips of each ``clip_source_stim`` are put back in ``clip_index``
+        order and the padding is cut (``clip_valid_bins``), so the stimuli
+        regain their lengths; their metadata loses the ``clip_*`` keys. What
+        was done to the clips in between (smoothing, normalisation) is kept.
+        """
+        name = type(self).__name__
+        keys = ("clip_source_stim", "clip_index", "clip_onset_bin", "clip_onset_ms",
+                "clip_valid_bins")
+        if not all(isinstance(m, dict) and "clip_source_stim" in m for m in self.stim_meta):
+            raise ValueError(f"{name}.merge_clips: the stimuli are not clips of "
+                             "split_into_clips (their stim_meta lacks 'clip_source_stim').")
+        if self._stim_sel is not None:
+            raise ValueError(f"{name}: a stimulus selection is active; call "
+                             "reset_stim_selection() before merging clips.")
+        groups: dict[int, list[int]] = {}
+        for s, m in enumerate(self.stim_meta):
+            groups.setdefault(int(m["clip_source_stim"]), []).append(s)
+        fpb = self.frames_per_bin
+        stims, blocks, meta = [], [], []
+        norm = self.video_normalization
+        new_means, new_stds = [], []
+        store = self._require_store()
+        for source in sorted(groups):
+            clips = sorted(groups[source], key=lambda s: self.stim_meta[s]["clip_index"])
+            valid = [int(self.stim_meta[s]["clip_valid_bins"]) for s in clips]
+            stims.append(torch.cat([self.stims[s][..., :v * fpb] for s, v in zip(clips, valid)],
+                                   dim=-1))
+            neurons, reps, _ = store.block(clips[0])
+            rows = torch.cat([store.block(s)[2][:, :v] for s, v in zip(clips, valid)], dim=1)
+            blocks.append((neurons, reps, rows))
+            meta.append({k: v for k, v in self.stim_meta[clips[0]].items() if k not in keys})
+            if norm is not None:
+                new_means.append(norm["mean"][clips[0]])
+                new_stds.append(norm["std"][clips[0]])
+        if norm is not None:
+            norm["mean"], norm["std"] = new_means, new_stds
+        n_clips = len(self.stims)
+        self._rebuild(stims, blocks, stim_meta=meta)
+        self._record("merge_clips", n_clips=n_clips, n_stims=len(stims))
+
     # ------------------------------------------------------------------ response methods
     @_in_place("responses", "smooth_gaussian")
     def smooth_responses(self, window_ms: float = 21.0, *, sigma_time_step: float | None = None,
