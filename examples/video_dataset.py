@@ -1,5 +1,5 @@
 """Movies as stimuli: load a (simulated) visual release and fit spatio-temporal filters.
-===================================================================================
+=====================================================================================
 
 Writes a miniature visual release whose neurons have known spatio-temporal receptive
 fields (``deepstrf.testing.visual``): 1/f-noise movies stored as ``.npy``, HDF5, MATLAB
