@@ -564,3 +564,20 @@ def test_a_subclass_filling_lists_gets_its_attributes():
     assert ds.response_store.T(1) == 4                 # nobody heard movie 1: from its frames
     ds.normalize_videos(stim_indices=[0])
     assert ds.video_normalization["stim_indices"] == [0]
+
+
+def test_normalize_videos_per_channel():
+    ds = small(C=3, T=(20, 15, 10))
+    for x in ds.stims:
+        x[1] += 4.0
+        x[2] *= 3.0
+    originals = [x.clone() for x in ds.stims]
+    record = ds.normalize_videos(per_channel=True)
+    assert record["mean"][0].shape == (3, 1, 1, 1)
+    flat = torch.cat([x.reshape(3, -1) for x in ds.stims], dim=1)
+    assert torch.allclose(flat.mean(1), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(flat.std(1), torch.ones(3), atol=1e-4)
+    with pytest.raises(ValueError, match="per-channel normalisation is active"):
+        ds.from_rgb_to_grayscale()
+    ds.denormalize_videos()
+    assert all(torch.allclose(x, y, atol=1e-5) for x, y in zip(ds.stims, originals))

@@ -508,12 +508,14 @@ class VideoNeuralDataset(NeuralDataset):
         replaced = self.video_normalization is not None
         if replaced:
             self.denormalize_videos(_record=False)
-        dims = (1, 2, 3) if per_channel else (0, 1, 2, 3)
+        shape = (-1, 1, 1, 1)
 
         def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-            x64 = x.to(torch.float64)  # one stimulus at a time: memory stays at one movie
-            return (x64.sum(dim=dims, keepdim=True), (x64 * x64).sum(dim=dims, keepdim=True),
-                    x.numel() // (x.shape[0] if per_channel else 1))
+            # float64 sums of one stimulus at a time (memory stays at one movie); the sum
+            # of squares as a dot product, the fastest exact-enough reduction
+            rows = x.to(torch.float64).reshape(x.shape[0] if per_channel else 1, -1)
+            squares = torch.stack([torch.dot(r, r) for r in rows])
+            return (rows.sum(1).reshape(shape), squares.reshape(shape), rows.shape[1])
 
         def finish(total, squares, count):
             mean = total / count
