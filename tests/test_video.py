@@ -468,6 +468,21 @@ def _has_av():
     return True
 
 
+def test_worker_side_code_imports_no_torch(tmp_path):
+    code = ("import sys, numpy as np\n"
+            "from deepstrf.datasets.video._tasks import make_video_front_end, movie_task\n"
+            "from deepstrf.datasets.video._stimuli import MovieArrayStim\n"
+            "from deepstrf.datasets._responses import SpikeTrains\n"
+            "rgb = (np.arange(5 * 4 * 4 * 3) % 256).astype(np.uint8).reshape(5, 4, 4, 3)\n"
+            "src = MovieArrayStim(100.0, movie=rgb, layout='THWC')\n"
+            "front = make_video_front_end(dt_ms=10, channels='gray')\n"
+            "movie, rows, facts = movie_task((src, front, [SpikeTrains.from_trials([[1.0]])]))\n"
+            "print(movie.shape, rows.tolist(), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "(1, 4, 4, 5) [[1.0, 0.0, 0.0, 0.0, 0.0]] False"
+
+
 def test_simulated_release_loads_exactly(release):
     from deepstrf.testing.visual import SimulatedVisualDataset
 
@@ -487,10 +502,30 @@ def test_simulated_release_loads_exactly(release):
     assert not ds.nrn_masks[-1, 2] and not ds.nrn_masks[-1, 5] and ds.nrn_masks[:-1].all()
     again = SimulatedVisualDataset(release.root)
     assert again.provenance["cache_hit"] and torch.equal(again.stims[2], ds.stims[2])
+    parallel = SimulatedVisualDataset(release.root, n_jobs=2, cache="off")   # worker processes
+    assert all(torch.equal(a, b) for a, b in zip(parallel.stims, ds.stims))
+    assert all(torch.equal(parallel.responses[s][n].nan_to_num(-1), ds.responses[s][n]
+                           .nan_to_num(-1)) for s in range(ds.get_S()) for n in range(6))
     v1 = SimulatedVisualDataset(release.root, areas=["V1"], dt_ms=20, size=(4, 5))
     assert [m["area"] for m in v1.nrn_meta] == ["V1"] * 3 and (v1.H, v1.W) == (4, 5)
     assert np.array_equal(v1.responses[0][0].numpy(),
                           release.counts[(0, 0)].reshape(5, 15, 2).sum(-1))
+
+
+def test_broken_release_files_are_named_and_leave_no_cache(release):
+    from deepstrf.testing.visual import SimulatedVisualDataset
+
+    home = release.root.parent / "home"
+    npy = release.root / "movies" / "movie000.npy"
+    npy.write_bytes(npy.read_bytes()[:100])
+    with pytest.raises(RawDataError, match=r"movie000\.npy: not a readable \.npy array"):
+        SimulatedVisualDataset(release.root)
+    assert not list(home.rglob("manifest.json"))
+    (release.root / "movies" / "movie002" / "frame3.png").write_bytes(b"broken")
+    np.save(npy, np.zeros((30, 8, 10), np.uint8))
+    with pytest.raises(RawDataError, match=r"frame3\.png: cannot read as an image"):
+        SimulatedVisualDataset(release.root)
+    assert not list(home.rglob("manifest.json"))
 
 
 def test_movie_kinds_are_distinct_and_deterministic():

@@ -33,12 +33,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepstrf.preprocessing._color import BT601_WEIGHTS
+
 __all__ = ["BT601_WEIGHTS", "add_noise", "downsample_time", "gaussian_kernel",
            "normalize_movie", "resize_movie", "responses_signal_power", "rgb_to_grayscale",
            "smooth_gaussian", "split_into_clips", "time_factor", "upsample_time", "zscore_time"]
-
-#: Luma weights of ITU-R BT.601 for (R, G, B); they sum to 1.
-BT601_WEIGHTS = (0.299, 0.587, 0.114)
 
 _WHOLE_TOL = 1e-6
 
@@ -89,11 +88,9 @@ def rgb_to_grayscale(movie: torch.Tensor) -> torch.Tensor:
 
 
 def _size(size: Any) -> tuple[int, int]:
-    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
-        size = (size, size)
-    if not (isinstance(size, (tuple, list)) and len(size) == 2):
-        raise ValueError(f"size must be (H, W) or an int for square frames; got {size!r}.")
-    return _whole("size[0] (H)", size[0]), _whole("size[1] (W)", size[1])
+    from deepstrf.datasets.video._stimuli import frame_size
+
+    return frame_size(size)
 
 
 def resize_movie(movie: torch.Tensor, size: Any, *, antialias: bool = True) -> torch.Tensor:

@@ -51,6 +51,20 @@ def _check_common(source: Any) -> None:
         object.__setattr__(source, "frame_rate_hz", check_positive("frame_rate_hz", rate))
 
 
+def frame_size(size: Any) -> tuple[int, int]:
+    """``(H, W)`` from ``(H, W)`` or an int (square frames), each an int >= 1."""
+    import numbers
+
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool):
+        size = (size, size)
+    if not (isinstance(size, (tuple, list)) and len(size) == 2 and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+            for v in size)):
+        raise ValueError(f"size must be (H, W) with ints >= 1, or an int for square frames; "
+                         f"got {size!r}.")
+    return int(size[0]), int(size[1])
+
+
 def _to_float(frames: np.ndarray, where: str) -> np.ndarray:
     """``(T, H, W, C)`` of any numeric dtype to float32; 8/16-bit integers to [0, 1]."""
     if frames.dtype == np.uint8:
@@ -94,7 +108,7 @@ def _render_frames(frames: np.ndarray, native_rate: float, front: Any, n_bins: i
     movie = np.moveaxis(movie, 2, 0)  # (T, H, W, C) -> (H, W, C, T) -> (C, H, W, T)
     C = movie.shape[0]
     if front.channels == "gray" and C == 3:
-        from deepstrf.preprocessing.video import BT601_WEIGHTS
+        from deepstrf.preprocessing._color import BT601_WEIGHTS
 
         w = np.asarray(BT601_WEIGHTS, dtype=np.float32)[:, None, None, None]
         movie = (movie * w).sum(axis=0, keepdims=True, dtype=np.float32)
