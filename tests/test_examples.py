@@ -29,6 +29,7 @@ EXPECTED = {
     "dataset_spike_releases.py": r"NAT4 A1: NAT4Dataset\(S=3 stims; N=6 neurons; dt=10 ms",
     "dataset_alice_eeg.py": r"TRF of channel \d+: validation r = 0\.[89]\d; "
                             r"correlation with the simulated kernel 0\.[89]\d",
+    "video_dataset.py": r"median filter correlation with the truth: 0\.[89]\d \(worst 0\.[89]\d\)",
 }
 
 # A known bug of the library, not of the example: concatenating two different dataset classes

@@ -205,8 +205,8 @@ def standardize_stims(ds: NeuralDataset, stim_indices: Sequence[int] | None, per
     if ds.stim_normalization is not None:
         destandardize_stims(ds)
     first = ds.stims[stims[0]]
-    # (1, F, T) spectrograms have bands on axis -2; a (1, T) waveform has none
-    band_axis = first.dim() - 2 if per_band and first.dim() >= 3 else None
+    # the modality says which axis holds the bands (spectrogram: F, movie: channels)
+    band_axis = ds._stim_band_axis(first) if per_band else None
     if per_band and band_axis is None:
         raise ValueError("per_band=True needs stims with a band axis (..., F, T); these stims "
                          f"have shape {tuple(first.shape)}. Use per_band=False for waveforms.")

@@ -365,6 +365,14 @@ class NeuralDataset(Dataset, ABC):
             raise ValueError(f"{type(self).__name__}.stims[{s}] must have a non-empty time axis "
                              f"(last); got shape {tuple(stim.shape)}.")
 
+    def _stim_band_axis(self, stim: torch.Tensor) -> int | None:
+        """Axis of ``stim`` that :meth:`standardize_stims` keeps with ``per_band`` (hook).
+
+        Spectrograms ``(1, F, T)`` have their bands on axis ``-2``; a ``(1, T)``
+        waveform has none (None).
+        """
+        return stim.dim() - 2 if stim.dim() >= 3 else None
+
     def _expected_response_T(self, s: int) -> int | None:
         """Response length stim s requires (its last axis), or None for no check (hook)."""
         return int(self.stims[s].shape[-1])
@@ -789,8 +797,9 @@ class NeuralDataset(Dataset, ABC):
             Stimuli to take the statistics from (typically training plus
             validation); they are applied to all. Default: all stimuli.
         per_band : bool, default True
-            One mean and std per frequency band (axis ``-2``); False: one
-            scalar pair (required for waveforms).
+            One mean and std per frequency band (axis ``-2``; for movies, per
+            colour channel, axis 0); False: one scalar pair (required for
+            waveforms).
         eps : float
             Floor of the standard deviation.
 

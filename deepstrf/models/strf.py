@@ -144,7 +144,9 @@ def _batches(ds: Any, stims: Sequence[int], n_lags: int, batch_size: int):
             if T == 0:
                 continue
             has = counts[b, :, :T].gt(0).all(1)                 # neuron heard this stim
-            X = lagged(batch["stims"][b, 0, :, :T].to(torch.float64), n_lags)
+            # every stim axis but time is a feature: a spectrogram's bands, a movie's pixels
+            stim = batch["stims"][b]
+            X = lagged(stim.reshape(-1, stim.shape[-1])[:, :T].to(torch.float64), n_lags)
             yield X, psth[b, :, :T].T.to(torch.float64), has
 
 
@@ -166,8 +168,11 @@ def fit_ridge(ds: Any, train_stims: Sequence[int], val_stims: Sequence[int], *, 
 
     Parameters
     ----------
-    ds : AudioNeuralDataset
-        In spectrogram mode; its current neuron selection is fitted. No
+    ds : AudioNeuralDataset or VideoNeuralDataset
+        Spectrograms, or movies at one frame per bin (each pixel of each
+        channel is a feature, so the weights are the flattened
+        spatio-temporal filter: ``weight.reshape(N, C, H, W, n_lags)``); its
+        current neuron selection is fitted. No
         stimulus selection may be active (the stimuli are given here; see
         :func:`~deepstrf.utils.data.stim_loader`).
     train_stims, val_stims : sequence of int
@@ -201,8 +206,12 @@ def fit_ridge(ds: Any, train_stims: Sequence[int], val_stims: Sequence[int], *, 
     grid = torch.tensor([1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1, 3, 10, 30, 100]
                         if alphas is None else [check_positive("alpha", a) for a in alphas],
                         dtype=torch.float64)
+    if getattr(ds, "frames_per_bin", 1) != 1:
+        raise ValueError(f"fit_ridge needs one movie frame per response bin; this dataset has "
+                         f"{ds.frames_per_bin} (use change_video_temporal_resolution).")
     neurons = ds.selected_neurons
-    N, F = len(neurons), int(ds.get_F())
+    # features per bin: F bands of a spectrogram, or C * H * W pixels of a movie (flattened)
+    N, F = len(neurons), int(np.prod(ds.stims[train[0]].shape[:-1]))
     D = F * n_lags
     masks = ds.nrn_masks[train][:, neurons].numpy()             # (S_train, N)
     patterns: dict[bytes, list[int]] = {}

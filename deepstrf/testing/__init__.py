@@ -3,6 +3,8 @@
 * synthetic ragged datasets of any size (:func:`make_ragged_dataset`);
 * simulated sounds and neurons with known spectro-temporal receptive
   fields (:mod:`deepstrf.testing.simulate`);
+* simulated movies and visual neurons with known spatio-temporal receptive
+  fields, written as a miniature release on disk (:mod:`deepstrf.testing.visual`);
 * miniature raw trees in each public dataset's exact distributed format,
   filled from those simulated neurons (:mod:`deepstrf.testing.fixtures`);
 * a local HTTP server that imitates the dataset hosts (plain files, CRCNS login).
@@ -31,6 +33,11 @@ _LAZY = {
     "lag_matrix": "deepstrf.testing.simulate",
     "to_pcm16": "deepstrf.testing.simulate",
     "pcm16_to_float": "deepstrf.testing.simulate",
+    "make_movies": "deepstrf.testing.visual",
+    "make_visual_neurons": "deepstrf.testing.visual",
+    "VisualPopulation": "deepstrf.testing.visual",
+    "write_visual_release": "deepstrf.testing.visual",
+    "SimulatedVisualDataset": "deepstrf.testing.visual",
     "write_crcns_aa1": "deepstrf.testing.fixtures",
     "write_crcns_aa2": "deepstrf.testing.fixtures",
     "write_crcns_aa4": "deepstrf.testing.fixtures",
