@@ -285,7 +285,6 @@ def test_moving_the_data_keeps_the_cache(toy_root, tmp_path):
     {"files": "oops"}, {"files": None}, {"files": ["stims.npy"]}, {"counts": "3"},
     {"parameters": None}, "not json", [1, 2]])
 def test_damaged_manifest_marks_the_entry_invalid(toy_root, damage, capsys):
-    from deepstrf.cli import main
 
     ToySource(toy_root)
     (entry, _), = list_entries(toy_root / "processed")

@@ -6,7 +6,6 @@ import logging
 
 import joblib
 import pytest
-import torch
 
 from deepstrf.datasets.audio.crcns_aa1 import CRCNSAA1Dataset
 from deepstrf.testing.fixtures import write_crcns_aa1

@@ -571,7 +571,7 @@ def test_duplicate_and_unknown_members(tmp_path: Path, mini: Mini) -> None:
 
 def test_later_views_are_skipped_and_reported(tmp_path: Path, mini: Mini) -> None:
     extra = {f"01.{REC}.resp.json": b"{}", f"01.{REC}.resp.h5": b"",
-             f"02.OTHER.pop.csv": b"1\n"}
+             "02.OTHER.pop.csv": b"1\n"}
     path = fx.write_nems_recording(tmp_path / "v.tgz", REC, mini.meta, mini.signals,
                                    extra_files=extra)
     with pytest.warns(DataQuirkWarning) as caught:

@@ -268,7 +268,6 @@ class SourceDataset(ABC):
     @classmethod
     def _credential_kwargs(cls, username: str | None, password: str | None) -> dict[str, Any]:
         """Credentials for a constructor that takes them; open datasets' constructors do not."""
-        import inspect
 
         given = {"username": username, "password": password}
         accepted = inspect.signature(cls.__init__).parameters
