@@ -87,13 +87,25 @@ class BinnedRows:
 
     Rendered by summing blocks of ``dt_ms / bin_ms`` bins (which must be a
     whole number); a block holding a NaN is NaN.
+
+    Float rows are held as given, without a copy (a float32 view into a
+    recording's raster stays a view: a NAT4 population raster is held once,
+    not again in float64); integer or boolean rows become float32, exact for
+    counts below 2**24. The rendered rows are float32; block sums of more
+    than one bin are accumulated in float64 per pair, so summing scaled
+    (non-integer) rates loses no more than the final rounding to float32.
     """
 
     rows: np.ndarray
     bin_ms: float
 
     def __post_init__(self) -> None:
-        rows = np.asarray(self.rows, dtype=np.float64)
+        rows = np.asarray(self.rows)
+        if not np.issubdtype(rows.dtype, np.floating):
+            if not (np.issubdtype(rows.dtype, np.integer) or rows.dtype == np.bool_):
+                raise ValueError(f"BinnedRows.rows must hold numbers (counts or rates); got "
+                                 f"dtype {rows.dtype}.")
+            rows = rows.astype(np.float32)
         if rows.ndim != 2:
             raise ValueError(f"BinnedRows.rows must be 2-D (repeats, bins); got shape "
                              f"{rows.shape}.")
@@ -110,11 +122,14 @@ class BinnedRows:
     def render(self, dt_ms: float, n_bins: int) -> np.ndarray:
         k = _factor(self.bin_ms, dt_ms, "these binned rows")
         have = self.rows.shape[1] // k
-        out = np.full((self.n_trials, n_bins), np.nan)
+        out = np.full((self.n_trials, n_bins), np.nan, dtype=np.float32)
         m = min(have, n_bins)
-        if m:
-            out[:, :m] = self.rows[:, :m * k].reshape(self.n_trials, m, k).sum(axis=2)
-        return out.astype(np.float32)
+        if m and k == 1:
+            out[:, :m] = self.rows[:, :m]
+        elif m:
+            blocks = self.rows[:, :m * k].reshape(self.n_trials, m, k)
+            out[:, :m] = blocks.sum(axis=2, dtype=np.float64)
+        return out
 
 
 @dataclass(frozen=True)

@@ -204,7 +204,9 @@ class NAT4Dataset(AudioSourceDataset):
             if kind != "est":
                 continue
             rows = resp.sidecar.sample_rows(resp.occurrence_samples(name))
-            block = np.stack([values[a:b] for a, b in rows])  # (R, T, N)
+            # (R, T, N); one occurrence is a view: the raster is held once, not copied per pair
+            block = values[rows[0, 0]:rows[0, 1]][None] if len(rows) == 1 else \
+                np.stack([values[a:b] for a, b in rows])
             empty = np.isnan(block).all(axis=(0, 1))
             nan_pairs += int(empty.sum())
             for n in np.flatnonzero(~empty):
