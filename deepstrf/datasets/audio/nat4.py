@@ -170,7 +170,8 @@ class NAT4Dataset(AudioSourceDataset):
         k = int(round(self._front_end.dt_ms / NATIVE_MS))
         pop_path = next(p for p in (raw_dir / (names["pop"] + ".tgz"), raw_dir / names["pop"])
                         if p.exists())
-        rec = read_recording(pop_path, signals=["resp", "stim"], dtype=np.float32)
+        rec = read_recording(pop_path, signals=["resp", "stim"], dtype=np.float32,
+                             scan_all=False)
         count_quirks(quirks, rec.quirks)
         resp, stim = rec["resp"], rec["stim"]
         for sig in (resp, stim):
