@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from deepstrf.datasets._responses import BinnedRows, render_responses
+from deepstrf.datasets._responses import BinnedRows, ResponseBlock, render_responses
 from deepstrf.datasets.audio import _spikes_audio
 from deepstrf.datasets.audio.nat4 import NAT4Dataset
 from deepstrf.errors import DataQuirkWarning
@@ -19,12 +19,6 @@ from deepstrf.testing.fixtures.nat4 import NAT4Quirks, write_nat4
 def _home(tmp_path, monkeypatch):
     monkeypatch.setenv("DEEPSTRF_DATA_DIR", str(tmp_path / "home"))
     monkeypatch.setenv("DEEPSTRF_PROGRESS", "0")
-
-
-def _root(array: np.ndarray) -> np.ndarray:
-    while isinstance(array.base, np.ndarray):
-        array = array.base
-    return array
 
 
 def test_float_rows_are_held_as_given_and_integer_rows_become_float32():
@@ -85,22 +79,35 @@ def _build(root, monkeypatch, seen):
         return NAT4Dataset(root, cache="off", progress=False)
 
 
-def test_nat4_est_rows_are_float32_views_of_one_raster(mid_tree, monkeypatch):
+def test_nat4_est_rows_are_one_float32_block_per_sound_kept_by_the_store(mid_tree,
+                                                                         monkeypatch):
     seen: list = []
     ds = _build(mid_tree.root, monkeypatch, seen)
-    est = [src for src in seen[0].trials.values() if isinstance(src, BinnedRows)]
-    assert len(est) == 80 * 80
-    assert all(src.rows.dtype == np.float32 for src in est)
-    roots = {id(_root(src.rows)) for src in est}
-    assert len(roots) == 1  # the raster read once, every pair a view of it
-    raster = _root(est[0].rows)
-    assert raster.dtype == np.float32 and raster.shape == (82 * 150, 80)
+    recording = seen[0]
+    assert not any(isinstance(src, BinnedRows) for src in recording.trials.values())
+    assert len(recording.blocks) == 80  # one per est sound, not one per pair
+    for s, block in recording.blocks.items():
+        rows = block.source.rows
+        assert rows.dtype == np.float32 and rows.flags.c_contiguous
+        assert rows.shape == (80, 150) and list(block.neurons) == list(range(80))
+        # the store holds the block itself (n_jobs=1): no second copy of the est rows
+        neurons, reps, stored = ds.response_store.block(s)
+        assert stored.numpy().ctypes.data == rows.ctypes.data
     neurons, reps, rows = ds.response_store.block(0)
     assert rows.dtype.is_floating_point and rows.element_size() == 4
-    cell = [c["cell_id"] for c in mid_tree.cells].index(ds.nrn_meta[int(neurons[3])]["cell_id"])
-    np.testing.assert_array_equal(rows[3].numpy(),
-                                  mid_tree.est_counts[(mid_tree.est[0], mid_tree.cells[cell]
-                                                       ["cell_id"])])
+    cell = ds.nrn_meta[int(neurons[3])]["cell_id"]
+    np.testing.assert_array_equal(rows[3].numpy(), mid_tree.est_counts[(mid_tree.est[0], cell)])
+
+
+def test_response_block_checks_its_shape():
+    rows = BinnedRows(np.zeros((3, 10), np.float32), 10.0)
+    assert list(ResponseBlock([0, 4], [1, 2], rows).repeats) == [1, 2]
+    with pytest.raises(ValueError, match="must match the source's 3 rows"):
+        ResponseBlock([0, 4], [1, 1], rows)
+    with pytest.raises(ValueError, match="increasing"):
+        ResponseBlock([4, 0], [1, 2], rows)
+    with pytest.raises(TypeError, match="BinnedRows or ContinuousTrace"):
+        ResponseBlock([0], [1], np.zeros((1, 10)))
 
 
 def test_nat4_build_peak_memory_stays_near_the_built_data(mid_tree, monkeypatch):
@@ -116,3 +123,38 @@ def test_nat4_build_peak_memory_stays_near_the_built_data(mid_tree, monkeypatch)
     # measured 3.1x; a float64 copy of every est row (2 x est_bytes, 0.77 x built
     # here) pushed it to 4.3x
     assert peak < built * 3.1 + 0.4 * est_bytes, (peak / built, est_bytes / built)
+
+
+def test_build_merges_blocks_and_pairs_in_neuron_order_and_keeps_a_lone_block():
+    from deepstrf.datasets._responses import SpikeTrains
+    from deepstrf.datasets.audio._spike_tasks import make_front_end
+    from deepstrf.datasets.audio._spikes_audio import Recording, build_recording
+    from deepstrf.datasets.audio._stimuli import SpectrogramArrayStim
+
+    front = make_front_end(dt_ms=5.0, smooth=False, compression="log1p", window_ms=10.0,
+                           return_waveform=False, audio_fs=16000, n_bands=8)
+    raster = np.arange(60, dtype=np.float32).reshape(3, 20)
+    lone = np.ascontiguousarray(raster[:2, :10])
+
+    def stim(name):
+        return SpectrogramArrayStim(np.ones((8, 10)), 5.0, {"name": name}, n_bins="response")
+
+    recording = Recording(
+        stims=[stim("mixed"), stim("block only")],
+        neurons=[{"cell_id": c} for c in "abcde"],  # e heard nothing
+        trials={(0, 1): SpikeTrains.from_trials([[1.0, 7.0, 8.0]])},
+        blocks={0: ResponseBlock([0, 2], [1, 2], BinnedRows(raster[:, :10].copy(), 5.0)),
+                1: ResponseBlock([0, 3], [1, 1], BinnedRows(lone, 5.0))})
+    built = build_recording(recording, front, n_jobs=1)
+    neurons, reps, rows = built.store.block(0)
+    assert list(neurons) == [0, 1, 2] and list(reps) == [1, 1, 2]
+    np.testing.assert_array_equal(rows.numpy(), [raster[0, :10], [1, 2] + [0] * 8,
+                                                 raster[1, :10], raster[2, :10]])
+    neurons, reps, rows = built.store.block(1)
+    assert list(neurons) == [0, 3] and rows.numpy().ctypes.data == lone.ctypes.data
+    assert [m["cell_id"] for m in built.nrn_meta] == list("abcd")
+    twice = Recording(stims=[stim("x")], neurons=[{"cell_id": "a"}],
+                      trials={(0, 0): SpikeTrains.from_trials([[1.0]])},
+                      blocks={0: ResponseBlock([0], [1], BinnedRows(lone[:1], 5.0))})
+    with pytest.raises(ValueError, match="both in a ResponseBlock and in trials"):
+        build_recording(twice, front, n_jobs=1)

@@ -77,6 +77,7 @@ from deepstrf.datasets.audio._spikes_audio import (
     AudioSourceDataset,
     BinnedRows,
     Recording,
+    ResponseBlock,
     SpectrogramArrayStim,
     SpikeTrains,
     WavStim,
@@ -200,18 +201,21 @@ class NAT4Dataset(AudioSourceDataset):
         if params["response_scale"] == "deepstrf":  # deepSTRF 0.1.0: one min-max of the matrix
             lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
             values = (values - lo) / max(hi - lo, 1e-12)
-        nan_pairs = 0
+        nan_pairs, blocks, parts = 0, {}, []
         for s, (name, kind) in enumerate(chosen):
             if kind != "est":
                 continue
-            rows = resp.sidecar.sample_rows(resp.occurrence_samples(name))
-            # (R, T, N); one occurrence is a view: the raster is held once, not copied per pair
-            block = values[rows[0, 0]:rows[0, 1]][None] if len(rows) == 1 else \
-                np.stack([values[a:b] for a, b in rows])
-            empty = np.isnan(block).all(axis=(0, 1))
-            nan_pairs += int(empty.sum())
-            for n in np.flatnonzero(~empty):
-                trials[(s, int(n))] = BinnedRows(block[:, :, n], NATIVE_MS)
+            # one float32 block per sound, (cells x repeats, T): the built store keeps it as is
+            parts = [values[a:b].T for a, b in resp.sidecar.sample_rows(
+                resp.occurrence_samples(name))]
+            keep = np.flatnonzero(~np.logical_and.reduce([np.isnan(p).all(axis=1)
+                                                          for p in parts]))
+            nan_pairs += len(cells) - len(keep)
+            rows = parts[0][keep] if len(parts) == 1 else \
+                np.stack([p[keep] for p in parts], axis=1).reshape(-1, parts[0].shape[1])
+            blocks[s] = ResponseBlock(keep, np.full(len(keep), len(parts)),
+                                      BinnedRows(np.ascontiguousarray(rows), NATIVE_MS))
+        del rec, resp, values, parts  # the raster: gone before the sites are read
         if nan_pairs:
             _warn(quirks, owner, "est_pairs_all_nan", nan_pairs, "(estimation sound, cell) "
                   "pairs are NaN throughout the population raster (not recorded; sentinels)")
@@ -223,7 +227,8 @@ class NAT4Dataset(AudioSourceDataset):
         pred = self._auditory(raw_dir / names["pred"], cells, quirks)
         neurons = [{"cell_id": c, "area": area, "auditory": pred.get(c, False), **cell_parts(c)}
                    for c in cells]
-        return Recording(stims=stims, neurons=neurons, trials=trials, quirks=quirks)
+        return Recording(stims=stims, neurons=neurons, trials=trials, blocks=blocks,
+                         quirks=quirks)
 
     def _stims(self, raw_dir, chosen, first, stim, spec, k, quirks) -> list[Any]:
         metas = [{"name": n, "subset": s, "wav": n[len("STIM_"):]} for n, s in chosen]
