@@ -44,22 +44,47 @@ SITES = tuple(f"{animal}{num:03d}{letter}" for animal, num, letter in (
 RATE_HZ = (3.0, 15.0)
 
 CHILD = """
-import json, resource, sys, time
+import glob, json, os, resource, sys, time
 t0 = time.perf_counter()
 from deepstrf.datasets.audio.nat4 import NAT4Dataset
 t_import = time.perf_counter() - t0
 root, n_jobs, cache = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+cpu0 = resource.getrusage(resource.RUSAGE_SELF)
 t0 = time.perf_counter()
 ds = NAT4Dataset(root, n_jobs=n_jobs, cache=cache, progress=False)
 elapsed = time.perf_counter() - t0
+cpu1 = resource.getrusage(resource.RUSAGE_SELF)
 stim_bytes = sum(x.numel() * x.element_size() for x in ds.stims)
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent
-hwm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
-           if line.startswith("VmHWM:"))
+
+def hwm(pid):
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec from the parent
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+
+def workers(pid):
+    # the pool's processes, still alive (joblib reuses them); loky starts them from a child
+    kids = []
+    for path in glob.glob(f"/proc/{pid}/task/*/children"):
+        kids += [int(k) for k in open(path).read().split()]
+    return kids + [g for k in kids for g in workers(k)]
+
+pool = {}
+for pid in workers(os.getpid()):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if b"LokyProcess" not in f.read():  # not the resource trackers
+                continue
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        pool[pid] = (hwm(pid), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, StopIteration):
+        pass
+big = list(pool.values())
 print(json.dumps({"seconds": elapsed, "import_seconds": t_import,
-                  "cache_hit": ds.provenance["cache_hit"], "peak_rss": hwm,
-                  "peak_rss_workers":
-                      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+                  "cpu_seconds": cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime,
+                  "cache_hit": ds.provenance["cache_hit"], "peak_rss": hwm(os.getpid()),
+                  "peak_rss_workers": max((v[0] for v in big), default=0),
+                  "n_workers": len(big), "worker_cpu_seconds": sum(v[1] for v in big),
                   "n_neurons": ds.get_N(), "n_stims": ds.get_S(),
                   "n_pairs": ds.response_store.n_pairs,
                   "response_bytes": ds.response_store.nbytes, "stim_bytes": stim_bytes}))
@@ -173,14 +198,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  interpreter with deepstrf, torch and numpy imported: {baseline / 1e6:.0f} MB RSS")
     for key, runs in results.items():
         rss = max(r["peak_rss"] for r in runs)
+        cpu = statistics.median(r["cpu_seconds"] + r["worker_cpu_seconds"] for r in runs)
         workers = max(r["peak_rss_workers"] for r in runs)
-        # worker processes still alive at exit (a reused pool) are not in RUSAGE_CHILDREN
-        seen = f"{workers / 1e6:.0f} MB" if workers else "not measured (pool not reaped)"
-        print(f"  {key:<14} {med[key]:8.2f} s  peak RSS {rss / 1e6:6.0f} MB "
-              f"({rss / built:.2f}x built data), workers' peak {seen}")
+        seen = f"; {runs[0]['n_workers']} workers, each at most {workers / 1e6:.0f} MB" \
+            if workers else ""
+        print(f"  {key:<14} {med[key]:8.2f} s wall, {cpu:6.1f} s CPU  peak RSS "
+              f"{rss / 1e6:5.0f} MB ({rss / built:.2f}x built data){seen}")
+    cpu1 = statistics.median(r["cpu_seconds"] for r in results["cold n_jobs=1"])
     print(f"  cold build, slower of n_jobs=1/2: {cold:.1f} s (target < 60 s: "
           f"{verdict(cold < 60)}); n_jobs=1 / n_jobs=2 "
-          f"{med['cold n_jobs=1'] / med['cold n_jobs=2']:.2f}x")
+          f"{med['cold n_jobs=1'] / med['cold n_jobs=2']:.2f}x; n_jobs=1 used {cpu1:.1f} s of "
+          f"CPU, about its wall time on an idle core")
     print(f"  warm load {med['warm'] * 1000:.0f} ms: {speedup:.0f}x faster than the faster cold "
           f"build (target >= 50x: {verdict(speedup >= 50)})")
     print(f"  peak RSS {peak / 1e6:.0f} MB = {peak / built:.2f}x the built data (target < 2x: "

@@ -125,7 +125,8 @@ def test_nat4_build_peak_memory_stays_near_the_built_data(mid_tree, monkeypatch)
     assert peak < built * 3.1 + 0.4 * est_bytes, (peak / built, est_bytes / built)
 
 
-def test_build_merges_blocks_and_pairs_in_neuron_order_and_keeps_a_lone_block():
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_build_merges_blocks_and_pairs_in_neuron_order_and_keeps_a_lone_block(n_jobs):
     from deepstrf.datasets._responses import SpikeTrains
     from deepstrf.datasets.audio._spike_tasks import make_front_end
     from deepstrf.datasets.audio._spikes_audio import Recording, build_recording
@@ -145,12 +146,13 @@ def test_build_merges_blocks_and_pairs_in_neuron_order_and_keeps_a_lone_block():
         trials={(0, 1): SpikeTrains.from_trials([[1.0, 7.0, 8.0]])},
         blocks={0: ResponseBlock([0, 2], [1, 2], BinnedRows(raster[:, :10].copy(), 5.0)),
                 1: ResponseBlock([0, 3], [1, 1], BinnedRows(lone, 5.0))})
-    built = build_recording(recording, front, n_jobs=1)
+    built = build_recording(recording, front, n_jobs=n_jobs)
     neurons, reps, rows = built.store.block(0)
     assert list(neurons) == [0, 1, 2] and list(reps) == [1, 1, 2]
     np.testing.assert_array_equal(rows.numpy(), [raster[0, :10], [1, 2] + [0] * 8,
                                                  raster[1, :10], raster[2, :10]])
     neurons, reps, rows = built.store.block(1)
+    # the lone block never went to a worker and back: the store holds it, not a copy
     assert list(neurons) == [0, 3] and rows.numpy().ctypes.data == lone.ctypes.data
     assert [m["cell_id"] for m in built.nrn_meta] == list("abcd")
     twice = Recording(stims=[stim("x")], neurons=[{"cell_id": "a"}],

@@ -125,13 +125,17 @@ def build_recording(recording: Recording, front: AudioFrontEnd, *,
     # from the file headers), so workers need not import librosa
     front = front.prepare({r for r in (_declared_rate(recording.stims[s]) for s in keep_stims)
                            if r is not None})
-    tasks = [(recording.stims[s], front, _merged([e[2] for e in by_stim[s]]))
+    kept = {s: _kept_block(by_stim[s], front) for s in keep_stims}
+    tasks = [(recording.stims[s], front, [BinnedRows(kept[s].rows[:0], kept[s].bin_ms)]
+              if kept[s] is not None else _merged([e[2] for e in by_stim[s]]))
              for s in keep_stims]
     results = parallel_map(stim_task, tasks, n_jobs=n_jobs, progress=progress,
                            desc=f"{owner}: stimuli" if owner else "stimuli")
     stims, blocks, stim_meta = [], [], []
     for s, (stim, counts, facts) in zip(keep_stims, results):
         entries = by_stim[s]
+        if kept[s] is not None:  # the task rendered the sound only (see _kept_block)
+            counts = kept[s].render(front.dt_ms, int(facts["n_bins"]))
         stims.append(torch.from_numpy(stim))
         blocks.append(([new_index[int(n)] for e in entries for n in e[0]],
                        [int(r) for e in entries for r in e[1]], torch.from_numpy(counts)))
@@ -156,6 +160,26 @@ def build_recording(recording: Recording, front: AudioFrontEnd, *,
 
 
 build_spike_audio = build_recording
+
+
+def _kept_block(entries: list[tuple[Any, Any, Any]], front: AudioFrontEnd) -> Any:
+    """The stimulus's one block when it is already its rendering, else None.
+
+    Float32 rows at the response bin, unsmoothed, are their own rendering:
+    they stay in this process and become the store's block without a copy;
+    the task gets an empty stand-in that only gives their length. Sending
+    them to a worker and back would hold them twice here (a NAT4 build with
+    ``n_jobs=2``: 290 MB more) and pickle them both ways.
+    """
+    if len(entries) != 1 or not isinstance(entries[0][2], BinnedRows) or \
+            front.smooth_ms is not None:
+        return None
+    rows = entries[0][2]
+    ratio = front.dt_ms / rows.bin_ms
+    if rows.rows.dtype != np.float32 or not rows.rows.flags.c_contiguous or \
+            abs(ratio - 1.0) > 1e-9:
+        return None
+    return rows
 
 
 def _declared_rate(source: Any) -> float | None:
