@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from deepstrf.datasets._responses import BinnedRows, ResponseBlock
 from deepstrf.errors import RawDataError
 
-__all__ = ["NATIVE_MS", "canonical", "cell_parts", "count_quirks", "read_pred_correlation",
-           "read_site"]
+__all__ = ["NATIVE_MS", "canonical", "cell_parts", "count_quirks", "est_block",
+           "read_pred_correlation", "read_site"]
 
 #: The release's bin: the population raster and the stimulus at 100 Hz.
 NATIVE_MS = 10.0
@@ -54,6 +55,22 @@ def read_site(task: tuple[str, str, dict[str, tuple[int, float]]]) -> dict[str, 
             trains.setdefault(chan, {})[name] = (times - shift, lengths)
     return {"archive": rec.archive, "chans": list(resp.chans), "trains": trains,
             "quirks": dict(rec.quirks)}
+
+
+def est_block(values: np.ndarray, rows: np.ndarray) -> ResponseBlock:
+    """An est sound's responses from the population raster ``values`` (T x cells, float32).
+
+    ``rows`` are the sound's occurrences as ``[start, end)`` rows of the raster.
+    One contiguous float32 block, cells x repeats by T, for the cells not NaN
+    throughout (the others were not recorded): the built store keeps it as
+    is, without a copy.
+    """
+    parts = [values[a:b].T for a, b in rows]
+    keep = np.flatnonzero(~np.logical_and.reduce([np.isnan(p).all(axis=1) for p in parts]))
+    block = parts[0][keep] if len(parts) == 1 else \
+        np.stack([p[keep] for p in parts], axis=1).reshape(-1, parts[0].shape[1])
+    return ResponseBlock(keep, np.full(len(keep), len(parts)),
+                         BinnedRows(np.ascontiguousarray(block), NATIVE_MS))
 
 
 def cell_parts(cell: str) -> dict[str, Any]:

@@ -75,16 +75,14 @@ from deepstrf.datasets._docs import fill_doc
 from deepstrf.datasets._source import ArchiveSpec, DatasetInfo
 from deepstrf.datasets.audio._spikes_audio import (
     AudioSourceDataset,
-    BinnedRows,
     Recording,
-    ResponseBlock,
     SpectrogramArrayStim,
     SpikeTrains,
     WavStim,
     make_front_end,
 )
 from deepstrf.datasets.audio._nat4_sites import NATIVE_MS, canonical, cell_parts, \
-    count_quirks, read_pred_correlation, read_site
+    count_quirks, est_block, read_pred_correlation, read_site
 from deepstrf.errors import DataQuirkWarning, RawDataError
 from deepstrf.io.download import RemoteFile
 
@@ -201,21 +199,10 @@ class NAT4Dataset(AudioSourceDataset):
         if params["response_scale"] == "deepstrf":  # deepSTRF 0.1.0: one min-max of the matrix
             lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
             values = (values - lo) / max(hi - lo, 1e-12)
-        nan_pairs, blocks, parts = 0, {}, []
-        for s, (name, kind) in enumerate(chosen):
-            if kind != "est":
-                continue
-            # one float32 block per sound, (cells x repeats, T): the built store keeps it as is
-            parts = [values[a:b].T for a, b in resp.sidecar.sample_rows(
-                resp.occurrence_samples(name))]
-            keep = np.flatnonzero(~np.logical_and.reduce([np.isnan(p).all(axis=1)
-                                                          for p in parts]))
-            nan_pairs += len(cells) - len(keep)
-            rows = parts[0][keep] if len(parts) == 1 else \
-                np.stack([p[keep] for p in parts], axis=1).reshape(-1, parts[0].shape[1])
-            blocks[s] = ResponseBlock(keep, np.full(len(keep), len(parts)),
-                                      BinnedRows(np.ascontiguousarray(rows), NATIVE_MS))
-        del rec, resp, values, parts  # the raster: gone before the sites are read
+        blocks = {s: est_block(values, resp.sidecar.sample_rows(resp.occurrence_samples(n)))
+                  for s, (n, kind) in enumerate(chosen) if kind == "est"}
+        nan_pairs = sum(len(cells) - len(b.neurons) for b in blocks.values())
+        del rec, resp, values  # the raster: gone before the sites are read
         if nan_pairs:
             _warn(quirks, owner, "est_pairs_all_nan", nan_pairs, "(estimation sound, cell) "
                   "pairs are NaN throughout the population raster (not recorded; sentinels)")
