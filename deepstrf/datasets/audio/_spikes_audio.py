@@ -44,8 +44,8 @@ from deepstrf.io.cache import BuiltData
 
 __all__ = ["AudioFrontEnd", "AudioSourceDataset", "BinnedRows", "ContinuousTrace", "Recording",
            "ResponseBlock", "SpectrogramArrayStim", "SpikeAudioDataset", "SpikeRecording",
-           "SpikeTrains", "StimSource", "WavStim", "WaveformArrayStim", "build_recording", "build_spike_audio",
-           "make_front_end"]
+           "SpikeTrains", "StimSource", "WavStim", "WaveformArrayStim", "build_recording",
+           "build_spike_audio", "make_front_end"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +63,10 @@ class Recording:
     stims: list[Any]
     neurons: list[dict[str, Any]]
     trials: dict[tuple[int, int], Any]
-    blocks: dict[int, ResponseBlock] = field(default_factory=dict)
     sources: list[dict[str, Any]] = field(default_factory=list)
     #: tolerated data quirks, kind -> count (each also reported as a DataQuirkWarning)
     quirks: dict[str, int] = field(default_factory=dict)
+    blocks: dict[int, ResponseBlock] = field(default_factory=dict)
 
 
 #: The name of :class:`Recording` when all its responses were spike trains.
