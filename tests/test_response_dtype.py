@@ -86,6 +86,10 @@ def test_nat4_est_rows_are_one_float32_block_per_sound_kept_by_the_store(mid_tre
     recording = seen[0]
     assert not any(isinstance(src, BinnedRows) for src in recording.trials.values())
     assert len(recording.blocks) == 80  # one per est sound, not one per pair
+    bases = {id(b.source.rows.base) for b in recording.blocks.values()}
+    raster = next(iter(recording.blocks.values())).source.rows.base
+    # transposed in place in the raster's own rows: the est responses are held once
+    assert len(bases) == 1 and raster.dtype == np.float32 and raster.size == 82 * 150 * 80
     for s, block in recording.blocks.items():
         rows = block.source.rows
         assert rows.dtype == np.float32 and rows.flags.c_contiguous
@@ -160,3 +164,27 @@ def test_build_merges_blocks_and_pairs_in_neuron_order_and_keeps_a_lone_block(n_
                       blocks={0: ResponseBlock([0], [1], BinnedRows(lone[:1], 5.0))})
     with pytest.raises(ValueError, match="both in a ResponseBlock and in trials"):
         build_recording(twice, front, n_jobs=1)
+
+
+def test_est_blocks_transpose_in_place_only_rows_no_other_sound_reads():
+    from deepstrf.datasets.audio._nat4_sites import est_blocks
+
+    raster = np.arange(12 * 3, dtype=np.float32).reshape(12, 3).copy()  # 12 bins x 3 cells
+    raster[0:2, 1] = np.nan  # cell 1 not recorded for sound 0
+    want = raster.copy()
+    spans = {0: np.array([[0, 2]]),             # heard once, rows of its own: in place
+             1: np.array([[2, 4], [6, 8]]),     # heard twice: a stacked copy
+             2: np.array([[7, 9]])}             # shares row 7 with sound 1: a copy
+    blocks = est_blocks(raster, spans)
+    assert list(blocks[0].neurons) == [0, 2] and list(blocks[0].repeats) == [1, 1]
+    np.testing.assert_array_equal(blocks[0].source.rows, want[0:2, [0, 2]].T)
+    assert np.shares_memory(blocks[0].source.rows, raster)
+    np.testing.assert_array_equal(blocks[1].source.rows,
+                                  [want[2:4, 0], want[6:8, 0], want[2:4, 1], want[6:8, 1],
+                                   want[2:4, 2], want[6:8, 2]])
+    np.testing.assert_array_equal(blocks[2].source.rows, want[7:9].T)
+    assert not np.shares_memory(blocks[2].source.rows, raster)
+    assert all(b.source.rows.dtype == np.float32 and b.source.rows.flags.c_contiguous
+               for b in blocks.values())
+    view = np.zeros((4, 2), np.float32)[:, :]  # not its own memory: never written
+    assert not np.shares_memory(est_blocks(view, {0: np.array([[0, 2]])})[0].source.rows, view)

@@ -82,7 +82,7 @@ from deepstrf.datasets.audio._spikes_audio import (
     make_front_end,
 )
 from deepstrf.datasets.audio._nat4_sites import NATIVE_MS, canonical, cell_parts, \
-    count_quirks, est_block, read_pred_correlation, read_site
+    count_quirks, est_blocks, read_pred_correlation, read_site
 from deepstrf.errors import DataQuirkWarning, RawDataError
 from deepstrf.io.download import RemoteFile
 
@@ -199,8 +199,8 @@ class NAT4Dataset(AudioSourceDataset):
         if params["response_scale"] == "deepstrf":  # deepSTRF 0.1.0: one min-max of the matrix
             lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
             values = (values - lo) / max(hi - lo, 1e-12)
-        blocks = {s: est_block(values, resp.sidecar.sample_rows(resp.occurrence_samples(n)))
-                  for s, (n, kind) in enumerate(chosen) if kind == "est"}
+        blocks = est_blocks(values, {s: resp.sidecar.sample_rows(resp.occurrence_samples(n))
+                                     for s, (n, kind) in enumerate(chosen) if kind == "est"})
         nan_pairs = sum(len(cells) - len(b.neurons) for b in blocks.values())
         del rec, resp, values  # the raster: gone before the sites are read
         if nan_pairs:
