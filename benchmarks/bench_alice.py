@@ -6,8 +6,10 @@ durations, about 744 s of audio) with :func:`deepstrf.testing.fixtures.alice.wri
 then measures in fresh processes: the cold build (MNE read, filter, resample,
 cut, spectrograms, cache write) with ``n_jobs=1`` and ``n_jobs=2``, the warm
 load from the processed cache, and peak memory (the process's peak RSS and
-its workers' largest). Target: peak memory under 3x (one subject's raw data
-as MNE holds it, float64, plus the built dataset).
+its workers', sampled while the build runs). Target: peak memory under 3x (one
+subject's raw data as MNE holds it, float64, plus the built dataset). The
+interpreter's import baseline (numpy, torch, MNE: about 300 MB before any data)
+is printed too, and the peak above it, which is what the data costs.
 
     python benchmarks/bench_alice.py [--subjects 33] [--repeats 1] [--dt-ms 10]
 """
@@ -27,23 +29,48 @@ from pathlib import Path
 logger = logging.getLogger("bench_alice")
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, threading, time
+import psutil
+me = psutil.Process()
+def hwm():
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
+                if line.startswith("VmHWM:"))
+workers = {"peak": 0, "sum": 0}
+stop = threading.Event()
+def sample():
+    # worker processes (joblib's loky pool) outlive the build, so RUSAGE_CHILDREN misses them:
+    # sample their RSS instead, every 20 ms
+    while not stop.is_set():
+        total = 0
+        for child in me.children(recursive=True):
+            try:
+                rss = child.memory_info().rss
+            except psutil.Error:
+                continue
+            workers["peak"] = max(workers["peak"], rss)
+            total += rss
+        workers["sum"] = max(workers["sum"], total)
+        stop.wait(0.02)
 t0 = time.perf_counter()
+import mne, torch
 from deepstrf.datasets.audio.alice_eeg import AliceEEGDataset
+import deepstrf.preprocessing.eeg
 t_import = time.perf_counter() - t0
+baseline = hwm()
 root, dt_ms, n_jobs, cache = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
 t0 = time.perf_counter()
 ds = AliceEEGDataset(root, dt_ms=dt_ms, n_jobs=n_jobs, cache=cache, progress=False)
 elapsed = time.perf_counter() - t0
+stop.set()
+sampler.join()
 stim_bytes = sum(x.numel() * x.element_size() for x in ds.stims)
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent
-hwm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status")
-           if line.startswith("VmHWM:"))
 print(json.dumps({"seconds": elapsed, "import_seconds": t_import,
                   "cache_hit": ds.provenance["cache_hit"],
-                  "peak_rss": hwm,
-                  "peak_rss_workers":
-                      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+                  "peak_rss": hwm(), "import_rss": baseline,
+                  "peak_rss_workers": workers["peak"], "peak_rss_workers_sum": workers["sum"],
                   "n_neurons": ds.get_N(), "n_stims": ds.get_S(),
                   "built_bytes": ds.response_store.nbytes + stim_bytes}))
 """
@@ -103,13 +130,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  one subject's raw data (float64) {raw_bytes / 1e6:.0f} MB; built dataset "
           f"{built / 1e6:.0f} MB ({results['warm'][0]['n_neurons']} neurons x "
           f"{results['warm'][0]['n_stims']} stimuli); memory target {target / 1e6:.0f} MB")
+    base = max(r["import_rss"] for v in results.values() for r in v)
+    print(f"  import baseline (python + numpy + torch + mne + deepstrf, no data) "
+          f"{base / 1e6:.0f} MB; 'above' = peak RSS minus it, the memory the data costs")
     for key, runs in results.items():
         rss = max(r["peak_rss"] for r in runs)
+        above = max(r["peak_rss"] - r["import_rss"] for r in runs)
         workers = max(r["peak_rss_workers"] for r in runs)
-        # worker processes still alive at exit (a reused pool) are not in RUSAGE_CHILDREN
-        seen = f"{workers / 1e6:6.0f} MB" if workers else "not measured (pool not reaped)"
-        print(f"  {key:<14} {med[key]:8.2f} s  peak RSS {rss / 1e6:6.0f} MB "
-              f"({rss / target:.2f} of target), workers' peak {seen}")
+        together = max(r["peak_rss_workers_sum"] for r in runs)
+        line = (f"  {key:<14} {med[key]:8.2f} s  peak RSS {rss / 1e6:6.0f} MB, above "
+                f"{above / 1e6:5.0f} MB ({above / target:.2f} of target; total "
+                f"{rss / target:.2f})")
+        if workers:
+            line += (f"; largest worker {workers / 1e6:.0f} MB ({workers / target:.2f} of "
+                     f"target), workers together {together / 1e6:.0f} MB")
+        print(line)
     print(f"  ratios: cold n_jobs=1 / n_jobs=2 {med['cold n_jobs=1'] / med['cold n_jobs=2']:.2f}x;"
           f" cold n_jobs=1 / warm {med['cold n_jobs=1'] / med['warm']:.1f}x; per subject "
           f"(n_jobs=1) {med['cold n_jobs=1'] / args.subjects:.2f} s")

@@ -157,12 +157,11 @@ def test_metadata_units_and_positions(tree, built):
                     "area": "EEG", "unit": "V"}
     # channels by name, in numeric order ('29' is stored last in the files)
     assert [m["channel_id"] for m in ds.nrn_meta[:61]] == list(ALICE_EEG_CHANNELS)
-    montage = mne.channels.read_custom_montage(fx.montage).get_positions()["ch_pos"]
     raw = mne.io.read_raw_fif(fx.subjects["S01"].path, verbose="error")
     head = raw.get_montage().get_positions()["ch_pos"]
     for m in ds.nrn_meta[:61]:
         assert m["xyz"] == pytest.approx(list(head[m["channel_id"]]), abs=1e-9)
-    assert set(montage) >= {m["channel_id"] for m in ds.nrn_meta}
+    assert set(fx.montage_channels) >= {m["channel_id"] for m in ds.nrn_meta}
     assert [m["name"] for m in ds.stim_meta] == [f"{s}.wav" for s in range(1, 13)]
     for m in ds.stim_meta:
         seg = fx.segments[m["segment"]]

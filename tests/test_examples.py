@@ -26,6 +26,9 @@ EXPECTED = {
                                     r"valid values \d+",
     "neuron_quality.py": r"reliable neurons: \d+ of 16; stimuli in use: \d+",
     "dataset_crcns_aa.py": r"CRCNS AA4: CRCNSAA4Dataset\(S=3 stims; N=2 neurons",
+    "dataset_spike_releases.py": r"NAT4 A1: NAT4Dataset\(S=3 stims; N=6 neurons; dt=10 ms",
+    "dataset_alice_eeg.py": r"TRF of channel \d+: validation r = 0\.[89]\d; "
+                            r"correlation with the simulated kernel 0\.[89]\d",
 }
 
 # A known bug of the library, not of the example: concatenating two different dataset classes

@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import math
 import os
+import warnings
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pytest
 
-from deepstrf.errors import RawDataError
+from deepstrf.errors import DataQuirkWarning, RawDataError
 from deepstrf.preprocessing.parallel import PROGRESS_ENV, parallel_map
 from deepstrf.preprocessing.spikes import bin_spike_times
 
@@ -166,3 +167,34 @@ def test_float32_products_equal_in_process_and_in_workers():
     here = parallel_map(_matmul_bits, range(3), n_jobs=1)
     there = parallel_map(_matmul_bits, range(3), n_jobs=2)
     assert here == there
+
+
+def _warn_for(x):
+    if x % 2:
+        warnings.warn(f"odd item {x}", DataQuirkWarning)
+    if x == 5:
+        raise ValueError("five")
+    return x
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_warnings_given_in_workers_reach_the_caller_in_input_order(n_jobs):
+    """A task's warnings come back from worker processes, so what a build reports does not
+    depend on n_jobs; the caller's filters decide what is shown."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert parallel_map(_warn_for, [0, 1, 2, 3], n_jobs=n_jobs) == [0, 1, 2, 3]
+    assert [(w.category, str(w.message)) for w in caught] == [
+        (DataQuirkWarning, "odd item 1"), (DataQuirkWarning, "odd item 3")]
+    assert all(w.filename.endswith("test_parallel.py") for w in caught)
+    # the warnings of a failing task are given before its error is raised
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match="five"):
+            parallel_map(_warn_for, [5], n_jobs=n_jobs)
+    assert [str(w.message) for w in caught] == ["odd item 5"]
+    # the caller's filters apply
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQuirkWarning)
+        with pytest.raises(DataQuirkWarning, match="odd item 1"):
+            parallel_map(_warn_for, [0, 1], n_jobs=n_jobs)

@@ -457,3 +457,35 @@ def test_an_unregistered_kind_is_looked_up_as_a_preprocessing_module(tmp_path, m
         sp._REGISTRY.pop("toyauto", None)
         for name in ("deepstrf.preprocessing.toyauto", "deepstrf.preprocessing.toydep"):
             sys.modules.pop(name, None)
+
+
+def test_long_sounds_are_transformed_a_block_of_frames_at_a_time(monkeypatch):
+    """The STFT of a long sound never exists whole: equal values, peak memory of one block."""
+    import tracemalloc
+
+    from deepstrf.preprocessing import spectrogram as sp
+
+    rate, duration = 44100.0, 30.0
+    y = np.random.default_rng(1).standard_normal(int(rate * duration)).astype(np.float32)
+    params = SpectrogramParams(dt_ms=5, n_bands=32, f_max=16000.0)
+    # blocks of a few frames, of one frame, and the whole sound at once give the same numbers
+    whole = sp._FRAME_BLOCK_BYTES
+    monkeypatch.setattr(sp, "_FRAME_BLOCK_BYTES", 10 ** 12)
+    ref = compute_spectrogram(y[:int(rate)], rate, params)
+    for block in (16 * 1025 * 7, 1):
+        monkeypatch.setattr(sp, "_FRAME_BLOCK_BYTES", block)
+        np.testing.assert_allclose(compute_spectrogram(y[:int(rate)], rate, params), ref,
+                                   rtol=1e-6, atol=0)
+    monkeypatch.setattr(sp, "_FRAME_BLOCK_BYTES", whole)
+    compute_spectrogram(y[:1000], rate, params)  # filter banks made outside the measure
+    tracemalloc.start()
+    try:
+        spec = compute_spectrogram(y, rate, params)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert spec.shape == (32, 6000) and np.isfinite(spec).all()
+    # The whole complex spectrum would be about 6000 frames x 1025 bins x 16 bytes (98 MB,
+    # 19x the sound); what is allowed is the padded copy of the sound, the output and a
+    # few blocks.
+    assert peak < 2 * y.nbytes + 6 * (8 << 20) + spec.nbytes * 4, peak / 1e6

@@ -23,6 +23,7 @@ fails at once without touching the disk.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from abc import ABC
@@ -257,12 +258,24 @@ class SourceDataset(ABC):
         try:
             # the constructor checks and normalises the parameters exactly as for a load;
             # _load stops once the files are fetched
-            obj.__init__(path, download=True, username=username, password=password,
-                         progress=progress, **params)
+            obj.__init__(path, download=True, progress=progress,
+                         **cls._credential_kwargs(username, password), **params)
         except _RawFetched as done:
             return done.raw
         raise RuntimeError(f"{cls.__name__}.__init__ did not reach SourceDataset._load, so "
                            "download_raw cannot tell which files its parameters need.")
+
+    @classmethod
+    def _credential_kwargs(cls, username: str | None, password: str | None) -> dict[str, Any]:
+        """Credentials for a constructor that takes them; open datasets' constructors do not."""
+        import inspect
+
+        given = {"username": username, "password": password}
+        accepted = inspect.signature(cls.__init__).parameters
+        if any(v is not None and k not in accepted for k, v in given.items()):
+            raise TypeError(f"{cls.__name__} is open data and takes no credentials; drop "
+                            "username/password.")
+        return {k: v for k, v in given.items() if k in accepted}
 
     @classmethod
     def _fetch_raw(cls, raw_dir: Path, files: tuple[RemoteFile, ...],

@@ -21,8 +21,11 @@ DATASETS: dict[str, str] = {
     "aa4": "deepstrf.datasets.audio.crcns_aa4:CRCNSAA4Dataset",
     "le2025": "deepstrf.datasets.audio.le_2025:Le2025Dataset",
     "nat4": "deepstrf.datasets.audio.nat4:NAT4Dataset",
+    "espejo": "deepstrf.datasets.audio.espejo:EspejoDataset",
     "ns1": "deepstrf.datasets.audio.ns1:NS1Dataset",
+    "wingert2026": "deepstrf.datasets.audio.wingert2026:Wingert2026Dataset",
     "alice_eeg": "deepstrf.datasets.audio.alice_eeg:AliceEEGDataset",
+    "ac1": "deepstrf.datasets.audio.crcns_ac1:CRCNSAC1Dataset",
 }
 
 
@@ -128,6 +131,30 @@ REFERENCES: dict[str, tuple[Reference, ...]] = {
                   "10.1371/journal.pcbi.1011110", journal="PLoS Computational Biology",
                   volume="19", pages="e1011110"),
     ),
+    "espejo": (
+        Reference("lopezespejo2019zenodo", "misc",
+                  ("Lopez Espejo, M.", "Schwartz, Z. P.", "David, S. V."),
+                  "Data for Lopez Espejo, Schwartz and David (2019), Spectral tuning of "
+                  "adaptation supports coding of sensory context in auditory cortex", 2019,
+                  "10.5281/zenodo.3445557", publisher="Zenodo",
+                  url="https://zenodo.org/records/3445557"),
+        Reference("lopezespejo2019spectral", "article",
+                  ("Lopez Espejo, M.", "Schwartz, Z. P.", "David, S. V."),
+                  "Spectral tuning of adaptation supports coding of sensory context in auditory "
+                  "cortex", 2019, "10.1371/journal.pcbi.1007430",
+                  journal="PLoS Computational Biology", volume="15", pages="e1007430"),
+    ),
+    # the Zenodo record's and the paper's exact titles are not in our sources: the record
+    # carries the catalogue title, and the paper is cited by its DOI in the record's note
+    "wingert2026": (
+        Reference("wingert2026zenodo", "misc",
+                  ("Wingert, J. C.", "Parida, S.", "Norman-Haignere, S.", "David, S. V."),
+                  "Wingert 2026: ferret auditory cortex units to natural sound sequences",
+                  2026, "10.5281/zenodo.18331549", publisher="Zenodo",
+                  url="https://zenodo.org/records/18331549",
+                  extra={"note": "Data of Wingert, Parida, Norman-Haignere & David (2026), "
+                                 "Nature Neuroscience, doi:10.1038/s41593-026-02216-0"}),
+    ),
     # the DRUM record's full author list is not in our sources: "and others" (BibTeX's own form)
     "alice_eeg": (
         Reference("brodbeck2023alicedrum", "misc", ("Brodbeck, C.", "others"),
@@ -152,6 +179,22 @@ REFERENCES: dict[str, tuple[Reference, ...]] = {
                   "Eelbrain, a Python toolkit for time-continuous analysis with temporal "
                   "response functions", 2023, "10.7554/eLife.85012", journal="eLife",
                   volume="12", pages="e85012"),
+    ),
+    "ac1": (
+        Reference("asari2009crcnsac1", "misc",
+                  ("Asari, H.", "Wehr, M.", "Machens, C. K.", "Zador, A. M."),
+                  "Auditory cortex and thalamic neuronal responses to various natural and "
+                  "synthetic sounds", 2009, "10.6080/K0KW5CXR", publisher=_CRCNS,
+                  url="https://crcns.org/data-sets/ac/ac-1"),
+        Reference("machens2004linearity", "article",
+                  ("Machens, C. K.", "Wehr, M. S.", "Zador, A. M."),
+                  "Linearity of cortical receptive fields measured with natural sounds", 2004,
+                  "10.1523/JNEUROSCI.4445-03.2004", journal="Journal of Neuroscience",
+                  volume="24", pages="1089--1100"),
+        Reference("asari2009longlasting", "article", ("Asari, H.", "Zador, A. M."),
+                  "Long-lasting context dependence constrains neural encoding models in "
+                  "rodent auditory cortex", 2009, "10.1152/jn.00577.2009",
+                  journal="Journal of Neurophysiology", volume="102", pages="2638--2656"),
     ),
 }
 

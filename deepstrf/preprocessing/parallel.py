@@ -27,6 +27,12 @@ from the same spectrogram computed in a worker (loky gives each worker a
 share of the cores), and the cached numbers depended on how the first build
 ran. One thread per task also keeps parallel workers from oversubscribing
 the cores.
+
+Warnings a task gives (a :class:`~deepstrf.errors.DataQuirkWarning` about a
+file, say) are recorded where it runs and given again in this process, in
+input order, under this process's warning filters: a warning given in a
+worker process would otherwise be lost, so what a build reports would depend
+on ``n_jobs``.
 """
 
 from __future__ import annotations
@@ -65,21 +71,59 @@ class _Failure:
         self.remote_traceback = remote_traceback
 
 
+_CONTROLLER: list[Any] = []  # [ThreadpoolController, len(sys.modules) when it was made]
+
+
+def _controller() -> Any:
+    """This process's threadpoolctl controller, made again once more modules are imported.
+
+    Finding the BLAS/OpenMP libraries costs about 0.5 ms (several ms on a loaded machine),
+    which ``threadpool_limits`` pays on every call: hundreds of small tasks (one per trial
+    file) paid it each. The libraries only change when something new is imported, so the
+    controller is kept while ``sys.modules`` does not grow.
+    """
+    import sys
+
+    from threadpoolctl import ThreadpoolController
+
+    if not _CONTROLLER or _CONTROLLER[1] != len(sys.modules):
+        _CONTROLLER[:] = [ThreadpoolController(), len(sys.modules)]
+    return _CONTROLLER[0]
+
+
+class _Done:
+    """A task's result with the warnings it gave, as ``(category, message, filename, lineno)``."""
+
+    def __init__(self, value: Any, caught: list[tuple[type[Warning], str, str, int]]) -> None:
+        self.value = value
+        self.caught = caught
+
+    def rewarn(self) -> Any:
+        for category, message, filename, lineno in self.caught:
+            warnings.warn_explicit(message, category, filename, lineno)
+        return self.value
+
+
 class _Call:
-    """Picklable wrapper running ``func(item)`` and catching its exception."""
+    """Picklable wrapper running ``func(item)``, recording its warnings, catching its exception."""
 
     def __init__(self, func: Callable[[Any], Any]) -> None:
         self.func = func
 
     def __call__(self, index: int, item: Any) -> Any:
-        from threadpoolctl import threadpool_limits
-
-        try:
-            # Same thread count everywhere -> same float rounding (module docstring).
-            with threadpool_limits(limits=TASK_THREADS):
-                return self.func(item)
-        except Exception as err:
-            return _Failure(index, err, traceback.format_exc())
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                # Same thread count everywhere -> same float rounding (module docstring).
+                with _controller().limit(limits=TASK_THREADS):
+                    value = self.func(item)
+            except Exception as err:
+                failure = _Failure(index, err, traceback.format_exc())
+                failure.caught = [(w.category, str(w.message), w.filename,
+                                   w.lineno) for w in caught]
+                return failure
+        return _Done(value, [(w.category, str(w.message), w.filename, w.lineno)
+                             for w in caught])
 
 
 def parallel_map(func: Callable[[T], R], items: Iterable[T], *, n_jobs: int | None = 1,
@@ -150,8 +194,9 @@ def parallel_map(func: Callable[[T], R], items: Iterable[T], *, n_jobs: int | No
         try:
             for result in outputs:
                 if isinstance(result, _Failure):
+                    _Done(None, getattr(result, "caught", [])).rewarn()
                     _reraise(result, items[result.index], desc)
-                results.append(result)
+                results.append(result.rewarn())
                 bar.update(1)
         finally:
             # Stops dispatching the remaining tasks when we leave early; the

@@ -10,9 +10,12 @@ _LAZY = {
     "CRCNSAA1Dataset": "deepstrf.datasets.audio.crcns_aa1",
     "CRCNSAA2Dataset": "deepstrf.datasets.audio.crcns_aa2",
     "CRCNSAA4Dataset": "deepstrf.datasets.audio.crcns_aa4",
+    "CRCNSAC1Dataset": "deepstrf.datasets.audio.crcns_ac1",
+    "EspejoDataset": "deepstrf.datasets.audio.espejo",
     "Le2025Dataset": "deepstrf.datasets.audio.le_2025",
     "NAT4Dataset": "deepstrf.datasets.audio.nat4",
     "NS1Dataset": "deepstrf.datasets.audio.ns1",
+    "Wingert2026Dataset": "deepstrf.datasets.audio.wingert2026",
 }
 
 __all__ = list(_LAZY)

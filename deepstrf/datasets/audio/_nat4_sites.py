@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from deepstrf.datasets._quirks import count_quirks
 from deepstrf.datasets._responses import BinnedRows, ResponseBlock
 from deepstrf.errors import RawDataError
 
@@ -98,11 +99,6 @@ def cell_parts(cell: str) -> dict[str, Any]:
         return {"site": None, "animal": None, "electrode": None, "unit_in_electrode": None}
     return {"site": cell.split("-")[0], "animal": m["animal"], "electrode": int(m["e"]),
             "unit_in_electrode": int(m["u"])}
-
-
-def count_quirks(quirks: dict[str, int], found: Mapping[str, int]) -> None:
-    for kind, n in found.items():
-        quirks[kind] = quirks.get(kind, 0) + int(n)
 
 
 def read_pred_correlation(path: Path) -> dict[str, bool]:
