@@ -202,7 +202,7 @@ class NAT4Dataset(AudioSourceDataset):
         blocks = est_blocks(values, {s: resp.sidecar.sample_rows(resp.occurrence_samples(n))
                                      for s, (n, kind) in enumerate(chosen) if kind == "est"})
         nan_pairs = sum(len(cells) - len(b.neurons) for b in blocks.values())
-        del rec, resp, values  # the raster: gone before the sites are read
+        del rec, resp, values  # the raster lives on only as the est blocks (in place)
         if nan_pairs:
             _warn(quirks, owner, "est_pairs_all_nan", nan_pairs, "(estimation sound, cell) "
                   "pairs are NaN throughout the population raster (not recorded; sentinels)")
