@@ -11,7 +11,7 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv: list[str]) -> int:
     code = 0
-    for script, args in (("bench_data_api.py", argv), ("bench_aa1.py", [])):
+    for script, args in (("bench_data_api.py", argv), ("bench_aa1.py", []), ("bench_nat4.py", [])):
         print(f"### {script}", flush=True)
         code |= subprocess.call([sys.executable, str(HERE / script), *args])
     return code

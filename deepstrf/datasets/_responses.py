@@ -38,7 +38,7 @@ import numpy as np
 
 from deepstrf._validation import check_choice, check_positive
 
-__all__ = ["BinnedRows", "ContinuousTrace", "SpikeTrains", "render_responses",
+__all__ = ["BinnedRows", "ContinuousTrace", "ResponseBlock", "SpikeTrains", "render_responses",
            "response_bins"]
 
 _WHOLE_TOL = 1e-6
@@ -81,19 +81,31 @@ def _factor(native_ms: float, dt_ms: float, what: str) -> int:
     return int(factor)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # no __dict__: NAT4 makes ~500 000 of them
 class BinnedRows:
     """Pre-binned repeats ``(R, T_native)`` at ``bin_ms`` (e.g. a NEMS raster), from the grid start.
 
     Rendered by summing blocks of ``dt_ms / bin_ms`` bins (which must be a
     whole number); a block holding a NaN is NaN.
+
+    Float rows are held as given, without a copy (a float32 view into a
+    recording's raster stays a view: a NAT4 population raster is held once,
+    not again in float64); integer or boolean rows become float32, exact for
+    counts below 2**24. The rendered rows are float32; block sums of more
+    than one bin are accumulated in float64 per pair, so summing scaled
+    (non-integer) rates loses no more than the final rounding to float32.
     """
 
     rows: np.ndarray
     bin_ms: float
 
     def __post_init__(self) -> None:
-        rows = np.asarray(self.rows, dtype=np.float64)
+        rows = np.asarray(self.rows)
+        if not np.issubdtype(rows.dtype, np.floating):
+            if not (np.issubdtype(rows.dtype, np.integer) or rows.dtype == np.bool_):
+                raise ValueError(f"BinnedRows.rows must hold numbers (counts or rates); got "
+                                 f"dtype {rows.dtype}.")
+            rows = rows.astype(np.float32)
         if rows.ndim != 2:
             raise ValueError(f"BinnedRows.rows must be 2-D (repeats, bins); got shape "
                              f"{rows.shape}.")
@@ -108,13 +120,20 @@ class BinnedRows:
         return self.rows.shape[1] // _factor(self.bin_ms, dt_ms, "these binned rows")
 
     def render(self, dt_ms: float, n_bins: int) -> np.ndarray:
+        """float32 ``(R, n_bins)``; the rows themselves (no copy) when they already are that."""
         k = _factor(self.bin_ms, dt_ms, "these binned rows")
         have = self.rows.shape[1] // k
-        out = np.full((self.n_trials, n_bins), np.nan)
+        if k == 1 and have == n_bins and self.rows.dtype == np.float32 and \
+                self.rows.flags.c_contiguous:
+            return self.rows
+        out = np.full((self.n_trials, n_bins), np.nan, dtype=np.float32)
         m = min(have, n_bins)
-        if m:
-            out[:, :m] = self.rows[:, :m * k].reshape(self.n_trials, m, k).sum(axis=2)
-        return out.astype(np.float32)
+        if m and k == 1:
+            out[:, :m] = self.rows[:, :m]
+        elif m:
+            blocks = self.rows[:, :m * k].reshape(self.n_trials, m, k)
+            out[:, :m] = blocks.sum(axis=2, dtype=np.float64)
+        return out
 
 
 @dataclass(frozen=True)
@@ -196,6 +215,39 @@ class ContinuousTrace:
 ResponseSource = SpikeTrains | BinnedRows | ContinuousTrace
 
 
+@dataclass(frozen=True)
+class ResponseBlock:
+    """The responses of many neurons to one stimulus in one source (a population raster's slice).
+
+    ``source`` holds the rows of every neuron in ``neurons`` (increasing
+    indices), ``repeats[i]`` rows each, one neuron after the other. One
+    object per stimulus instead of one per (stimulus, neuron) pair: a NAT4
+    population raster has half a million pairs. A block of float32 rows at
+    the response bin is rendered without a copy, so the built store shares
+    its memory instead of holding a second one.
+    """
+
+    neurons: np.ndarray
+    repeats: np.ndarray
+    source: BinnedRows | ContinuousTrace
+
+    def __post_init__(self) -> None:
+        neurons = np.asarray(self.neurons, dtype=np.int64).reshape(-1)
+        repeats = np.asarray(self.repeats, dtype=np.int64).reshape(-1)
+        if not isinstance(self.source, (BinnedRows, ContinuousTrace)):
+            raise TypeError(f"ResponseBlock.source must be BinnedRows or ContinuousTrace; got "
+                            f"{type(self.source).__name__}.")
+        if len(neurons) != len(repeats) or (repeats < 1).any() or \
+                int(repeats.sum()) != self.source.n_trials:
+            raise ValueError(f"ResponseBlock: {len(neurons)} neurons with repeats summing to "
+                             f"{int(repeats.sum())} (each >= 1) must match the source's "
+                             f"{self.source.n_trials} rows.")
+        if len(neurons) and ((neurons < 0).any() or (np.diff(neurons) <= 0).any()):
+            raise ValueError("ResponseBlock.neurons must be increasing indices >= 0.")
+        object.__setattr__(self, "neurons", neurons)
+        object.__setattr__(self, "repeats", repeats)
+
+
 def response_bins(sources: Sequence[Any], dt_ms: float, owner: str = "") -> int:
     """T from the response window: the bins every binned/continuous source covers."""
     lengths = [s.natural_bins(dt_ms) for s in sources if not isinstance(s, SpikeTrains)]
@@ -230,4 +282,6 @@ def render_responses(sources: Sequence[Any], dt_ms: float, n_bins: int, *, onset
         blocks.append(rows)
     if not blocks:
         return np.zeros((0, n_bins), np.float32)
+    if len(blocks) == 1:  # a whole-stimulus block: keep it, do not copy it
+        return blocks[0].astype(np.float32, copy=False)
     return np.concatenate(blocks, axis=0).astype(np.float32, copy=False)

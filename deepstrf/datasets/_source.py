@@ -160,7 +160,7 @@ class SourceDataset(ABC):
                progress: bool | None) -> BuiltData:
         """Parse, then render in parallel; override only for a build of another shape."""
         recording = self._parse(raw_dir, params, n_jobs, progress)
-        if not recording.neurons or not recording.trials:
+        if not recording.neurons or not (recording.trials or getattr(recording, "blocks", {})):
             from deepstrf.errors import RawDataError
 
             shown = {k: v for k, v in params.items() if k != "front_end"}

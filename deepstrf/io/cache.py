@@ -268,18 +268,24 @@ def _to_json(obj: Any) -> Any:
 
 
 def _write_flat(path: Path, tensors: Iterator[torch.Tensor], n_elements: int) -> str:
-    """Write tensors one after another into a flat float32 ``.npy``; return its sha256."""
-    flat = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n_elements,))
+    """Write tensors one after another into a flat float32 ``.npy``; return its sha256.
+
+    Written through the file, not a memory map: a mapped file's written pages
+    count in the process's resident memory until it is unmapped, which put a
+    second copy of a NAT4-sized build (~470 MB) on the peak.
+    """
     pos = 0
-    for t in tensors:
-        values = t.detach().to("cpu", torch.float32).contiguous().numpy().reshape(-1)
-        flat[pos:pos + values.size] = values
-        pos += values.size
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.dtype("<f4").str,
+                                                 "fortran_order": False,
+                                                 "shape": (n_elements,)})
+        for t in tensors:
+            values = t.detach().to("cpu", torch.float32).contiguous().numpy().reshape(-1)
+            f.write(np.ascontiguousarray(values, dtype="<f4").data)
+            pos += values.size
     if pos != n_elements:
         raise CacheError(f"internal error writing {path}: wrote {pos} values, expected "
                          f"{n_elements}.")
-    flat.flush()
-    del flat
     return _sha256_file(path)
 
 

@@ -837,12 +837,20 @@ class _Pieces:
     unknown: list[str] = field(default_factory=list)
 
 
+def _complete(pieces: _Pieces, wanted: frozenset[str]) -> bool:
+    """Whether the meta and every wanted signal's data, sidecar and epochs are in."""
+    return bool(pieces.meta) and all(s in pieces.data and (s, "sidecar") in pieces.text
+                                      and (s, "epochs") in pieces.text for s in wanted)
+
+
 def _collect(members: Iterator[tuple[str, int, IO[bytes]]], archive: str,
              wanted: frozenset[str] | None, load_data: bool, dtype: np.dtype,
-             quirks: dict[str, int]) -> _Pieces:
+             quirks: dict[str, int], scan_all: bool = True) -> _Pieces:
     pieces = _Pieces()
     unknown = pieces.unknown  # reported once the archive is known to be a recording
     for member, size, stream in members:
+        if not scan_all and wanted is not None and _complete(pieces, wanted):
+            break  # the rest is not decompressed (NAT4: a 2 GB mask_est CSV after resp)
         found = _classify(posixpath.basename(member))
         if found is None:
             unknown.append(member)
@@ -1083,11 +1091,11 @@ def _check_signals(signals: Iterable[str] | str | None) -> frozenset[str] | None
 
 
 def _read_stream(fileobj: IO[bytes], archive: str, wanted: frozenset[str] | None,
-                 load_data: bool, dtype: np.dtype) -> NemsRecording:
+                 load_data: bool, dtype: np.dtype, scan_all: bool = True) -> NemsRecording:
     quirks: dict[str, int] = {}
     with _archive_errors(archive):
         pieces = _collect(_tar_members(fileobj, archive), archive, wanted, load_data, dtype,
-                          quirks)
+                          quirks, scan_all)
     recording = _assemble(pieces, archive, wanted, load_data, quirks)
     logger.debug("read %s: signals %s of %s", archive, ", ".join(recording.sidecars),
                  ", ".join(recording.available))
@@ -1111,7 +1119,7 @@ def _is_recording_name(name: str) -> bool:
 
 def read_recording(path: PathType, *, member: str | None = None,
                    signals: Iterable[str] | str | None = None, load_data: bool = True,
-                   dtype: Any = np.float64) -> NemsRecording:
+                   dtype: Any = np.float64, scan_all: bool = True) -> NemsRecording:
     """Read a NEMS0 recording in one pass, without extracting it.
 
     Parameters
@@ -1130,6 +1138,12 @@ def read_recording(path: PathType, *, member: str | None = None,
         members are skipped, e.g. to map sessions to archives by ``chans``).
     dtype : numpy dtype, default float64
         dtype of RasterizedSignal values (float32 halves the memory).
+    scan_all : bool, default True
+        False, with ``signals`` given: stop reading once the meta and every
+        signal asked for (data, sidecar, epochs) are in, so the members after
+        them are never decompressed (NAT4's population archive ends with a
+        2 GB ``mask_est`` CSV). ``available`` then lists only the signals met
+        before the stop, and the members after it are not checked.
 
     Returns
     -------
@@ -1159,14 +1173,14 @@ def read_recording(path: PathType, *, member: str | None = None,
             archive = str(source)
             quirks: dict[str, int] = {}
             pieces = _collect(_folder_members(source), archive, wanted, load_data, dtype,
-                              quirks)
+                              quirks, scan_all)
             return _assemble(pieces, archive, wanted, load_data, quirks)
         with open(source, "rb") as fileobj:
-            return _read_stream(fileobj, str(source), wanted, load_data, dtype)
+            return _read_stream(fileobj, str(source), wanted, load_data, dtype, scan_all)
     if not isinstance(member, str) or not member:
         raise TypeError(f"member must be a non-empty string; got {member!r}.")
     for _name, fileobj, archive in _container_members(source, {member}):
-        return _read_stream(fileobj, archive, wanted, load_data, dtype)
+        return _read_stream(fileobj, archive, wanted, load_data, dtype, scan_all)
     raise MissingRawDataError(f"{source} holds no recording {member!r}; it holds: "
                               f"{', '.join(list_recordings(source)[:10]) or 'none'}.")
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from deepstrf.datasets._quirks import count_quirks
+from deepstrf.datasets._responses import BinnedRows, ResponseBlock
 from deepstrf.errors import RawDataError
 
-__all__ = ["NATIVE_MS", "canonical", "cell_parts", "count_quirks", "read_pred_correlation",
-           "read_site"]
+__all__ = ["NATIVE_MS", "canonical", "cell_parts", "count_quirks", "est_blocks",
+           "read_pred_correlation", "read_site"]
 
 #: The release's bin: the population raster and the stimulus at 100 Hz.
 NATIVE_MS = 10.0
@@ -54,6 +56,41 @@ def read_site(task: tuple[str, str, dict[str, tuple[int, float]]]) -> dict[str, 
             trains.setdefault(chan, {})[name] = (times - shift, lengths)
     return {"archive": rec.archive, "chans": list(resp.chans), "trains": trains,
             "quirks": dict(rec.quirks)}
+
+
+def est_blocks(values: np.ndarray, spans: Mapping[int, np.ndarray]) -> dict[int, ResponseBlock]:
+    """Every est sound's responses from the population raster ``values`` (T x cells, float32).
+
+    ``spans[s]`` holds sound s's occurrences as ``[start, end)`` rows of the
+    raster. Each block is cells x repeats by T, contiguous float32, for the
+    cells not NaN throughout (the others were not recorded); the built store
+    keeps it as is. The raster is consumed: a sound heard once whose rows no
+    other sound reads is transposed in place, in those rows, so the blocks
+    are views of the raster and the responses are held once, not twice.
+    """
+    in_place = values.flags.c_contiguous and values.flags.owndata
+    if in_place:
+        values.flags.writeable = True  # the caller's recording is dropped right after
+    cover = np.zeros(len(values) + 1, np.int64)
+    for rows in spans.values():
+        for a, b in rows:
+            cover[a] += 1
+            cover[b] -= 1
+    cover = np.cumsum(cover)
+    out = {}
+    for s, rows in spans.items():
+        parts = [values[a:b].T for a, b in rows]
+        keep = np.flatnonzero(~np.logical_and.reduce([np.isnan(p).all(axis=1) for p in parts]))
+        block = parts[0][keep] if len(parts) == 1 else \
+            np.stack([p[keep] for p in parts], axis=1).reshape(-1, parts[0].shape[1])
+        (a, b) = rows[0]
+        if in_place and len(rows) == 1 and cover[a:b].max(initial=0) <= 1:
+            flat = values[a:b].reshape(-1)  # these rows' memory, read by no other sound
+            flat[:block.size] = block.reshape(-1)
+            block = flat[:block.size].reshape(block.shape)
+        out[s] = ResponseBlock(keep, np.full(len(keep), len(parts)),
+                               BinnedRows(np.ascontiguousarray(block), NATIVE_MS))
+    return out
 
 
 def cell_parts(cell: str) -> dict[str, Any]:

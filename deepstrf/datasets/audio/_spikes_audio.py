@@ -24,7 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepstrf.datasets._responses import BinnedRows, ContinuousTrace, SpikeTrains
+from deepstrf.datasets._responses import (
+    BinnedRows,
+    ContinuousTrace,
+    ResponseBlock,
+    SpikeTrains,
+)
 from deepstrf.datasets._source import SourceDataset
 from deepstrf.datasets._storage import ResponseStore
 from deepstrf.datasets.audio._spike_tasks import AudioFrontEnd, make_front_end, stim_task
@@ -38,9 +43,9 @@ from deepstrf.datasets.audio.audio_dataset import AudioNeuralDataset
 from deepstrf.io.cache import BuiltData
 
 __all__ = ["AudioFrontEnd", "AudioSourceDataset", "BinnedRows", "ContinuousTrace", "Recording",
-           "SpectrogramArrayStim", "SpikeAudioDataset", "SpikeRecording", "SpikeTrains",
-           "StimSource", "WavStim", "WaveformArrayStim", "build_recording", "build_spike_audio",
-           "make_front_end"]
+           "ResponseBlock", "SpectrogramArrayStim", "SpikeAudioDataset", "SpikeRecording",
+           "SpikeTrains", "StimSource", "WavStim", "WaveformArrayStim", "build_recording",
+           "build_spike_audio", "make_front_end"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +54,10 @@ class Recording:
     """What a dataset's parse hook returns.
 
     ``trials[(s, n)]`` is the response source (every repeat) of neuron n on
-    stimulus s; a missing key is a pair not recorded.
+    stimulus s; a missing key is a pair not recorded. ``blocks[s]`` gives the
+    responses of many neurons to stimulus s in one
+    :class:`~deepstrf.datasets._responses.ResponseBlock` (a population
+    raster's slice: one object per stimulus, not per pair).
     """
 
     stims: list[Any]
@@ -58,6 +66,7 @@ class Recording:
     sources: list[dict[str, Any]] = field(default_factory=list)
     #: tolerated data quirks, kind -> count (each also reported as a DataQuirkWarning)
     quirks: dict[str, int] = field(default_factory=dict)
+    blocks: dict[int, ResponseBlock] = field(default_factory=dict)
 
 
 #: The name of :class:`Recording` when all its responses were spike trains.
@@ -88,11 +97,20 @@ def build_recording(recording: Recording, front: AudioFrontEnd, *,
     """Turn a parsed recording into a dataset's tensors (see the module docstring)."""
     from deepstrf.preprocessing.parallel import parallel_map
 
-    by_stim: dict[int, list[tuple[int, Any]]] = {}
+    # per stimulus: (neuron indices, repeats, source) entries, in neuron order
+    by_stim: dict[int, list[tuple[Any, Any, Any]]] = {}
     for (s, n), trains in sorted(recording.trials.items()):
         if trains.n_trials:
-            by_stim.setdefault(s, []).append((n, trains))
-    heard_by = {n for pairs in by_stim.values() for n, _ in pairs}
+            by_stim.setdefault(s, []).append(((n,), (trains.n_trials,), trains))
+    for s, block in recording.blocks.items():
+        if len(block.neurons):
+            twice = set(block.neurons.tolist()) & {e[0][0] for e in by_stim.get(s, ())}
+            if twice:
+                raise ValueError(f"{owner}: stimulus {s} has neurons {sorted(twice)[:5]} both "
+                                 "in a ResponseBlock and in trials; give each pair once.")
+            by_stim.setdefault(s, []).append((block.neurons, block.repeats, block.source))
+            by_stim[s].sort(key=lambda e: int(e[0][0]))
+    heard_by = {int(n) for entries in by_stim.values() for e in entries for n in e[0]}
     keep_neurons = [n for n in range(len(recording.neurons)) if n in heard_by]
     new_index = {n: i for i, n in enumerate(keep_neurons)}
     dropped = len(recording.neurons) - len(keep_neurons)
@@ -107,16 +125,20 @@ def build_recording(recording: Recording, front: AudioFrontEnd, *,
     # from the file headers), so workers need not import librosa
     front = front.prepare({r for r in (_declared_rate(recording.stims[s]) for s in keep_stims)
                            if r is not None})
-    tasks = [(recording.stims[s], front, _merged([t for _, t in by_stim[s]]))
+    kept = {s: _kept_block(by_stim[s], front) for s in keep_stims}
+    tasks = [(recording.stims[s], front, [BinnedRows(kept[s].rows[:0], kept[s].bin_ms)]
+              if kept[s] is not None else _merged([e[2] for e in by_stim[s]]))
              for s in keep_stims]
     results = parallel_map(stim_task, tasks, n_jobs=n_jobs, progress=progress,
                            desc=f"{owner}: stimuli" if owner else "stimuli")
     stims, blocks, stim_meta = [], [], []
     for s, (stim, counts, facts) in zip(keep_stims, results):
-        pairs = by_stim[s]
+        entries = by_stim[s]
+        if kept[s] is not None:  # the task rendered the sound only (see _kept_block)
+            counts = kept[s].render(front.dt_ms, int(facts["n_bins"]))
         stims.append(torch.from_numpy(stim))
-        blocks.append(([new_index[n] for n, _ in pairs], [t.n_trials for _, t in pairs],
-                       torch.from_numpy(counts)))
+        blocks.append(([new_index[int(n)] for e in entries for n in e[0]],
+                       [int(r) for e in entries for r in e[1]], torch.from_numpy(counts)))
         meta = dict(recording.stims[s].meta)
         for key, value in facts.items():
             meta.setdefault(key, value)
@@ -138,6 +160,26 @@ def build_recording(recording: Recording, front: AudioFrontEnd, *,
 
 
 build_spike_audio = build_recording
+
+
+def _kept_block(entries: list[tuple[Any, Any, Any]], front: AudioFrontEnd) -> Any:
+    """The stimulus's one block when it is already its rendering, else None.
+
+    Float32 rows at the response bin, unsmoothed, are their own rendering:
+    they stay in this process and become the store's block without a copy;
+    the task gets an empty stand-in that only gives their length. Sending
+    them to a worker and back would hold them twice here (a NAT4 build with
+    ``n_jobs=2``: 290 MB more) and pickle them both ways.
+    """
+    if len(entries) != 1 or not isinstance(entries[0][2], BinnedRows) or \
+            front.smooth_ms is not None:
+        return None
+    rows = entries[0][2]
+    ratio = front.dt_ms / rows.bin_ms
+    if rows.rows.dtype != np.float32 or not rows.rows.flags.c_contiguous or \
+            abs(ratio - 1.0) > 1e-9:
+        return None
+    return rows
 
 
 def _declared_rate(source: Any) -> float | None:

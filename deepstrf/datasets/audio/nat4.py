@@ -75,7 +75,6 @@ from deepstrf.datasets._docs import fill_doc
 from deepstrf.datasets._source import ArchiveSpec, DatasetInfo
 from deepstrf.datasets.audio._spikes_audio import (
     AudioSourceDataset,
-    BinnedRows,
     Recording,
     SpectrogramArrayStim,
     SpikeTrains,
@@ -83,7 +82,7 @@ from deepstrf.datasets.audio._spikes_audio import (
     make_front_end,
 )
 from deepstrf.datasets.audio._nat4_sites import NATIVE_MS, canonical, cell_parts, \
-    count_quirks, read_pred_correlation, read_site
+    count_quirks, est_blocks, read_pred_correlation, read_site
 from deepstrf.errors import DataQuirkWarning, RawDataError
 from deepstrf.io.download import RemoteFile
 
@@ -170,7 +169,8 @@ class NAT4Dataset(AudioSourceDataset):
         k = int(round(self._front_end.dt_ms / NATIVE_MS))
         pop_path = next(p for p in (raw_dir / (names["pop"] + ".tgz"), raw_dir / names["pop"])
                         if p.exists())
-        rec = read_recording(pop_path, signals=["resp", "stim"], dtype=np.float32)
+        rec = read_recording(pop_path, signals=["resp", "stim"], dtype=np.float32,
+                             scan_all=False)
         count_quirks(quirks, rec.quirks)
         resp, stim = rec["resp"], rec["stim"]
         for sig in (resp, stim):
@@ -199,16 +199,10 @@ class NAT4Dataset(AudioSourceDataset):
         if params["response_scale"] == "deepstrf":  # deepSTRF 0.1.0: one min-max of the matrix
             lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
             values = (values - lo) / max(hi - lo, 1e-12)
-        nan_pairs = 0
-        for s, (name, kind) in enumerate(chosen):
-            if kind != "est":
-                continue
-            rows = resp.sidecar.sample_rows(resp.occurrence_samples(name))
-            block = np.stack([values[a:b] for a, b in rows])  # (R, T, N)
-            empty = np.isnan(block).all(axis=(0, 1))
-            nan_pairs += int(empty.sum())
-            for n in np.flatnonzero(~empty):
-                trials[(s, int(n))] = BinnedRows(block[:, :, n], NATIVE_MS)
+        blocks = est_blocks(values, {s: resp.sidecar.sample_rows(resp.occurrence_samples(n))
+                                     for s, (n, kind) in enumerate(chosen) if kind == "est"})
+        nan_pairs = sum(len(cells) - len(b.neurons) for b in blocks.values())
+        del rec, resp, values  # the raster lives on only as the est blocks (in place)
         if nan_pairs:
             _warn(quirks, owner, "est_pairs_all_nan", nan_pairs, "(estimation sound, cell) "
                   "pairs are NaN throughout the population raster (not recorded; sentinels)")
@@ -220,7 +214,8 @@ class NAT4Dataset(AudioSourceDataset):
         pred = self._auditory(raw_dir / names["pred"], cells, quirks)
         neurons = [{"cell_id": c, "area": area, "auditory": pred.get(c, False), **cell_parts(c)}
                    for c in cells]
-        return Recording(stims=stims, neurons=neurons, trials=trials, quirks=quirks)
+        return Recording(stims=stims, neurons=neurons, trials=trials, blocks=blocks,
+                         quirks=quirks)
 
     def _stims(self, raw_dir, chosen, first, stim, spec, k, quirks) -> list[Any]:
         metas = [{"name": n, "subset": s, "wav": n[len("STIM_"):]} for n, s in chosen]
