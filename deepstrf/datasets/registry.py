@@ -23,6 +23,7 @@ DATASETS: dict[str, str] = {
     "nat4": "deepstrf.datasets.audio.nat4:NAT4Dataset",
     "ns1": "deepstrf.datasets.audio.ns1:NS1Dataset",
     "alice_eeg": "deepstrf.datasets.audio.alice_eeg:AliceEEGDataset",
+    "downer2025": "deepstrf.datasets.audio.downer2025:Downer2025Dataset",
 }
 
 
@@ -127,6 +128,22 @@ REFERENCES: dict[str, tuple[Reference, ...]] = {
                   "sound coding by neural populations in auditory cortex", 2023,
                   "10.1371/journal.pcbi.1011110", journal="PLoS Computational Biology",
                   volume="19", pages="e1011110"),
+    ),
+    "downer2025": (
+        Reference("ahmed2025zenodo", "misc", ("Ahmed, B.", "Downer, J. D.", "Malone, B. J.",
+                                              "Makin, J. G."),
+                  "Multi-channel auditory cortex electrophysiology in squirrel monkey", 2025,
+                  "10.5281/zenodo.16175377", publisher="Zenodo",
+                  url="https://zenodo.org/records/16175377"),
+        Reference("ahmed2025deep", "article", ("Ahmed, B.", "Downer, J. D.", "Malone, B. J.",
+                                               "Makin, J. G."),
+                  "Deep neural networks explain spiking activity in auditory cortex", 2025,
+                  "10.1371/journal.pcbi.1013334", journal="PLoS Computational Biology",
+                  volume="21", pages="e1013334"),
+        Reference("downer2021temporally", "article",
+                  ("Downer, J. D.", "Bigelow, J.", "Runfeldt, M. J.", "Malone, B. J."),
+                  "Temporally precise population coding of dynamic sounds by auditory cortex",
+                  2021, "10.1152/jn.00709.2020", journal="Journal of Neurophysiology"),
     ),
     # the DRUM record's full author list is not in our sources: "and others" (BibTeX's own form)
     "alice_eeg": (

@@ -10,6 +10,7 @@ _LAZY = {
     "CRCNSAA1Dataset": "deepstrf.datasets.audio.crcns_aa1",
     "CRCNSAA2Dataset": "deepstrf.datasets.audio.crcns_aa2",
     "CRCNSAA4Dataset": "deepstrf.datasets.audio.crcns_aa4",
+    "Downer2025Dataset": "deepstrf.datasets.audio.downer2025",
     "Le2025Dataset": "deepstrf.datasets.audio.le_2025",
     "NAT4Dataset": "deepstrf.datasets.audio.nat4",
     "NS1Dataset": "deepstrf.datasets.audio.ns1",
