@@ -29,7 +29,10 @@ shard is missing; ``"rebuild"`` builds every shard again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,7 +201,7 @@ def build_shards(processed_dir: Path, shards: Sequence[Shard],
 
 def compose_shards(stim_part: BuiltData, parts: Sequence[BuiltData], *,
                    keep: Callable[[Mapping[str, Any]], bool] | None = None,
-                   owner: str = "") -> BuiltData:
+                   owner: str = "", scratch_dir: Path | None = None) -> BuiltData:
     """One build from a stimulus part and response parts (module docstring).
 
     Parameters
@@ -213,6 +216,10 @@ def compose_shards(stim_part: BuiltData, parts: Sequence[BuiltData], *,
         ``keep(stim_meta) -> bool`` picks the stimuli (a subset).
     owner : str
         For messages.
+    scratch_dir : Path, optional
+        Compose the responses into a memory-mapped scratch file there (its
+        name is removed at once; the mapping keeps the data), holding one
+        block in memory at a time; None: in memory.
 
     Raises
     ------
@@ -258,14 +265,44 @@ def compose_shards(stim_part: BuiltData, parts: Sequence[BuiltData], *,
     if not heard.all():
         logger.info("%s: %d neuron(s) have no response to any selected stimulus and are left "
                     "out", owner, int((~heard).sum()))
-    blocks = []
-    for s in chosen:
-        neurons = np.concatenate([n for n, _, _ in per_stim[s]])
-        reps = np.concatenate([r for _, r, _ in per_stim[s]])
-        rows = torch.cat([torch.as_tensor(x) for _, _, x in per_stim[s]], dim=0) \
-            if len(per_stim[s]) > 1 else torch.as_tensor(per_stim[s][0][2])
-        blocks.append((new_index[neurons], reps, rows))
-    store = ResponseStore.from_blocks(int(heard.sum()), blocks)
+    pieces = [[(new_index[n], r, x) for n, r, x in per_stim[s]] for s in chosen]
+    T = np.array([int(p[0][2].shape[1]) for p in pieces], dtype=np.int64)
+    rows = np.array([sum(int(r.sum()) for _, r, _ in p) for p in pieces], dtype=np.int64)
+    sizes = rows * T
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    counts = np.array([sum(len(n) for n, _, _ in p) for p in pieces], dtype=np.int64)
+    pair_stim_start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    pair_neuron = np.concatenate([n for p in pieces for n, _, _ in p] or
+                                 [np.zeros(0, np.int64)]).astype(np.int64)
+    pair_reps = np.concatenate([r for p in pieces for _, r, _ in p] or
+                               [np.zeros(0, np.int64)]).astype(np.int64)
+    total = int(sizes.sum())
+    scratch = None
+    if scratch_dir is not None and total:
+        # on disk, one block in memory at a time: a composition larger than memory works
+        Path(scratch_dir).mkdir(parents=True, exist_ok=True)
+        scratch = Path(scratch_dir) / f".tmp-compose-{os.getpid()}-{uuid.uuid4().hex[:8]}.npy"
+        flat_np = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.float32,
+                                            shape=(total,))
+    else:
+        flat_np = np.empty(total, dtype=np.float32)
+    try:
+        for p, start in zip(pieces, offsets):
+            pos = int(start)
+            for _, _, x in p:
+                values = torch.as_tensor(x).to(torch.float32).contiguous().numpy().reshape(-1)
+                flat_np[pos:pos + values.size] = values
+                pos += values.size
+        if scratch is not None:
+            flat_np.flush()
+            del flat_np
+            flat_np = np.load(scratch, mmap_mode="c")
+    finally:
+        if scratch is not None:
+            with contextlib.suppress(OSError):  # POSIX: the mapping outlives the name
+                scratch.unlink()
+    store = ResponseStore.from_flat(int(heard.sum()), torch.from_numpy(flat_np), T, offsets,
+                                    pair_stim_start, pair_neuron, pair_reps)
     quirks: dict[str, int] = dict(stim_part.quirks or {})
     for part in parts:
         for kind, count in (part.quirks or {}).items():

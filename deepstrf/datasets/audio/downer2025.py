@@ -466,12 +466,12 @@ class _StimSources:
 
         with self.release.reader() as reader:
             if self.stimuli == "timit":
-                sounds = {e["name"]: (e.pop("_samples", None), e) for e in map(dict,
-                                                                              self.entries)}
-                if any(v[0] is None for v in sounds.values()):
-                    sounds = {e["name"]: (s, e) for s, e in _timit_sounds(reader)}
+                # the samples read for the stimulus table, or (if dropped) read again
+                samples = {e["name"]: e.get("_samples") for e in self.entries}
+                if any(v is None for v in samples.values()):
+                    samples = {facts["name"]: speech for speech, facts in _timit_sounds(reader)}
                 return [WaveformArrayStim(float(e["sample_rate"]), meta=_public(e),
-                                          samples=sounds[e["name"]][0], n_bins=int(e["n_bins"]))
+                                          samples=samples[e["name"]], n_bins=int(e["n_bins"]))
                         for e in self.entries]
             wave, rate = _voc_channel0(reader)
             out = []
@@ -670,7 +670,8 @@ class Downer2025Dataset(AudioSourceDataset):
                                      progress=progress, desc="sessions", **common)
         subset = params["subset"]
         keep = None if subset == "all" else (lambda m: m["split"] == subset)
-        data = compose_shards(stim_data, parts, keep=keep, owner=owner)
+        data = compose_shards(stim_data, parts, keep=keep, owner=owner,
+                              scratch_dir=processed if mode != "off" else None)
         for kind, count in quirks.items():
             data.quirks[kind] = data.quirks.get(kind, 0) + count
         for kind, count in sorted(data.quirks.items()):
