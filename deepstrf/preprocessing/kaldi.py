@@ -51,6 +51,7 @@ __all__ = ["FLOAT_EPS", "KALDI_WINDOWS", "kaldi_fbank", "kaldi_mel_banks", "kald
 
 #: Kaldi's log floor: ``std::numeric_limits<float>::epsilon()``.
 FLOAT_EPS = float(np.finfo(np.float32).eps)
+#: Kaldi's window types (``window_type``).
 KALDI_WINDOWS = ("hanning", "hamming", "povey", "rectangular")
 #: Above this bin width (ms) frames are computed at it and averaged (as the peer).
 MAX_FRAME_SHIFT_MS = 10.0

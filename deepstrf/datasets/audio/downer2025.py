@@ -135,9 +135,10 @@ META_YML = "sessions_metadata.yml"
 TIMIT_MAT = "stimuli/out_sentence_details_timit_all_loudness.mat"
 PLAYLIST_MAT = "stimuli/SqMoPhys_MVOCStimcodes.mat"
 VOC_WAV = "stimuli/MonkVocs_15Blocks.wav"
-#: The published test sets (Ahmed et al. 2025): TIMIT sentences with >= 11 repeats in some
-#: session, vocalisations played exactly 15 times in the wav's play list.
+#: The published TIMIT test set (Ahmed et al. 2025): the sentences with >= 11 repeats in
+#: some session.
 TIMIT_TEST_IDS = (12, 13, 32, 43, 56, 163, 212, 218, 287, 308)
+#: The published mVocs test set: the vocalisations played exactly 15 times in the play list.
 MVOC_TEST_IDS = (7, 9, 12, 15, 24, 29, 30, 33, 44, 45, 48)
 #: Session -> (area group, fine area), transcribed from the comments of sessions_metadata.yml.
 FINE_AREAS: dict[str, tuple[str, str]] = {
