@@ -418,3 +418,11 @@ def test_manifest_of_a_shard_is_readable(release, tmp_path):
     manifest = read_manifest(entry)
     assert manifest["kind"] == "shard" and manifest["shard"] == "session 180413 timit"
     assert manifest["raw_fingerprint"]["n_files"] == 4  # 3 channels and TRIALINFO
+
+
+def test_a_truncated_zip_is_named(release, tmp_path):
+    path = _zip_only(release, tmp_path)
+    archive = path / "raw" / "auditory_cortex_data.zip"
+    archive.write_bytes(archive.read_bytes()[:4096])
+    with pytest.raises(RawDataError, match="auditory_cortex_data.zip"):
+        _quiet(path=path)
