@@ -107,6 +107,7 @@ import hashlib
 import io
 import logging
 import re
+import time
 import warnings
 import zipfile
 import zlib
@@ -629,6 +630,13 @@ class Downer2025Dataset(AudioSourceDataset):
         from deepstrf.io.shards import Shard, build_shards, compose_shards
 
         owner = type(self).__name__
+        clock = [time.perf_counter()]
+        timings: dict[str, float] = {}
+
+        def lap(name: str) -> None:
+            clock.append(time.perf_counter())
+            timings[name] = round(clock[-1] - clock[-2], 3)
+
         release = Release.locate(Path(raw_dir))
         front = self._front_end
         quirks: dict[str, int] = {}
@@ -639,6 +647,7 @@ class Downer2025Dataset(AudioSourceDataset):
             entries, stim_fp = self._stim_table(reader, params["stimuli"], front.dt_ms)
             session_fp = {sid: reader.fingerprint(files + ([ti] if ti else []))
                           for sid, (files, ti, _) in chosen.items()}
+        lap("metadata_and_stimulus_table")
         key = "timit" if params["stimuli"] == "timit" else "mvoc"
         table = [(e["stim_id"], e["name"], int(e["n_bins"])) for e in entries]
         stim_shard = Shard(
@@ -667,12 +676,15 @@ class Downer2025Dataset(AudioSourceDataset):
         (stim_data,), stim_report = build_shards(processed, [stim_shard], _build_stimuli,
                                                  n_jobs=n_jobs, progress=progress,
                                                  desc="stimuli", **common)
+        lap("stimulus_shard")
         parts, report = build_shards(processed, session_shards, _build_session, n_jobs=n_jobs,
                                      progress=progress, desc="sessions", **common)
+        lap("session_shards")
         subset = params["subset"]
         keep = None if subset == "all" else (lambda m: m["split"] == subset)
         data = compose_shards(stim_data, parts, keep=keep, owner=owner,
                               scratch_dir=processed if mode != "off" else None)
+        lap("composition")
         for kind, count in quirks.items():
             data.quirks[kind] = data.quirks.get(kind, 0) + count
         for kind, count in sorted(data.quirks.items()):
@@ -683,7 +695,8 @@ class Downer2025Dataset(AudioSourceDataset):
                                f"{ {k: v for k, v in params.items() if k != 'front_end'} } in "
                                f"{raw_dir}. Widen the selection or check the folder.")
         self.shard_report = report
-        data.manifest_extra = {"shards": [
+        logger.info("%s: build phases %s", owner, timings)
+        data.manifest_extra = {"timings_s": timings, "shards": [
             {"name": s.name, "key": k, "reused": s.name in r.reused}
             for shards, r in ((([stim_shard]), stim_report), (session_shards, report))
             for s, k in zip(shards, r.keys)]}
