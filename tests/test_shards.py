@@ -89,7 +89,10 @@ def test_parallel_build_writes_every_shard(tmp_path):
 
 
 @pytest.mark.parametrize("on_disk", [False, True])
-def test_composition_puts_every_block_in_place(tmp_path, on_disk):
+def test_composition_puts_every_block_in_place(tmp_path, on_disk, monkeypatch):
+    import deepstrf.io.shards as shards
+
+    monkeypatch.setattr(shards, "_in_memory_limit", lambda: 0)  # any size goes to disk
     units = [build_unit(s.task) for s in _shards(["a", "b", "c"])]  # n = 2, 3, 4 neurons
     out = compose_shards(_stim_part(), units, scratch_dir=tmp_path if on_disk else None)
     assert [m["cell_id"] for m in out.nrn_meta][:3] == ["a-0", "a-1", "b-0"]

@@ -217,9 +217,10 @@ def compose_shards(stim_part: BuiltData, parts: Sequence[BuiltData], *,
     owner : str
         For messages.
     scratch_dir : Path, optional
-        Compose the responses into a memory-mapped scratch file there (its
-        name is removed at once; the mapping keeps the data), holding one
-        block in memory at a time; None: in memory.
+        When the responses exceed a quarter of the machine's memory, compose
+        them into a memory-mapped scratch file there (its name is removed at
+        once; the mapping keeps the data), holding one block in memory at a
+        time; otherwise, and when None, in memory.
 
     Raises
     ------
@@ -278,7 +279,7 @@ def compose_shards(stim_part: BuiltData, parts: Sequence[BuiltData], *,
                                [np.zeros(0, np.int64)]).astype(np.int64)
     total = int(sizes.sum())
     scratch = None
-    if scratch_dir is not None and total:
+    if scratch_dir is not None and total and total * 4 > _in_memory_limit():
         # on disk, one block in memory at a time: a composition larger than memory works
         Path(scratch_dir).mkdir(parents=True, exist_ok=True)
         scratch = Path(scratch_dir) / f".tmp-compose-{os.getpid()}-{uuid.uuid4().hex[:8]}.npy"
@@ -311,3 +312,11 @@ def compose_shards(stim_part: BuiltData, parts: Sequence[BuiltData], *,
                      stim_meta=[dict(stim_part.stim_meta[s]) for s in chosen],
                      nrn_meta=[m for m, h in zip(nrn_meta, heard) if h],
                      attributes=dict(stim_part.attributes), quirks=quirks)
+
+
+def _in_memory_limit() -> int:
+    """Bytes of responses composed in memory: a quarter of the physical memory."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (ValueError, OSError, AttributeError):  # not POSIX: always on disk
+        return 0
