@@ -165,6 +165,12 @@ def _print_entry(entry: Path, manifest: dict | None, indent: str = "  ") -> None
         print(f"{indent}{entry.name}  {size}  DAMAGED or incomplete: rebuilt on use (remove "
               "with `deepstrf cache clear`)")
         return
+    counts = manifest.get("counts", {})
+    if manifest.get("kind") == "shard":  # one unit of a sharded build (deepstrf.io.shards)
+        print(f"{indent}{entry.name}  {size}  created {manifest.get('created', '?')}  "
+              f"N={counts.get('neurons', '?')} S={counts.get('stims', '?')}  "
+              f"shard: {manifest.get('shard', '?')}")
+        return
     params = manifest.get("parameters", {})
     shown = ", ".join(f"{k}={v}" for k, v in params.items() if k != "front_end")
     front = params.get("front_end", {})
@@ -172,7 +178,9 @@ def _print_entry(entry: Path, manifest: dict | None, indent: str = "  ") -> None
         shown += f", dt_ms={front.get('dt_ms')}"
         shown += ", waveform" if front.get("return_waveform") else \
             f", {(front.get('spectrogram') or {}).get('n_bands')} bands"
-    counts = manifest.get("counts", {})
+    shards = manifest.get("shards")
+    if isinstance(shards, list):
+        shown += f"; composed of {len(shards)} shards"
     print(f"{indent}{entry.name}  {size}  created {manifest.get('created', '?')}  "
           f"N={counts.get('neurons', '?')} S={counts.get('stims', '?')}  {shown}")
 

@@ -335,7 +335,7 @@ class NeuralDataset(Dataset, ABC):
                 raise TypeError(f"{name}.stims[{s}] must be a floating-point tensor; got "
                                 f"{stim.dtype}.")
             self._validate_stim(s, stim)
-            if not bool(torch.isfinite(stim).all()):
+            if not _all_finite(stim):
                 raise ValueError(f"{name}.stims[{s}] contains NaN or infinite values; stims must "
                                  "be finite (NaN marks missing data in responses only).")
         if self._pending is not None and len(self._pending) != S:
@@ -922,3 +922,16 @@ class NeuralDataset(Dataset, ABC):
 
     def _concat_copy_attrs(self, source: NeuralDataset) -> None:
         """Copy modality attributes from ``source`` onto a concatenation result (hook)."""
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """``torch.isfinite(x).all()``; numpy's for CPU tensors, several times faster (warm loads)."""
+    if x.device.type == "cpu" and not x.requires_grad and x.dtype in (torch.float32,
+                                                                      torch.float64):
+        import numpy as np
+
+        # a finite sum proves every value finite; only an overflowing sum needs the full test
+        values = x.detach().numpy()
+        return bool(np.isfinite(np.add.reduce(values, axis=None))) or \
+            bool(np.isfinite(values).all())
+    return bool(torch.isfinite(x).all())

@@ -26,6 +26,7 @@ DATASETS: dict[str, str] = {
     "wingert2026": "deepstrf.datasets.audio.wingert2026:Wingert2026Dataset",
     "alice_eeg": "deepstrf.datasets.audio.alice_eeg:AliceEEGDataset",
     "ac1": "deepstrf.datasets.audio.crcns_ac1:CRCNSAC1Dataset",
+    "downer2025": "deepstrf.datasets.audio.downer2025:Downer2025Dataset",
 }
 
 
@@ -154,6 +155,22 @@ REFERENCES: dict[str, tuple[Reference, ...]] = {
                   url="https://zenodo.org/records/18331549",
                   extra={"note": "Data of Wingert, Parida, Norman-Haignere & David (2026), "
                                  "Nature Neuroscience, doi:10.1038/s41593-026-02216-0"}),
+    ),
+    "downer2025": (
+        Reference("ahmed2025zenodo", "misc", ("Ahmed, B.", "Downer, J. D.", "Malone, B. J.",
+                                              "Makin, J. G."),
+                  "Multi-channel auditory cortex electrophysiology in squirrel monkey", 2025,
+                  "10.5281/zenodo.16175377", publisher="Zenodo",
+                  url="https://zenodo.org/records/16175377"),
+        Reference("ahmed2025deep", "article", ("Ahmed, B.", "Downer, J. D.", "Malone, B. J.",
+                                               "Makin, J. G."),
+                  "Deep neural networks explain spiking activity in auditory cortex", 2025,
+                  "10.1371/journal.pcbi.1013334", journal="PLoS Computational Biology",
+                  volume="21", pages="e1013334"),
+        Reference("downer2021temporally", "article",
+                  ("Downer, J. D.", "Bigelow, J.", "Runfeldt, M. J.", "Malone, B. J."),
+                  "Temporally precise population coding of dynamic sounds by auditory cortex",
+                  2021, "10.1152/jn.00709.2020", journal="Journal of Neurophysiology"),
     ),
     # the DRUM record's full author list is not in our sources: "and others" (BibTeX's own form)
     "alice_eeg": (

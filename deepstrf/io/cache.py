@@ -113,6 +113,8 @@ class BuiltData:
     sources: list[dict] | None = None
     #: data quirks the build tolerated, kind -> count (recorded in the manifest)
     quirks: dict[str, int] | None = None
+    #: further facts for the manifest (e.g. the shards a composed build was made of)
+    manifest_extra: dict[str, Any] | None = None
 
 
 def _canonical(obj: Any) -> Any:
@@ -943,6 +945,8 @@ def cached_build(processed_dir: Path, key: str, mode: str, build: Callable[[], B
             record["sources"] = data.sources
         if data.quirks is not None:
             record["quirks"] = dict(data.quirks)
+        if data.manifest_extra:
+            record.update(data.manifest_extra)
         try:
             write_entry(entry, data, record)
         except OSError as err:

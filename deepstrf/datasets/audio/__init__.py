@@ -12,6 +12,7 @@ _LAZY = {
     "CRCNSAA4Dataset": "deepstrf.datasets.audio.crcns_aa4",
     "CRCNSAC1Dataset": "deepstrf.datasets.audio.crcns_ac1",
     "EspejoDataset": "deepstrf.datasets.audio.espejo",
+    "Downer2025Dataset": "deepstrf.datasets.audio.downer2025",
     "Le2025Dataset": "deepstrf.datasets.audio.le_2025",
     "NAT4Dataset": "deepstrf.datasets.audio.nat4",
     "NS1Dataset": "deepstrf.datasets.audio.ns1",
