@@ -17,9 +17,11 @@ import torch.utils.data
 from deepstrf.datasets._storage import ResponseStore, is_sentinel
 from deepstrf.datasets.neural_dataset import NeuralDataset
 from deepstrf.errors import ContractError, ContractTypeError
+from deepstrf.utils.packed import PackedBatch, PackedView, packed_collate, packed_loader
 
 __all__ = ["neural_collate", "concat_neural_datasets", "assemble_batch", "stim_loader",
-           "release_batch_memory"]
+           "release_batch_memory", "PackedBatch", "PackedView", "packed_collate",
+           "packed_loader"]
 
 _NAN = float("nan")
 _CORE_KEYS = ("stims", "responses", "valid_mask", "stim_meta")
