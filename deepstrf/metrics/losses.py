@@ -19,6 +19,7 @@ would turn ``0 * NaN`` into NaN).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -29,8 +30,10 @@ from deepstrf.metrics._masking import (
     check_pred_responses,
     fill_doc,
     flat_pairs,
+    pair_slices,
 )
-from deepstrf.metrics.quality import BlockStats, collect_pairs
+from deepstrf.metrics.quality import BlockStats, block_stats, collect_pairs
+from deepstrf.utils.packed import PackedBatch
 
 __all__ = ["mse_loss", "poisson_loss"]
 
@@ -99,28 +102,114 @@ def _collapse_repeats(
     )
 
 
+def _collapse_packed(pred: torch.Tensor, packed: PackedBatch) -> tuple[torch.Tensor, _Target]:
+    """:func:`_collapse_repeats` of a packed batch, on the pairs present only.
+
+    Returns ``(pair_index, target)``: the flat positions ``b * N + n`` of the
+    K pairs present and their :class:`_Target` with ``(K, 1, T)`` tensors
+    (``spread`` ``(K,)``). The repeats are reduced without gradient, in
+    groups of equal repeat count (never padded in repeats); the prediction
+    is gathered once, so the graph holds K rows instead of ``B * N``.
+    """
+    if not pred.dtype.is_floating_point:
+        raise TypeError(f"pred must be a floating-point tensor; got dtype {pred.dtype}.")
+    B, N, _, T = packed.shape
+    index = packed.pair_index
+    K = int(index.numel())
+    device = pred.device
+    with torch.no_grad():
+        psth = torch.zeros((K, T), dtype=torch.float64, device=device)
+        keep = torch.zeros((K, T), dtype=torch.bool, device=device)
+        n_rep = torch.zeros(K, dtype=torch.float64, device=device)
+        spread = torch.zeros(K, dtype=torch.float64, device=device)
+        if K:
+            table = packed.padded_rows(T).to(device)
+            reps, starts = packed.pair_reps, packed.pair_row_start
+            for R in torch.unique(reps).tolist():
+                k = torch.nonzero(reps == R).reshape(-1)
+                rows = (starts[k].unsqueeze(1) + torch.arange(R)).reshape(-1).to(device)
+                block = table.index_select(0, rows).view(len(k), R, T)
+                for sl in pair_slices(len(k), R * T):
+                    st = block_stats(block[sl])
+                    dst = k[sl].to(device)
+                    psth[dst] = st.psth
+                    keep[dst] = st.time_valid
+                    n_rep[dst] = st.n_rep.to(torch.float64)
+                    spread[dst] = _pair_spread(st)
+            del table
+    dtype = pred.dtype
+    p = pred.reshape(B * N, T).index_select(0, index.to(device)).unsqueeze(1)
+    keep = keep.unsqueeze(1)
+    mean = psth.unsqueeze(1)
+    count = torch.where(keep, n_rep.view(-1, 1, 1), 0.0)
+    return index, _Target(
+        pred=torch.where(keep, p, 0.0),
+        keep=keep,
+        repeats=count.to(dtype),
+        total=(mean * count).to(dtype),
+        mean=mean.to(dtype),
+        spread=spread.to(dtype),
+    )
+
+
+def _pair_loss_terms(
+    pred: torch.Tensor,
+    responses: torch.Tensor | PackedBatch,
+    mask: torch.Tensor | None,
+    terms: Callable[[_Target], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
+    check: Callable[[_Target, torch.Tensor | None], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pair loss sums and valid-element counts, ``(B, N)`` each.
+
+    ``terms(target)`` gives the per-bin losses, their counts of valid
+    elements and an optional per-pair constant; ``check(target, index)``
+    inspects each target first (``index``: the pairs' flat positions, None
+    for the dense batch). A packed batch is reduced on its pairs present
+    (:func:`_collapse_packed`) and the sums scattered into the ``(B, N)``
+    grid, where absent pairs hold 0 as in the dense batch.
+    """
+    pred, responses = check_pred_responses(pred, responses)
+    if not isinstance(responses, PackedBatch):
+        t = _collapse_repeats(pred, responses, mask)
+        if check is not None:
+            check(t, None)
+        elements, count, constant = terms(t)
+        per_pair = elements.sum(dim=(2, 3))
+        if constant is not None:
+            per_pair = per_pair + constant
+        return per_pair, count.sum(dim=(2, 3))
+    flat_pairs(responses, mask)  # refuses an explicit mask
+    B, N = responses.B, responses.n_neurons
+    index, t = _collapse_packed(pred, responses)
+    index = index.to(pred.device)
+    if check is not None:
+        check(t, index)
+    elements, count, constant = terms(t)
+    values = elements.sum(dim=(1, 2))
+    if constant is not None:
+        values = values + constant
+    per_pair = pred.new_zeros(B * N).index_add(0, index, values)
+    counts = pred.new_zeros(B * N).index_add(0, index, count.sum(dim=(1, 2)).detach())
+    return per_pair.view(B, N), counts.view(B, N)
+
+
 def _reduce_loss(
-    elements: torch.Tensor,
+    per_pair: torch.Tensor,
     count: torch.Tensor,
     reduction: str,
-    constant: torch.Tensor | None = None,
     pool: str = "elements",
 ) -> torch.Tensor:
-    """Reduce per-bin losses ``(B, N, 1, T)``, each summing ``count`` valid elements.
+    """Reduce per-pair loss sums ``(B, N)``, each summing ``count`` ``(B, N)`` valid elements.
 
-    ``constant`` ``(B, N)`` holds prediction-independent terms added per pair.
     ``pool='neurons'``: ``'mean'`` / ``'sum'`` of the per-neuron means over the
     neurons that have data (NaN / 0 when none has).
     """
-    per_pair = elements.sum(dim=(2, 3))
-    if constant is not None:
-        per_pair = per_pair + constant
     if pool == "elements" and reduction == "sum":
         return per_pair.sum()
     if pool == "elements" and reduction == "mean":
         n_valid = count.sum()
         return torch.where(n_valid > 0, per_pair.sum() / n_valid.clamp(min=1), float("nan"))
-    n_valid = count.sum(dim=(0, 2, 3))
+    n_valid = count.sum(dim=0)
     per_neuron = per_pair.sum(dim=0) / n_valid.clamp(min=1)
     if reduction == "none":
         return torch.where(n_valid > 0, per_neuron, float("nan"))
@@ -175,13 +264,16 @@ def mse_loss(
     %(validity)s
     """
     _check_options(reduction, target, pool)
-    t = _collapse_repeats(pred, responses, mask)
-    if target == "psth":
-        count = t.keep.to(t.pred.dtype)
-        elements = torch.where(t.keep, (t.pred - t.mean).square(), 0.0)
-        return _reduce_loss(elements, count, reduction, pool=pool)
-    elements = torch.where(t.keep, t.repeats * (t.pred - t.mean).square(), 0.0)
-    return _reduce_loss(elements, t.repeats, reduction, constant=t.spread, pool=pool)
+
+    def terms(t: _Target) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        if target == "psth":
+            return (torch.where(t.keep, (t.pred - t.mean).square(), 0.0),
+                    t.keep.to(t.pred.dtype), None)
+        return torch.where(t.keep, t.repeats * (t.pred - t.mean).square(), 0.0), t.repeats, \
+            t.spread
+
+    per_pair, count = _pair_loss_terms(pred, responses, mask, terms)
+    return _reduce_loss(per_pair, count, reduction, pool=pool)
 
 
 @fill_doc
@@ -242,25 +334,37 @@ def poisson_loss(
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False; got {flag!r}.")
     eps = check_positive("eps", eps, allow_zero=True)
-    t = _collapse_repeats(pred, responses, mask)
-    if validate_input and not log_input:
+
+    def check(t: _Target, index: torch.Tensor | None) -> None:
+        if not validate_input or log_input:
+            return
         with torch.no_grad():
             negative = t.keep & (t.pred < 0)
             n_negative = int(negative.sum())
         if n_negative:
-            b, n, _, k = (int(i) for i in negative.nonzero()[0])
+            where = negative.nonzero()[0]
+            if index is None:
+                b, n, _, k = (int(i) for i in where)
+            else:
+                n_neurons = pred.shape[1]
+                flat, k = int(index[where[0]]), int(where[2])
+                b, n = divmod(flat, n_neurons)
             raise ValueError(
                 f"poisson_loss(log_input=False, validate_input=True): pred is negative at "
                 f"{n_negative} valid bin(s), e.g. pred[{b}, {n}, 0, {k}] = "
                 f"{float(pred[b, n, 0, k]):g}; a rate must be >= 0. Use a non-negative output "
                 f"(softplus, exp), or pass log_input=True if pred is a log-rate.")
-    if target == "psth":
-        count, total = t.keep.to(t.pred.dtype), t.mean
-    else:
-        count, total = t.repeats, t.total
-    if log_input:
-        elements = count * torch.exp(t.pred) - total * t.pred
-    else:
-        elements = count * t.pred - total * torch.log(t.pred.clamp(min=0) + eps)
-    elements = torch.where(t.keep, elements, 0.0)
-    return _reduce_loss(elements, count, reduction, pool=pool)
+
+    def terms(t: _Target) -> tuple[torch.Tensor, torch.Tensor, None]:
+        if target == "psth":
+            count, total = t.keep.to(t.pred.dtype), t.mean
+        else:
+            count, total = t.repeats, t.total
+        if log_input:
+            elements = count * torch.exp(t.pred) - total * t.pred
+        else:
+            elements = count * t.pred - total * torch.log(t.pred.clamp(min=0) + eps)
+        return torch.where(t.keep, elements, 0.0), count, None
+
+    per_pair, count = _pair_loss_terms(pred, responses, mask, terms, check)
+    return _reduce_loss(per_pair, count, reduction, pool=pool)
