@@ -37,7 +37,8 @@ from typing import Any
 import torch
 import torch.utils.data
 
-__all__ = ["PackedBatch", "PackedView", "assemble_packed", "packed_collate", "packed_loader"]
+__all__ = ["PackedBatch", "PackedView", "assemble_packed", "concat_packed", "packed_collate",
+           "packed_loader"]
 
 _NAN = float("nan")
 _INDEX_FIELDS = ("row_stim", "row_neuron", "row_repeat", "lengths")
@@ -386,11 +387,10 @@ class PackedBatch:
 
     def __repr__(self) -> str:
         B, N, R, T = self.shape
-        dense = self.dense_nbytes()
-        ratio = dense / self.nbytes if self.nbytes else float("nan")
+        dense = B * N * R * T
         return (f"PackedBatch(B={B}, N={N}, rows={self.n_rows}, pairs="
-                f"{self.pair_row_start.numel()}, dense (B, N, R, T)={tuple(self.shape)}; "
-                f"{self.nbytes / 1e6:.2f} MB vs {dense / 1e6:.2f} MB dense, {ratio:.1f}x)")
+                f"{self.pair_row_start.numel()}, values={self.values.numel()}; dense "
+                f"{tuple(self.shape)} = {dense} values)")
 
 
 # ---------------------------------------------------------------------------- building
