@@ -100,6 +100,16 @@ def test_warm_open_maps_the_file_and_reads_back_the_build(built):
         assert np.array_equal(n2, neurons) and np.array_equal(r2, reps)
         assert torch.equal(rows2, rows)
     assert ds.response_store.nbytes == nbytes
+    # pickling (spawned DataLoader workers) sends the file regions, not the values
+    import pickle
+
+    held = ds.response_store.block(0)[2]  # a live weak reference to a mapping pickles too
+    blob = pickle.dumps(ds.response_store)
+    assert len(blob) < 0.05 * nbytes
+    clone = pickle.loads(blob)
+    for s, (neurons, reps, rows) in reference.items():
+        assert torch.equal(clone.block(s)[2], rows)
+    del held
     # a view the user keeps stays valid after the block's other users are gone
     n = int(ds.response_store.block(0)[0][0])
     kept = ds.responses[0][n]

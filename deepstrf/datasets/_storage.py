@@ -183,6 +183,11 @@ class _Block:
             self._mapped = weakref.ref(rows)
         return rows
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_mapped"] = None  # a weak reference does not pickle; the file region does
+        return state
+
     @property
     def shape(self) -> tuple[int, int]:
         """``(rows, T)`` without touching the values."""
