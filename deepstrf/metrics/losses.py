@@ -107,48 +107,57 @@ def _collapse_packed(pred: torch.Tensor, packed: PackedBatch) -> tuple[torch.Ten
 
     Returns ``(pair_index, target)``: the flat positions ``b * N + n`` of the
     K pairs present and their :class:`_Target` with ``(K, 1, T)`` tensors
-    (``spread`` ``(K,)``). The repeats are reduced without gradient, in
-    groups of equal repeat count (never padded in repeats); the prediction
-    is gathered once, so the graph holds K rows instead of ``B * N``.
+    (``spread`` ``(K,)``). The repeats are reduced without gradient, one
+    stimulus and repeat count at a time, over the stimulus's own length
+    (never padded in repeats or time), straight into tables in the
+    prediction's dtype; the prediction is gathered once, so the graph holds
+    K rows instead of ``B * N``.
     """
     if not pred.dtype.is_floating_point:
         raise TypeError(f"pred must be a floating-point tensor; got dtype {pred.dtype}.")
     B, N, _, T = packed.shape
     index = packed.pair_index
     K = int(index.numel())
-    device = pred.device
+    device, dtype = pred.device, pred.dtype
     with torch.no_grad():
-        psth = torch.zeros((K, T), dtype=torch.float64, device=device)
         keep = torch.zeros((K, T), dtype=torch.bool, device=device)
-        n_rep = torch.zeros(K, dtype=torch.float64, device=device)
-        spread = torch.zeros(K, dtype=torch.float64, device=device)
-        if K:
-            table = packed.padded_rows(T).to(device)
-            reps, starts = packed.pair_reps, packed.pair_row_start
-            for R in torch.unique(reps).tolist():
-                k = torch.nonzero(reps == R).reshape(-1)
-                rows = (starts[k].unsqueeze(1) + torch.arange(R)).reshape(-1).to(device)
-                block = table.index_select(0, rows).view(len(k), R, T)
-                for sl in pair_slices(len(k), R * T):
+        count = torch.zeros((K, T), dtype=dtype, device=device)
+        mean = torch.zeros((K, T), dtype=dtype, device=device)
+        total = torch.zeros((K, T), dtype=dtype, device=device)
+        spread = torch.zeros(K, dtype=dtype, device=device)
+        reps, starts, pair_stim = packed.pair_reps, packed.pair_row_start, packed.pair_stim
+        # pairs are grouped by stimulus: [bounds[b], bounds[b + 1]) are stimulus b's
+        bounds = torch.searchsorted(pair_stim, torch.arange(B + 1)).tolist()
+        stim_start = packed.stim_row_start
+        for b in range(B):
+            pa, pe = bounds[b], bounds[b + 1]
+            if pe == pa:
+                continue
+            rows = packed.stim_rows(b).to(device)
+            T_b = rows.shape[1]
+            first = int(stim_start[b])
+            for R in torch.unique(reps[pa:pe]).tolist():
+                k = pa + torch.nonzero(reps[pa:pe] == R).reshape(-1)
+                src = ((starts[k] - first).unsqueeze(1) + torch.arange(R)).reshape(-1)
+                block = rows.index_select(0, src.to(device)).view(len(k), R, T_b)
+                for sl in pair_slices(len(k), R * T_b):
                     st = block_stats(block[sl])
                     dst = k[sl].to(device)
-                    psth[dst] = st.psth
-                    keep[dst] = st.time_valid
-                    n_rep[dst] = st.n_rep.to(torch.float64)
-                    spread[dst] = _pair_spread(st)
-            del table
-    dtype = pred.dtype
-    p = pred.reshape(B * N, T).index_select(0, index.to(device)).unsqueeze(1)
+                    c = torch.where(st.time_valid, st.n_rep.to(torch.float64).unsqueeze(1), 0.0)
+                    keep[dst, :T_b] = st.time_valid
+                    count[dst, :T_b] = c.to(dtype)
+                    mean[dst, :T_b] = st.psth.to(dtype)
+                    total[dst, :T_b] = (st.psth * c).to(dtype)
+                    spread[dst] = _pair_spread(st).to(dtype)
+    p = pred.reshape(B * N, T).index_select(0, index.to(device))
     keep = keep.unsqueeze(1)
-    mean = psth.unsqueeze(1)
-    count = torch.where(keep, n_rep.view(-1, 1, 1), 0.0)
     return index, _Target(
-        pred=torch.where(keep, p, 0.0),
+        pred=torch.where(keep, p.unsqueeze(1), 0.0),
         keep=keep,
-        repeats=count.to(dtype),
-        total=(mean * count).to(dtype),
-        mean=mean.to(dtype),
-        spread=spread.to(dtype),
+        repeats=count.unsqueeze(1),
+        total=total.unsqueeze(1),
+        mean=mean.unsqueeze(1),
+        spread=spread,
     )
 
 
