@@ -110,6 +110,14 @@ def test_warm_open_maps_the_file_and_reads_back_the_build(built):
     for s, (neurons, reps, rows) in reference.items():
         assert torch.equal(clone.block(s)[2], rows)
     del held
+    # a concatenation keeps the blocks file-backed
+    both = ds + LargeSyntheticDataset(root, cache="readonly")
+    S = ds.get_S()
+    assert all(b._rows is None for b in both.response_store._blocks)
+    neurons, reps, rows = reference[0]
+    n2, _, rows2 = both.response_store.block(S)
+    assert np.array_equal(n2, neurons + ds.get_N()) and torch.equal(rows2, rows)
+    del both
     # a view the user keeps stays valid after the block's other users are gone
     n = int(ds.response_store.block(0)[0][0])
     kept = ds.responses[0][n]
