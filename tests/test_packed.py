@@ -314,3 +314,33 @@ def test_gather_pred_and_device_copy():
     moved = packed.to(torch.float64)
     assert moved.values.dtype == torch.float64 and moved.row_stim.dtype == torch.int64
     torch.testing.assert_close(mse_loss(pred, moved), mse_loss(pred, packed), **TIGHT)
+
+
+def test_fit_gradient_packed_equals_dense():
+    from deepstrf.models import fit_gradient
+
+    ds = DATASETS["ragged"]()
+    histories, weights = [], []
+    for packed in (False, True):
+        torch.manual_seed(0)
+        model = PopulationLinearSTRF(ds.get_N(), ds.F, n_lags=2, output_nonlinearity="softplus")
+        histories.append(fit_gradient(model, ds, range(2, 12), loss="poisson", epochs=3,
+                                      lr=0.05, batch_size=3, progress=False, packed=packed))
+        weights.append(model.weight.detach().clone())
+    np.testing.assert_allclose(histories[1], histories[0], rtol=1e-5)
+    torch.testing.assert_close(weights[1], weights[0], rtol=1e-5, atol=1e-6)
+    assert float(weights[0].abs().max()) > 1e-3  # it trained
+
+
+def test_stim_loader_packed_keeps_the_neuron_axis():
+    from deepstrf.utils.data import stim_loader
+
+    ds = DATASETS["ragged"]()
+    dense = list(stim_loader(ds, [1, 4, 9], batch_size=2))
+    packed = list(stim_loader(ds, [1, 4, 9], batch_size=2, packed=True))
+    assert len(dense) == len(packed) == 2
+    for d, p in zip(dense, packed):
+        assert p.n_neurons == ds.get_N()
+        assert same(p.to_dense()["responses"], d["responses"])
+    with pytest.raises(TypeError, match="packed must be"):
+        stim_loader(ds, [1], packed="yes")
