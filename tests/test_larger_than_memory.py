@@ -107,7 +107,7 @@ def test_warm_open_maps_the_file_and_reads_back_the_build(built):
     blob = pickle.dumps(ds.response_store)
     assert len(blob) < 0.05 * nbytes
     clone = pickle.loads(blob)
-    for s, (neurons, reps, rows) in reference.items():
+    for s, (_, _, rows) in reference.items():
         assert torch.equal(clone.block(s)[2], rows)
     del held
     # a concatenation keeps the blocks file-backed

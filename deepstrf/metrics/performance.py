@@ -28,8 +28,8 @@ from deepstrf._validation import check_choice, check_int, check_positive
 from deepstrf.metrics._masking import (
     METRIC_REDUCTIONS,
     check_pred_responses,
-    check_responses,
     check_rank,
+    check_responses,
     check_tensor,
     fill_doc,
     flat_pairs,

@@ -39,7 +39,6 @@ from typing import NamedTuple
 import torch
 
 from deepstrf._validation import check_int
-from deepstrf.utils.packed import PackedBatch
 from deepstrf.metrics._masking import (
     check_rank,
     check_tensor,
@@ -47,6 +46,7 @@ from deepstrf.metrics._masking import (
     valid_structure,
     zero_variance,
 )
+from deepstrf.utils.packed import PackedBatch
 
 __all__ = [
     "BlockStats",

@@ -423,13 +423,12 @@ def assemble_packed(ds: Any, positions: Sequence[int]) -> PackedBatch:
             del rows
         off += size
     counts = torch.tensor([p.n_rows for p in plans], dtype=torch.int64)
-    cat = (lambda xs: torch.from_numpy(_np_concat(xs)))
     return PackedBatch(
         stims=_pad_stims([ds.stims[p.s] for p in plans]),
         values=values,
         row_stim=torch.repeat_interleave(torch.arange(len(plans)), counts),
-        row_neuron=cat([p.n_idx for p in plans]),
-        row_repeat=cat([p.r_idx for p in plans]),
+        row_neuron=torch.from_numpy(_np_concat([p.n_idx for p in plans])),
+        row_repeat=torch.from_numpy(_np_concat([p.r_idx for p in plans])),
         lengths=torch.tensor([p.T for p in plans], dtype=torch.int64),
         n_neurons=len(neurons),
         stim_meta=[ds.stim_meta[p.s] for p in plans],
