@@ -422,11 +422,29 @@ class SourceDataset(ABC):
                       "raw_dir": str(raw), "raw_fingerprint": fingerprint,
                       "sources": self._source_records(raw, files)}
             data, manifest, self._cache_hit = cached_build(
-                processed, key, cache, lambda: self._build(raw, params, n_jobs, progress),
+                processed, key, cache,
+                lambda: self._checked_build(self._build(raw, params, n_jobs, progress)),
                 record, owner=owner)
         self._fill(data, manifest)
         if expect_full and not self._cache_hit:  # once, when the entry is built
             self._compare_with_documented()
+
+    def _checked_build(self, data: BuiltData) -> BuiltData:
+        """Scan the built stims for NaN and infinities before they are cached.
+
+        Done here, before the entry is written, so that a warm open need not
+        read every stim value again (:meth:`_fill` skips that scan) and a bad
+        build never leaves an entry behind.
+        """
+        from deepstrf.datasets.neural_dataset import check_finite_stim
+        from deepstrf.errors import ContractError
+
+        for s, stim in enumerate(data.stims):
+            try:
+                check_finite_stim(type(self).__name__, s, stim)
+            except ValueError as err:
+                raise ContractError(str(err)) from err
+        return data
 
     @staticmethod
     def _entry_without_raw(processed: Path, params_key: str):
@@ -446,7 +464,8 @@ class SourceDataset(ABC):
             setattr(self, name, tuple(value) if isinstance(value, list) else value)
         self._set_store(data.store)
         self._manifest = manifest
-        self.validate()
+        # every entry's stims were scanned by _checked_build before it was written
+        self._validate(stim_values=False)
 
     def _compare_with_documented(self) -> None:
         info = self.info

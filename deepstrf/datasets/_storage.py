@@ -28,9 +28,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import mmap
+import os
 import sys
+import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -77,11 +81,76 @@ def _ragged_arange(counts: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) - np.repeat(ends - counts, counts)
 
 
+class _MappedFile:
+    """A flat float32 cache file whose regions blocks map on access.
+
+    One descriptor per file, opened on first use (and again in a process that
+    received the object by pickling); each :meth:`map` is a private
+    copy-on-write mapping of just the region asked for, unmapped when the
+    returned tensor (and every view of it) is released.
+    """
+
+    def __init__(self, path: str, header_bytes: int, n_values: int):
+        self.path = str(path)
+        self.header_bytes = int(header_bytes)
+        self.n_values = int(n_values)
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+
+    def _fileno(self) -> int:
+        if self._fd is None:
+            with self._lock:
+                if self._fd is None:
+                    self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        return self._fd
+
+    def map(self, start: int, shape: tuple[int, int]) -> torch.Tensor:
+        """Values ``[start, start + rows * T)`` as a ``(rows, T)`` tensor on a fresh mapping."""
+        count = shape[0] * shape[1]
+        if count == 0:
+            return torch.zeros(shape, dtype=torch.float32)
+        if start < 0 or start + count > self.n_values:
+            raise ValueError(f"block [{start}, {start + count}) lies outside the "
+                             f"{self.n_values} values of {self.path}.")
+        byte = self.header_bytes + 4 * start
+        aligned = byte - byte % mmap.ALLOCATIONGRANULARITY
+        region = mmap.mmap(self._fileno(), byte - aligned + 4 * count, access=mmap.ACCESS_COPY,
+                           offset=aligned)
+        values = np.frombuffer(region, dtype="<f4", count=count, offset=byte - aligned)
+        return torch.from_numpy(values.reshape(shape))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "header_bytes": self.header_bytes, "n_values": self.n_values}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"], state["header_bytes"], state["n_values"])
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+@dataclass(frozen=True)
+class _FileRows:
+    """A block's region of a :class:`_MappedFile`: first value and ``(rows, T)``."""
+
+    source: _MappedFile
+    start: int
+    shape: tuple[int, int]
+
+    def map(self) -> torch.Tensor:
+        return self.source.map(self.start, self.shape)
+
+
 @dataclass
 class _Block:
     """One stimulus's responses. See the module docstring."""
 
-    data: torch.Tensor        # (rows, T) float32
+    _rows: torch.Tensor | None  # (rows, T) float32; None for a block read from ``file``
     neurons: np.ndarray       # (K,) int64, sorted, unique
     reps: np.ndarray          # (K,) int64, >= 1
     starts: np.ndarray        # (K,) int64, row offsets
@@ -90,10 +159,50 @@ class _Block:
     #: The data's memory was allocated by this module and is not shared by design
     #: (a concatenation, a user's array or a cache file make it False).
     owned: bool = False
+    #: Where the rows live in a cache file, for a block that maps them on access.
+    file: _FileRows | None = None
+    _mapped: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def data(self) -> torch.Tensor:
+        """The ``(rows, T)`` values: held in memory, or mapped from the cache file.
+
+        A file block maps its region of the file at each access and keeps only
+        a weak reference to it, so the pages stay in the process's resident
+        memory exactly as long as someone uses the tensor (a batch being
+        built, a view the user kept): iterating over a dataset larger than
+        memory holds a few blocks at a time, never the file.
+        """
+        rows = self._rows
+        if rows is not None:
+            return rows
+        ref = self._mapped
+        rows = ref() if ref is not None else None
+        if rows is None:
+            rows = self.file.map()
+            self._mapped = weakref.ref(rows)
+        return rows
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_mapped"] = None  # a weak reference does not pickle; the file region does
+        return state
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, T)`` without touching the values."""
+        if self._rows is None:
+            return self.file.shape
+        return (int(self._rows.shape[0]), int(self._rows.shape[1]))
+
+    @property
+    def numel(self) -> int:
+        rows, T = self.shape
+        return rows * T
 
     @property
     def T(self) -> int:
-        return int(self.data.shape[1])
+        return self.shape[1]
 
     @property
     def nan_free(self) -> bool:
@@ -144,7 +253,7 @@ def _make_block(neurons: np.ndarray, reps: np.ndarray, data: torch.Tensor,
     starts = np.zeros(len(reps), dtype=np.int64)
     if len(reps) > 1:
         np.cumsum(reps[:-1], out=starts[1:])
-    return _Block(data=data, neurons=neurons, reps=reps, starts=starts, owned=owned)
+    return _Block(data, neurons=neurons, reps=reps, starts=starts, owned=owned)
 
 
 _storage_use_count = getattr(torch._C, "_storage_Use_Count", None)
@@ -177,6 +286,8 @@ def _writable_in_place(block: _Block) -> bool:
     PyTorch does not expose the storage's use count, nothing is written in
     place.
     """
+    if block._rows is None:  # mapped from a cache file: shared by design
+        return False
     data = block.data
     if not block.owned or _storage_use_count is None or data.requires_grad \
             or data.device.type != "cpu" or not data.is_contiguous():
@@ -400,10 +511,45 @@ class ResponseStore:
             blocks.append(_make_block(np.asarray(pair_neuron[a:b], dtype=np.int64), reps, view))
         return cls(blocks, n_neurons)
 
+    @classmethod
+    def from_npy(cls, n_neurons: int, path: str | os.PathLike, T: np.ndarray,
+                 offsets: np.ndarray, pair_stim_start: np.ndarray, pair_neuron: np.ndarray,
+                 pair_reps: np.ndarray) -> ResponseStore:
+        """Open the flat ``.npy`` written from :meth:`to_flat` without reading its values.
+
+        Each block maps its own region of the file when its values are used
+        and unmaps it once they are released (see ``_Block.data``), so
+        opening costs a header read, and resident memory while iterating is a
+        few blocks, whatever the size of the file.
+        """
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)
+            header_bytes = f.tell()
+        if dtype != np.dtype("<f4") or len(shape) != 1 or fortran:
+            raise ValueError(f"{path} must hold a flat little-endian float32 array; got dtype "
+                             f"{dtype}, shape {shape}.")
+        source = _MappedFile(os.fspath(path), header_bytes, int(shape[0]))
+        blocks = []
+        for s in range(len(T)):
+            a, b = int(pair_stim_start[s]), int(pair_stim_start[s + 1])
+            reps = np.asarray(pair_reps[a:b], dtype=np.int64)
+            rows, t = int(reps.sum()), int(T[s])
+            start = int(offsets[s])
+            if start + rows * t > source.n_values:
+                raise ValueError(f"{path} holds {source.n_values} values but stim {s}'s block "
+                                 f"ends at {start + rows * t}; the file is truncated.")
+            block = _make_block(np.asarray(pair_neuron[a:b], dtype=np.int64), reps, None)
+            block.file = _FileRows(source, start, (rows, t))
+            blocks.append(block)
+        return cls(blocks, n_neurons)
+
     def to_flat(self) -> dict[str, np.ndarray | torch.Tensor]:
         """Flat arrays describing the store: ``data`` (1-D float32) plus integer indexes."""
         T = np.array([b.T for b in self._blocks], dtype=np.int64)
-        sizes = np.array([b.data.numel() for b in self._blocks], dtype=np.int64)
+        sizes = np.array([b.numel for b in self._blocks], dtype=np.int64)
         offsets = np.zeros(len(sizes), dtype=np.int64)
         if len(sizes) > 1:
             np.cumsum(sizes[:-1], out=offsets[1:])
@@ -430,8 +576,8 @@ class ResponseStore:
         for store in stores:
             for b in store._blocks:
                 b.owned = False  # now shared with the result: never written in place again
-                blocks.append(_Block(b.data, b.neurons + offset, b.reps.copy(), b.starts.copy(),
-                                     b._nan_free))
+                blocks.append(_Block(b._rows, b.neurons + offset, b.reps.copy(), b.starts.copy(),
+                                     b._nan_free, file=b.file))
             offset += store.n_neurons
         return cls(blocks, offset)
 
@@ -447,7 +593,7 @@ class ResponseStore:
     @property
     def nbytes(self) -> int:
         """Bytes of response values held (excluding the small index arrays)."""
-        return sum(b.data.numel() * b.data.element_size() for b in self._blocks)
+        return sum(b.numel * 4 for b in self._blocks)
 
     def T(self, s: int) -> int:
         """Number of time bins of stimulus ``s``."""
@@ -533,9 +679,9 @@ class ResponseStore:
         later edits may write into it); by default it is treated as shared.
         """
         old = self._blocks[s]
-        if tuple(data.shape) != tuple(old.data.shape):
+        if tuple(data.shape) != tuple(old.shape):
             raise ValueError(f"stim {s}: new block shape {tuple(data.shape)} differs from "
-                             f"{tuple(old.data.shape)}.")
+                             f"{tuple(old.shape)}.")
         self._blocks[s] = _Block(data.to(torch.float32).contiguous(), old.neurons, old.reps,
                                  old.starts, owned=owned)
 
@@ -659,7 +805,7 @@ class ResponseStore:
             rows = np.full(n_sel * R, n, dtype=np.int64)
             rows[plan.n_idx * R + plan.r_idx] = np.arange(n)
             index, row_valid = torch.from_numpy(rows), torch.from_numpy(rows < n)
-            block_bytes = self._blocks[plan.s].data.numel() * 4
+            block_bytes = self._blocks[plan.s].numel * 4
             if rows.nbytes * 16 <= max(block_bytes, 1 << 16):
                 plan.item_index, plan.item_row_valid = index, row_valid
         block = self._blocks[plan.s]
@@ -707,7 +853,7 @@ class ResponseStore:
     def map_blocks_(self, fn) -> None:
         """Replace each block's data by ``fn(s, neurons, reps, data)`` (same shape)."""
         for s, b in enumerate(self._blocks):
-            if b.data.shape[0] == 0:
+            if b.shape[0] == 0:
                 continue
             new = fn(s, b.neurons, b.reps, b.data)
             if new is not b.data:
@@ -730,7 +876,7 @@ class ResponseStore:
         """
         in_place = 0
         for s, b in enumerate(self._blocks):
-            if b.data.numel() == 0:
+            if b.numel == 0:
                 continue
             if _writable_in_place(b):
                 dst_t = b.data
@@ -759,7 +905,7 @@ class ResponseStore:
         """
         for s in (range(self.n_stims) if stims is None else stims):
             b = self._blocks[s]
-            if b.data.numel() == 0:
+            if b.numel == 0:
                 continue
             data = b.data.detach().numpy()
             rn = np.repeat(b.neurons, b.reps)

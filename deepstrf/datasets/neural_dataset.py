@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import numbers
 import time
 from abc import ABC
@@ -45,6 +46,25 @@ __all__ = ["NeuralDataset"]
 logger = logging.getLogger(__name__)
 
 _MISSING = object()
+
+
+def check_finite_stim(owner: str, s: int, stim: torch.Tensor) -> None:
+    """Raise ``ValueError`` if ``stim`` holds NaN or an infinity.
+
+    One pass without a temporary the size of the stim: a sum is finite when
+    every value is (NaN and infinities propagate), and only a non-finite sum
+    (possibly an overflow) pays for the exact element test.
+    """
+    if stim.numel() == 0:
+        return
+    if stim.device.type == "cpu" and not stim.requires_grad and stim.dtype in (
+            torch.float32, torch.float64):
+        total = float(np.add.reduce(stim.detach().numpy(), axis=None, dtype=np.float64))
+        if math.isfinite(total):
+            return
+    if not bool(torch.isfinite(stim).all()):
+        raise ValueError(f"{owner}.stims[{s}] contains NaN or infinite values; stims must "
+                         "be finite (NaN marks missing data in responses only).")
 
 
 def _as_index_array(name: str, values: Any, size: int) -> np.ndarray:
@@ -296,8 +316,17 @@ class NeuralDataset(Dataset, ABC):
             response whose time axis differs from its stim's,
             ``N_neurons != len(nrn_meta)``, ``dt <= 0``.
         """
+        self._validate(stim_values=True)
+
+    def _validate(self, *, stim_values: bool) -> None:
+        """:meth:`validate`; ``stim_values=False`` skips the per-value scan of the stims.
+
+        Used on a warm open, whose stims were scanned before the cache entry
+        was written (see ``SourceDataset._load``): the scan reads every stim
+        value, which for a large release is most of the open time.
+        """
         try:
-            self._check_contract()
+            self._check_contract(stim_values=stim_values)
         except ContractError:
             raise
         except TypeError as err:
@@ -305,7 +334,7 @@ class NeuralDataset(Dataset, ABC):
         except (ValueError, RuntimeError) as err:
             raise ContractError(str(err)) from err
 
-    def _check_contract(self) -> None:
+    def _check_contract(self, *, stim_values: bool = True) -> None:
         """The checks of :meth:`validate`, raising plain ``TypeError`` / ``ValueError``."""
         name = type(self).__name__
         if self.path is not None and not isinstance(self.path, str):
@@ -335,9 +364,8 @@ class NeuralDataset(Dataset, ABC):
                 raise TypeError(f"{name}.stims[{s}] must be a floating-point tensor; got "
                                 f"{stim.dtype}.")
             self._validate_stim(s, stim)
-            if not _all_finite(stim):
-                raise ValueError(f"{name}.stims[{s}] contains NaN or infinite values; stims must "
-                                 "be finite (NaN marks missing data in responses only).")
+            if stim_values:
+                check_finite_stim(name, s, stim)
         if self._pending is not None and len(self._pending) != S:
             raise ValueError(f"{name}: responses has {len(self._pending)} rows but there are {S} "
                              "stims; give one row per stimulus.")
@@ -922,16 +950,3 @@ class NeuralDataset(Dataset, ABC):
 
     def _concat_copy_attrs(self, source: NeuralDataset) -> None:
         """Copy modality attributes from ``source`` onto a concatenation result (hook)."""
-
-
-def _all_finite(x: torch.Tensor) -> bool:
-    """``torch.isfinite(x).all()``; numpy's for CPU tensors, several times faster (warm loads)."""
-    if x.device.type == "cpu" and not x.requires_grad and x.dtype in (torch.float32,
-                                                                      torch.float64):
-        import numpy as np
-
-        # a finite sum proves every value finite; only an overflowing sum needs the full test
-        values = x.detach().numpy()
-        return bool(np.isfinite(np.add.reduce(values, axis=None))) or \
-            bool(np.isfinite(values).all())
-    return bool(torch.isfinite(x).all())

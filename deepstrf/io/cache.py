@@ -490,10 +490,10 @@ def load_entry(entry_dir: Path) -> tuple[BuiltData, dict[str, Any]]:
             stims.append(stim_flat[pos:pos + n].view(*shape))
             pos += n
         index = np.load(entry_dir / "index.npz")
-        resp_flat = torch.from_numpy(np.load(entry_dir / "responses.npy", mmap_mode="c"))
-        store = ResponseStore.from_flat(int(meta["n_neurons"]), resp_flat, index["T"],
-                                        index["offsets"], index["pair_stim_start"],
-                                        index["pair_neuron"], index["pair_reps"])
+        # each block maps its own region when used: a file open, whatever its size
+        store = ResponseStore.from_npy(int(meta["n_neurons"]), entry_dir / "responses.npy",
+                                       index["T"], index["offsets"], index["pair_stim_start"],
+                                       index["pair_neuron"], index["pair_reps"])
     except (OSError, ValueError, KeyError) as err:
         raise CacheError(f"could not read the cache entry {entry_dir}: {err}. Delete it (or "
                          "construct the dataset with cache='rebuild').") from err

@@ -18,6 +18,7 @@ from typing import TypeVar
 import torch
 
 from deepstrf._validation import check_choice
+from deepstrf.utils.packed import PackedBatch
 
 __all__ = [
     "METRIC_REDUCTIONS",
@@ -25,6 +26,7 @@ __all__ = [
     "check_tensor",
     "check_rank",
     "check_pred_responses",
+    "check_responses",
     "resolve_valid",
     "flat_pairs",
     "valid_structure",
@@ -75,12 +77,20 @@ def check_rank(name: str, value: torch.Tensor, layout: str) -> None:
         )
 
 
-def check_pred_responses(pred: object, responses: object) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check a prediction ``(B, N, 1, T)`` against responses ``(B, N, R, T)``."""
-    pred = check_tensor("pred", pred)
+def check_responses(responses: object) -> torch.Tensor | PackedBatch:
+    """Check batch responses: a ``(B, N, R, T)`` tensor or a :class:`PackedBatch`."""
+    if isinstance(responses, PackedBatch):
+        return responses
     responses = check_tensor("responses", responses)
-    check_rank("pred", pred, "BN1T")
     check_rank("responses", responses, "BNRT")
+    return responses
+
+
+def check_pred_responses(pred: object, responses: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check a prediction ``(B, N, 1, T)`` against responses ``(B, N, R, T)`` (or packed)."""
+    pred = check_tensor("pred", pred)
+    responses = check_responses(responses)
+    check_rank("pred", pred, "BN1T")
     if pred.shape[2] != 1:
         raise ValueError(
             f"pred must have a single repeat, shape (B, N, 1, T); got shape "
@@ -130,7 +140,18 @@ def resolve_valid(responses: torch.Tensor, mask: torch.Tensor | None) -> torch.T
 def flat_pairs(
     responses: torch.Tensor, mask: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Flatten ``(B, N, R, T)`` responses (and an explicit mask) to ``(B*N, R, T)`` pairs."""
+    """Flatten ``(B, N, R, T)`` responses (and an explicit mask) to ``(B*N, R, T)`` pairs.
+
+    A :class:`PackedBatch` is returned as is (``collect_pairs`` reduces its
+    pairs directly); it carries its validity, the NaN test on its values, so
+    it takes no ``mask``.
+    """
+    if isinstance(responses, PackedBatch):
+        if mask is not None:
+            raise ValueError("a PackedBatch holds only real rows and its validity is the NaN "
+                             "test on them; pass mask=None (batch['valid_mask'] of a packed "
+                             "batch is None).")
+        return responses, None
     n_stims, n_neurons, n_rep, n_time = responses.shape
     flat = responses.reshape(n_stims * n_neurons, n_rep, n_time)
     if mask is None:
@@ -212,10 +233,13 @@ _DOC_PARAMS = {
     "pred": """pred : Tensor
         Prediction ``(B, N, 1, T)``: one time course per stimulus and neuron.
         Values at invalid bins are ignored.""",
-    "responses": """responses : Tensor
+    "responses": """responses : Tensor or PackedBatch
         Responses ``(B, N, R, T)`` as :func:`~deepstrf.utils.data.neural_collate`
         makes them: repeats and time bins NaN-padded, an all-NaN ``(b, n)`` pair
-        for a stimulus the neuron never heard.""",
+        for a stimulus the neuron never heard. Or the same batch packed
+        (:class:`~deepstrf.utils.packed.PackedBatch`, from
+        :func:`~deepstrf.utils.data.packed_collate`): the result is the dense
+        one's, computed on the real rows only (``mask`` must then be None).""",
     "mask": """mask : Tensor or None, default None
         Boolean validity (True = valid) with the shape of ``responses`` or
         broadcastable to it. It replaces the NaN test: an element it marks

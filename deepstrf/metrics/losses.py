@@ -19,6 +19,7 @@ would turn ``0 * NaN`` into NaN).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -29,8 +30,10 @@ from deepstrf.metrics._masking import (
     check_pred_responses,
     fill_doc,
     flat_pairs,
+    pair_slices,
 )
-from deepstrf.metrics.quality import BlockStats, collect_pairs
+from deepstrf.metrics.quality import BlockStats, block_stats, collect_pairs
+from deepstrf.utils.packed import PackedBatch
 
 __all__ = ["mse_loss", "poisson_loss"]
 
@@ -99,28 +102,123 @@ def _collapse_repeats(
     )
 
 
+def _collapse_packed(pred: torch.Tensor, packed: PackedBatch) -> tuple[torch.Tensor, _Target]:
+    """:func:`_collapse_repeats` of a packed batch, on the pairs present only.
+
+    Returns ``(pair_index, target)``: the flat positions ``b * N + n`` of the
+    K pairs present and their :class:`_Target` with ``(K, 1, T)`` tensors
+    (``spread`` ``(K,)``). The repeats are reduced without gradient, one
+    stimulus and repeat count at a time, over the stimulus's own length
+    (never padded in repeats or time), straight into tables in the
+    prediction's dtype; the prediction is gathered once, so the graph holds
+    K rows instead of ``B * N``.
+    """
+    if not pred.dtype.is_floating_point:
+        raise TypeError(f"pred must be a floating-point tensor; got dtype {pred.dtype}.")
+    B, N, _, T = packed.shape
+    index = packed.pair_index
+    K = int(index.numel())
+    device, dtype = pred.device, pred.dtype
+    with torch.no_grad():
+        keep = torch.zeros((K, T), dtype=torch.bool, device=device)
+        count = torch.zeros((K, T), dtype=dtype, device=device)
+        mean = torch.zeros((K, T), dtype=dtype, device=device)
+        total = torch.zeros((K, T), dtype=dtype, device=device)
+        spread = torch.zeros(K, dtype=dtype, device=device)
+        reps, starts, pair_stim = packed.pair_reps, packed.pair_row_start, packed.pair_stim
+        # pairs are grouped by stimulus: [bounds[b], bounds[b + 1]) are stimulus b's
+        bounds = torch.searchsorted(pair_stim, torch.arange(B + 1)).tolist()
+        stim_start = packed.stim_row_start
+        for b in range(B):
+            pa, pe = bounds[b], bounds[b + 1]
+            if pe == pa:
+                continue
+            rows = packed.stim_rows(b).to(device)
+            T_b = rows.shape[1]
+            first = int(stim_start[b])
+            for R in torch.unique(reps[pa:pe]).tolist():
+                k = pa + torch.nonzero(reps[pa:pe] == R).reshape(-1)
+                src = ((starts[k] - first).unsqueeze(1) + torch.arange(R)).reshape(-1)
+                block = rows.index_select(0, src.to(device)).view(len(k), R, T_b)
+                for sl in pair_slices(len(k), R * T_b):
+                    st = block_stats(block[sl])
+                    dst = k[sl].to(device)
+                    c = torch.where(st.time_valid, st.n_rep.to(torch.float64).unsqueeze(1), 0.0)
+                    keep[dst, :T_b] = st.time_valid
+                    count[dst, :T_b] = c.to(dtype)
+                    mean[dst, :T_b] = st.psth.to(dtype)
+                    total[dst, :T_b] = (st.psth * c).to(dtype)
+                    spread[dst] = _pair_spread(st).to(dtype)
+    p = pred.reshape(B * N, T).index_select(0, index.to(device))
+    keep = keep.unsqueeze(1)
+    return index, _Target(
+        pred=torch.where(keep, p.unsqueeze(1), 0.0),
+        keep=keep,
+        repeats=count.unsqueeze(1),
+        total=total.unsqueeze(1),
+        mean=mean.unsqueeze(1),
+        spread=spread,
+    )
+
+
+def _pair_loss_terms(
+    pred: torch.Tensor,
+    responses: torch.Tensor | PackedBatch,
+    mask: torch.Tensor | None,
+    terms: Callable[[_Target], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
+    check: Callable[[_Target, torch.Tensor | None], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pair loss sums and valid-element counts, ``(B, N)`` each.
+
+    ``terms(target)`` gives the per-bin losses, their counts of valid
+    elements and an optional per-pair constant; ``check(target, index)``
+    inspects each target first (``index``: the pairs' flat positions, None
+    for the dense batch). A packed batch is reduced on its pairs present
+    (:func:`_collapse_packed`) and the sums scattered into the ``(B, N)``
+    grid, where absent pairs hold 0 as in the dense batch.
+    """
+    pred, responses = check_pred_responses(pred, responses)
+    if not isinstance(responses, PackedBatch):
+        t = _collapse_repeats(pred, responses, mask)
+        if check is not None:
+            check(t, None)
+        elements, count, constant = terms(t)
+        per_pair = elements.sum(dim=(2, 3))
+        if constant is not None:
+            per_pair = per_pair + constant
+        return per_pair, count.sum(dim=(2, 3))
+    flat_pairs(responses, mask)  # refuses an explicit mask
+    B, N = responses.B, responses.n_neurons
+    index, t = _collapse_packed(pred, responses)
+    index = index.to(pred.device)
+    if check is not None:
+        check(t, index)
+    elements, count, constant = terms(t)
+    values = elements.sum(dim=(1, 2))
+    if constant is not None:
+        values = values + constant
+    per_pair = pred.new_zeros(B * N).index_add(0, index, values)
+    counts = pred.new_zeros(B * N).index_add(0, index, count.sum(dim=(1, 2)).detach())
+    return per_pair.view(B, N), counts.view(B, N)
+
+
 def _reduce_loss(
-    elements: torch.Tensor,
+    per_pair: torch.Tensor,
     count: torch.Tensor,
     reduction: str,
-    constant: torch.Tensor | None = None,
     pool: str = "elements",
 ) -> torch.Tensor:
-    """Reduce per-bin losses ``(B, N, 1, T)``, each summing ``count`` valid elements.
+    """Reduce per-pair loss sums ``(B, N)``, each summing ``count`` ``(B, N)`` valid elements.
 
-    ``constant`` ``(B, N)`` holds prediction-independent terms added per pair.
     ``pool='neurons'``: ``'mean'`` / ``'sum'`` of the per-neuron means over the
     neurons that have data (NaN / 0 when none has).
     """
-    per_pair = elements.sum(dim=(2, 3))
-    if constant is not None:
-        per_pair = per_pair + constant
     if pool == "elements" and reduction == "sum":
         return per_pair.sum()
     if pool == "elements" and reduction == "mean":
         n_valid = count.sum()
         return torch.where(n_valid > 0, per_pair.sum() / n_valid.clamp(min=1), float("nan"))
-    n_valid = count.sum(dim=(0, 2, 3))
+    n_valid = count.sum(dim=0)
     per_neuron = per_pair.sum(dim=0) / n_valid.clamp(min=1)
     if reduction == "none":
         return torch.where(n_valid > 0, per_neuron, float("nan"))
@@ -175,13 +273,16 @@ def mse_loss(
     %(validity)s
     """
     _check_options(reduction, target, pool)
-    t = _collapse_repeats(pred, responses, mask)
-    if target == "psth":
-        count = t.keep.to(t.pred.dtype)
-        elements = torch.where(t.keep, (t.pred - t.mean).square(), 0.0)
-        return _reduce_loss(elements, count, reduction, pool=pool)
-    elements = torch.where(t.keep, t.repeats * (t.pred - t.mean).square(), 0.0)
-    return _reduce_loss(elements, t.repeats, reduction, constant=t.spread, pool=pool)
+
+    def terms(t: _Target) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        if target == "psth":
+            return (torch.where(t.keep, (t.pred - t.mean).square(), 0.0),
+                    t.keep.to(t.pred.dtype), None)
+        return torch.where(t.keep, t.repeats * (t.pred - t.mean).square(), 0.0), t.repeats, \
+            t.spread
+
+    per_pair, count = _pair_loss_terms(pred, responses, mask, terms)
+    return _reduce_loss(per_pair, count, reduction, pool=pool)
 
 
 @fill_doc
@@ -242,25 +343,37 @@ def poisson_loss(
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False; got {flag!r}.")
     eps = check_positive("eps", eps, allow_zero=True)
-    t = _collapse_repeats(pred, responses, mask)
-    if validate_input and not log_input:
+
+    def check(t: _Target, index: torch.Tensor | None) -> None:
+        if not validate_input or log_input:
+            return
         with torch.no_grad():
             negative = t.keep & (t.pred < 0)
             n_negative = int(negative.sum())
         if n_negative:
-            b, n, _, k = (int(i) for i in negative.nonzero()[0])
+            where = negative.nonzero()[0]
+            if index is None:
+                b, n, _, k = (int(i) for i in where)
+            else:
+                n_neurons = pred.shape[1]
+                flat, k = int(index[where[0]]), int(where[2])
+                b, n = divmod(flat, n_neurons)
             raise ValueError(
                 f"poisson_loss(log_input=False, validate_input=True): pred is negative at "
                 f"{n_negative} valid bin(s), e.g. pred[{b}, {n}, 0, {k}] = "
                 f"{float(pred[b, n, 0, k]):g}; a rate must be >= 0. Use a non-negative output "
                 f"(softplus, exp), or pass log_input=True if pred is a log-rate.")
-    if target == "psth":
-        count, total = t.keep.to(t.pred.dtype), t.mean
-    else:
-        count, total = t.repeats, t.total
-    if log_input:
-        elements = count * torch.exp(t.pred) - total * t.pred
-    else:
-        elements = count * t.pred - total * torch.log(t.pred.clamp(min=0) + eps)
-    elements = torch.where(t.keep, elements, 0.0)
-    return _reduce_loss(elements, count, reduction, pool=pool)
+
+    def terms(t: _Target) -> tuple[torch.Tensor, torch.Tensor, None]:
+        if target == "psth":
+            count, total = t.keep.to(t.pred.dtype), t.mean
+        else:
+            count, total = t.repeats, t.total
+        if log_input:
+            elements = count * torch.exp(t.pred) - total * t.pred
+        else:
+            elements = count * t.pred - total * torch.log(t.pred.clamp(min=0) + eps)
+        return torch.where(t.keep, elements, 0.0), count, None
+
+    per_pair, count = _pair_loss_terms(pred, responses, mask, terms, check)
+    return _reduce_loss(per_pair, count, reduction, pool=pool)

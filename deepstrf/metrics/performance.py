@@ -29,6 +29,7 @@ from deepstrf.metrics._masking import (
     METRIC_REDUCTIONS,
     check_pred_responses,
     check_rank,
+    check_responses,
     check_tensor,
     fill_doc,
     flat_pairs,
@@ -201,9 +202,7 @@ def _neuron_quality(
 
 
 def _check_responses(responses: object) -> torch.Tensor:
-    responses = check_tensor("responses", responses)
-    check_rank("responses", responses, "BNRT")
-    return responses
+    return check_responses(responses)
 
 
 def _finish(values: torch.Tensor, reduction: str, dtype: torch.dtype) -> torch.Tensor:

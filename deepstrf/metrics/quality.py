@@ -46,6 +46,7 @@ from deepstrf.metrics._masking import (
     valid_structure,
     zero_variance,
 )
+from deepstrf.utils.packed import PackedBatch
 
 __all__ = [
     "BlockStats",
@@ -159,7 +160,14 @@ def collect_pairs(
     dict of tensors with ``len(sl)`` rows; the result holds each key's
     concatenation over all ``K`` pairs. Chunking keeps the float64
     temporaries small.
+
+    ``responses`` may also be a :class:`~deepstrf.utils.packed.PackedBatch`
+    (with ``mask=None``): the result is then that of its dense ``(B*N, R,
+    T)`` pairs, computed on the pairs present only (see
+    :func:`_collect_packed`).
     """
+    if isinstance(responses, PackedBatch):
+        return _collect_packed(responses, per_chunk, gram=gram)
     n_pairs, n_rep, n_time = responses.shape
     parts: dict[str, list[torch.Tensor]] = {}
     # An empty input still goes through once so every key is present.
@@ -170,6 +178,50 @@ def collect_pairs(
         for key, value in per_chunk(stats, sl).items():
             parts.setdefault(key, []).append(value)
     return {key: torch.cat(values) for key, values in parts.items()}
+
+
+def _collect_packed(
+    packed: PackedBatch,
+    per_chunk: Callable[[BlockStats, torch.Tensor], dict[str, torch.Tensor]],
+    *,
+    gram: bool,
+) -> dict[str, torch.Tensor]:
+    """:func:`collect_pairs` of a packed batch's dense pairs, from the real rows only.
+
+    The pairs present are reduced in groups of equal repeat count (padded in
+    time to ``T_max`` as the dense batch is, never in repeats: an invalid
+    repeat slot adds nothing to any statistic), and ``per_chunk`` gets their
+    flat positions ``b * N + n`` instead of a slice, so it indexes a dense
+    prediction the same way. Every absent pair of the dense batch is all NaN,
+    so they all share one result, computed once on an all-NaN pair: the
+    per-chunk functions of the metrics mask the prediction by validity
+    before using it, so a pair without data never depends on it.
+    """
+    B, N, _, T = packed.shape
+    n_total = B * N
+    covered = torch.zeros(n_total, dtype=torch.bool)
+    parts: list[tuple[torch.Tensor, dict[str, torch.Tensor]]] = []
+    for index, block in packed.repeat_groups(T):
+        n_pairs, n_rep, _ = block.shape
+        for sl in pair_slices(n_pairs, n_rep * T):
+            idx = index[sl]
+            parts.append((idx, per_chunk(block_stats(block[sl], None, gram=gram), idx)))
+        covered[index] = True
+    missing = torch.nonzero(~covered).reshape(-1)
+    template = None
+    if len(missing) or not parts:
+        empty = torch.full((1, 1, T), float("nan"), dtype=packed.dtype, device=packed.device)
+        template = per_chunk(block_stats(empty, None, gram=gram), missing[:1])
+    first = parts[0][1] if parts else template
+    out: dict[str, torch.Tensor] = {}
+    for key, value in first.items():
+        table = value.new_empty((n_total, *value.shape[1:]))
+        if template is not None:
+            table[missing] = template[key]
+        for idx, values in parts:
+            table[idx.to(table.device)] = values[key]
+        out[key] = table
+    return out
 
 
 def _constant_pairs(stats: BlockStats) -> torch.Tensor:

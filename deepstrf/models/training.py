@@ -15,13 +15,16 @@ __all__ = ["fit_gradient"]
 def fit_gradient(model: torch.nn.Module, ds: Any, train_stims: Sequence[int], *,
                  loss: str = "poisson", epochs: int = 20, lr: float = 1e-2,
                  batch_size: int = 8, weight_decay: float = 0.0, seed: int = 0,
-                 progress: bool | None = None) -> list[float]:
+                 progress: bool | None = None, packed: bool = False) -> list[float]:
     """Train ``model`` (stims ``(B, 1, F, T)`` -> ``(B, N, 1, T)``) with Adam.
 
     Padding and missing (stim, neuron) pairs never contribute: the losses of
     :mod:`deepstrf.metrics` take the batch's ``valid_mask``. ``'poisson'``
     expects non-negative rates (use an output nonlinearity such as
-    ``'softplus'`` or ``'exp'``); ``'mse'`` takes any output.
+    ``'softplus'`` or ``'exp'``); ``'mse'`` takes any output. ``packed=True``
+    trains on :class:`~deepstrf.utils.packed.PackedBatch` es (the real rows
+    only; the same losses and gradients, faster and smaller when most of the
+    dense batch would be padding).
 
     Returns
     -------
@@ -38,7 +41,7 @@ def fit_gradient(model: torch.nn.Module, ds: Any, train_stims: Sequence[int], *,
     epochs = check_int("epochs", epochs, minimum=1)
     lr = check_positive("lr", lr)
     criterion = poisson_loss if loss == "poisson" else mse_loss
-    loader = stim_loader(ds, train_stims, batch_size=batch_size, shuffle=True,
+    loader = stim_loader(ds, train_stims, batch_size=batch_size, shuffle=True, packed=packed,
                          generator=torch.Generator().manual_seed(seed))
     optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     history = []

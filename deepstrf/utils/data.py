@@ -17,9 +17,11 @@ import torch.utils.data
 from deepstrf.datasets._storage import ResponseStore, is_sentinel
 from deepstrf.datasets.neural_dataset import NeuralDataset
 from deepstrf.errors import ContractError, ContractTypeError
+from deepstrf.utils.packed import PackedBatch, PackedView, packed_collate, packed_loader
 
 __all__ = ["neural_collate", "concat_neural_datasets", "assemble_batch", "stim_loader",
-           "release_batch_memory"]
+           "release_batch_memory", "PackedBatch", "PackedView", "packed_collate",
+           "packed_loader"]
 
 _NAN = float("nan")
 _CORE_KEYS = ("stims", "responses", "valid_mask", "stim_meta")
@@ -359,7 +361,8 @@ def neural_collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def stim_loader(ds: NeuralDataset, stims: Sequence[int], *, batch_size: int = 8,
-                shuffle: bool = False, **kwargs: Any) -> torch.utils.data.DataLoader:
+                shuffle: bool = False, packed: bool = False,
+                **kwargs: Any) -> torch.utils.data.DataLoader:
     """A ``DataLoader`` (with :func:`neural_collate`) over the given stimuli only.
 
     Unlike ``ds.select_stims(stims)``, this keeps the current neuron axis:
@@ -375,23 +378,38 @@ def stim_loader(ds: NeuralDataset, stims: Sequence[int], *, batch_size: int = 8,
     batch_size, shuffle, **kwargs
         Passed to ``torch.utils.data.DataLoader`` (``num_workers``,
         ``generator``...).
+    packed : bool, default False
+        Yield :class:`~deepstrf.utils.packed.PackedBatch` es (built from the
+        storage, collated by :func:`packed_collate`) instead of dense batches.
     """
     from torch.utils.data import DataLoader, Subset
+
+    if not isinstance(packed, bool):
+        raise TypeError(f"packed must be True or False; got {packed!r}.")
 
     if ds.S_sel is not None:
         raise ValueError("stim_loader takes the stimuli explicitly, but a stimulus selection is "
                          f"active ({len(ds.S_sel)} stims), which would silently drop the others "
                          "and can hide neurons; call ds.reset_stim_selection() first.")
     if "collate_fn" in kwargs:
-        raise TypeError("stim_loader always collates with neural_collate; use DataLoader "
-                        "directly for another collate_fn.")
+        raise TypeError("stim_loader always collates with neural_collate (packed_collate "
+                        "with packed=True); use DataLoader directly for another collate_fn.")
+    chosen = _stim_positions(ds, stims)
+    if packed:
+        return DataLoader(Subset(PackedView(ds), chosen), batch_size=batch_size,
+                          shuffle=shuffle, collate_fn=packed_collate, **kwargs)
+    return DataLoader(Subset(ds, chosen), batch_size=batch_size, shuffle=shuffle,
+                      collate_fn=neural_collate, **kwargs)
+
+
+def _stim_positions(ds: NeuralDataset, stims: Sequence[int]) -> list[int]:
+    """Positions in ``ds`` of those of ``stims`` that have data for the selected neurons."""
     position = {s: i for i, s in enumerate(ds.iterable_stims)}
     chosen = [position[int(s)] for s in stims if int(s) in position]
     if not chosen:
         raise ValueError("none of the given stimuli has data for the selected neurons; check "
                          "the stimulus indices and the neuron selection.")
-    return DataLoader(Subset(ds, chosen), batch_size=batch_size, shuffle=shuffle,
-                      collate_fn=neural_collate, **kwargs)
+    return chosen
 
 
 def _common_class(datasets: Sequence[NeuralDataset]) -> type:
