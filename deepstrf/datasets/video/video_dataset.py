@@ -173,11 +173,11 @@ class VideoNeuralDataset(NeuralDataset):
                                  nrn_meta=nrn_meta, path=path, **attributes)  # type: ignore
 
     # ------------------------------------------------------------------ contract
-    def _check_contract(self) -> None:
+    def _check_contract(self, *, stim_values: bool = True) -> None:
         # a subclass that filled the lists without C, H, W or frame_rate_hz gets them from
         # its first movie (and one frame per bin), as from_data does
         self._infer_attributes()
-        super()._check_contract()
+        super()._check_contract(stim_values=stim_values)
 
     @property
     def frames_per_bin(self) -> int:
