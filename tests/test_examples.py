@@ -32,6 +32,10 @@ EXPECTED = {
                             r"Espejo NAT: 4 stims, 5 neurons, 17 recorded pairs\n"
                             r"Espejo VMN: 5 stims, 7 neurons, 21 recorded pairs\n"
                             r"Wingert 2026: 14 stims, 10 neurons, 36 recorded pairs",
+    "dataset_crcns_ac1.py": r"AC1: 6 stims, 4 neurons \(spikes, subthreshold, subthreshold, "
+                            r"subthreshold\); Wehr cell 20020501-mw-003: gating dropped 3 of 12 "
+                            r"repeats; MGB cell 20060720-ha2-001: [1-9]\d+ spikes detected in "
+                            r"3 stims x 4 repeats",
     "dataset_alice_eeg.py": r"TRF of channel \d+: validation r = 0\.[89]\d; "
                             r"correlation with the simulated kernel 0\.[89]\d",
 }
