@@ -115,13 +115,17 @@ print(f"Wehr cell {cell}: gating dropped {n_dropped} of {n_total} repeats ({wher
       "nrn_meta['gated_repeats']:")
 for reason in wehr.nrn_meta[neuron]["gated_repeats"]:
     print(f"  {reason}")
+# each entry reads '<category>/<file> <trial file>: <reason>'
+reasons = {"wehr/" + r.split(" ", 1)[0]: r.split(": ", 1)[1]
+           for r in wehr.nrn_meta[neuron]["gated_repeats"]}
 
 # %%
 # One Wehr stimulus: its spectrogram (the lab's log spectrogram in dB; the bands above the
 # 44.1 kHz wav's Nyquist frequency are silence and left out of the picture), one repeat as
 # recorded and the baseline the detrending subtracts, and every repeat after detrending, the
-# gated one (here of reversed polarity) dashed, with the mean of the kept ones.
-stim = 2
+# gated one dashed, with the mean of the kept ones. The stimulus is the one whose gated repeat
+# failed the consistency test (reversed polarity: r < 0.05 with the others).
+stim = next(s for s in gated if reasons[wehr.stim_meta[s]["name"]].startswith("r = "))
 dt = wehr.dt
 spec = wehr.stims[stim][0].numpy()
 spec = spec[:spec.shape[0] - wehr.stim_meta[stim]["n_bands_above_nyquist"]]
@@ -142,13 +146,11 @@ axes[1].plot(t, raw_rows[0] - all_rows[0], color="tab:orange", lw=1.5,
 axes[1].set(ylabel="Vm (mV)")
 headroom(axes[1])
 axes[1].legend(loc="upper right", fontsize=8, frameon=False)
-for i, row in enumerate(all_rows):
-    if i in gated[stim]:
-        axes[2].plot(t, row, "--", color="tab:red", lw=1.2, label=f"repeat {i}: gated")
-    else:
-        axes[2].plot(t, row, color="0.7", lw=0.8,
-                     label="kept repeats" if i == min(set(range(len(all_rows))) - set(gated[stim]))
-                     else None)
+for i in [i for i in range(len(all_rows)) if i not in gated[stim]]:
+    axes[2].plot(t, all_rows[i], color="0.7", lw=0.8)
+axes[2].lines[0].set_label("kept repeats")
+for i in gated[stim]:
+    axes[2].plot(t, all_rows[i], "--", color="tab:red", lw=1.2, label=f"repeat {i}: gated")
 axes[2].plot(t, np.nanmean(kept, axis=0), color="k", lw=1.5, label=f"mean of {len(kept)} kept")
 axes[2].set(xlabel="time (s)", ylabel="detrended Vm (mV)")
 headroom(axes[2])
@@ -159,7 +161,6 @@ axes[2].legend(loc="upper right", fontsize=8, frameon=False, ncols=3)
 # 40 mV block and a reversed repeat), each against the kept repeats, with the reason the
 # loader recorded. The gating tests the 4 kHz trace; the pictures show 5 ms means, so the
 # 2.5 ms artefact peaks lower than the 160 mV it reached.
-reasons = {r.split(" ", 1)[0]: r.split(": ", 1)[1] for r in wehr.nrn_meta[neuron]["gated_repeats"]}
 fig, axes = plt.subplots(1, len(gated), figsize=(9, 3), layout="constrained")
 for ax, (s, rows) in zip(axes, gated.items()):
     ts = np.arange(wehr.responses[s][neuron].shape[1]) * dt / 1000.0
@@ -167,7 +168,7 @@ for ax, (s, rows) in zip(axes, gated.items()):
         ax.plot(ts, row, color="0.7", lw=0.8)
     for i in rows:
         ax.plot(ts, ungated.responses[s][neuron][i].numpy(), color="tab:red", lw=1)
-    name = wehr.stim_meta[s]["name"].split("/", 1)[1]
+    name = wehr.stim_meta[s]["name"]
     ax.set(title=f"{name}, repeat {', '.join(map(str, rows))} (red)\n{reasons.get(name, '')}",
            xlabel="time (s)")
     ax.title.set_fontsize(8)
@@ -180,7 +181,7 @@ axes[0].set_ylabel("detrended Vm (mV)")
 # window (the red line, the mean over repeats).
 mgb = load(experimenter="asari", sites="MGB", smooth=False)
 m = mgb.nrn_meta[0]
-stim = int(np.argmax([r[0].shape[0] * r[0].shape[1] for r in mgb.responses]))
+stim = int(np.argmax([r[0].shape[1] for r in mgb.responses]))    # the longest sequence
 spikes = int(np.nansum(np.concatenate([r[0].numpy().ravel() for r in mgb.responses])))
 fig = plt.figure(figsize=(7, 4.5), layout="constrained")
 plot_spectrogram_raster_psth(mgb, stim, 0, fig=fig, title=f"{mgb.stim_meta[stim]['name']}, MGB "
