@@ -14,7 +14,7 @@ file, an epoch table saying when each sound played), read by one shared reader
   sounds (``stimuli='nat'``, about 540 units from 35 sites, 18-band cochleagrams) and
   vocalization-modulated noise (``stimuli='vmn'``, about 200 units from 103 sites, 2 envelopes),
   each a ``.tgz`` of per-session recording archives read in place; a test sound is one a site
-  played as often as its most repeated one.
+  played as often as its most repeated one (when that is more than once).
 * **Wingert 2026** (Wingert, Parida, Norman-Haignere & David): 3128 labelled units of A1, PEG,
   AC and HC from four ferrets, one archive per session (64-67 sessions), each session playing
   about ten 20 s sequences of natural sounds (32 gammatone bands); a sound is a stimulus *per
@@ -121,17 +121,19 @@ show(espejo_vmn, quirks, "Espejo VMN")
 # %%
 # Wingert 2026: five sessions, some with silent flanks around the sound (0.5 s here, 1 s in
 # the release) and some without; each session's copy of a test sound (``STIM_00seq...``) is
-# its own stimulus. By default
-# (``scaling='deepstrf'``) stims and responses are min-max scaled after loading, as deepSTRF
-# does; ``scaling='none'`` keeps spike counts per bin, which is what the PSTH shows.
+# its own stimulus. By default (``scaling='deepstrf'``) stims and responses are min-max scaled
+# after loading, as deepSTRF does; ``scaling='none'`` keeps spike counts per bin, which is what
+# the PSTH shows. Units without an area in ``cell_list.csv`` are left out unless
+# ``include_unlabeled=True``.
 win = write_wingert2026(folder / "Wingert2026" / "raw", seed=1)
 wingert, quirks = load(Wingert2026Dataset, win.root, scaling="none")
 show(wingert, quirks, "Wingert 2026")
 sessions = sorted({m["session"] for m in wingert.stim_meta})
 copies = sum(m["name"] == wingert.stim_meta[0]["name"] for m in wingert.stim_meta)
+unlabelled = sorted({r["siteid"] for r in win.rows if not r["area"]})
 print(f"  areas {sorted({m['area'] for m in wingert.nrn_meta})}; sessions {sessions} "
-      f"({wingert.stim_meta[0]['name']} is {copies} stimuli, one per session); PRN020b's "
-      "units have no area and are left out (include_unlabeled=True keeps them)")
+      f"({wingert.stim_meta[0]['name']} is {copies} stimuli, one per session); left out, "
+      f"units without an area: {unlabelled}")
 
 # %%
 # The four loads at a glance: the recorded pairs are the True entries of ``ds.nrn_masks``
