@@ -1,5 +1,5 @@
 """CRCNS AC1: membrane potential and cell-attached spikes, on a simulated release.
-==============================================================================
+===============================================================================
 
 CRCNS AC1 (Asari, Wehr, Machens & Zador) holds intracellular recordings from anaesthetised rats
 to natural sounds, in two experimenters' subsets standardised by H. Asari as MATLAB structs:
