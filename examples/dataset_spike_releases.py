@@ -1,13 +1,12 @@
-"""Spike-time releases: NS1, Le 2025 and NAT4, one simulated stimulus each.
-=========================================================================
+"""Spike-time releases: NS1 and Le 2025, one simulated stimulus each.
+==================================================================
 
-Three releases of sorted single units, each in a format of its own. NS1 (Harper et al. 2016,
+Two releases of sorted single units, each in a format of its own. NS1 (Harper et al. 2016,
 ferret A1) keeps spike times in MATLAB structs per unit, beside a precomputed cochleagram of its
 natural sounds. Le 2025 (Le, Bjoring & Meliza, zebra finch auditory pallium) has one ``.pprox``
 JSON file of trials per unit and experiment, its stimuli being songs whose motifs are occluded in
-various ways. NAT4 (Pennington & David, ferret A1 and PEG) is a NEMS recording of a whole area: an
-18-band spectrogram and a raster for the estimation sounds, plus per-site spike times for the
-repeated validation sounds. ``deepstrf.testing.fixtures`` writes a miniature release of each in
+various ways. (The David-lab NEMS releases, NAT4 among them, have a page of their own:
+``dataset_david_lab.py``.) ``deepstrf.testing.fixtures`` writes a miniature release of each in
 its exact format from simulated neurons, and the real dataset class loads it. For each, this page
 shows the spectrogram of one stimulus with the raster and PSTH of one neuron that heard it. With
 the real files, drop the fixture and point ``path=`` at them.
@@ -25,17 +24,15 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from deepstrf.datasets.audio import Le2025Dataset, NAT4Dataset, NS1Dataset
+from deepstrf.datasets.audio import Le2025Dataset, NS1Dataset
 from deepstrf.errors import DataQuirkWarning
 from deepstrf.plotting import plot_spectrogram_raster_psth
 from deepstrf.testing.fixtures.le_2025 import write_le_2025
-from deepstrf.testing.fixtures.nat4 import write_nat4
-from deepstrf.testing.fixtures.ns1 import write_ns1
+from deepstrf.testing.fixtures.ns1 import NS1Quirks, write_ns1
 
 logging.getLogger("deepstrf").setLevel(logging.ERROR)  # "smaller than the real release"
-# The miniature trees plant some of each release's known quirks (a cell in no site file, ids
-# written two ways...). The loaders tolerate them and say so with a DataQuirkWarning each; a
-# cached build also records them in its manifest. Here they are collected and printed.
+# A loader tolerates the known quirks of its release and says so with a DataQuirkWarning each;
+# a cached build also records them in its manifest. Here they are collected and printed.
 
 
 def load(cls, *args, **kwargs):
@@ -64,8 +61,10 @@ def show(ds, title):
 
 # %%
 # NS1: natural sounds at 20 repeats in the release (3 here), spike times per unit in
-# ``.mat`` structs, 5 ms bins.
-info = write_ns1(folder / "NS1" / "raw", n_units=3, n_repeats=3, seed=1)
+# ``.mat`` structs, 5 ms bins. One of the release's quirks is planted: a unit whose metadata
+# names its spike file without the ``_1`` suffix the file has.
+info = write_ns1(folder / "NS1" / "raw", n_units=3, n_repeats=3, seed=1,
+                 quirks=NS1Quirks(missing_suffix=1))
 show(load(NS1Dataset, info.root, dt_ms=5.0), "NS1")
 
 # %%
@@ -73,10 +72,4 @@ show(load(NS1Dataset, info.root, dt_ms=5.0), "NS1")
 # experiment.
 le = write_le_2025(folder / "Le2025" / "tree", experiments=("nat8a",), n_motifs=2, seed=1)
 show(load(Le2025Dataset, le.root, experiment="nat8a", dt_ms=5.0), "Le 2025")
-
-# %%
-# NAT4: one NEMS recording per area (A1 here), 18-band spectrograms at 10 ms distributed with
-# the spikes, the validation sounds repeated.
-nat = write_nat4(folder / "NAT4" / "raw", area="A1", n_est=2, n_val=1, n_val_repeats=4, seed=1)
-show(load(NAT4Dataset, nat.root), "NAT4 A1")
 tmp.cleanup()

@@ -26,7 +26,16 @@ EXPECTED = {
                                     r"valid values \d+",
     "neuron_quality.py": r"reliable neurons: \d+ of 16; stimuli in use: \d+",
     "dataset_crcns_aa.py": r"CRCNS AA4: CRCNSAA4Dataset\(S=3 stims; N=2 neurons",
-    "dataset_spike_releases.py": r"NAT4 A1: NAT4Dataset\(S=3 stims; N=6 neurons; dt=10 ms",
+    "dataset_spike_releases.py": r"(?s)NS1: NS1Dataset\(S=20 stims; N=3 neurons; dt=5 ms.*"
+                                 r"Le 2025: Le2025Dataset\(S=18 stims; N=4 neurons; dt=5 ms",
+    "dataset_david_lab.py": r"NAT4 A1: 3 stims, 6 neurons, 16 recorded pairs\n"
+                            r"Espejo NAT: 4 stims, 5 neurons, 17 recorded pairs\n"
+                            r"Espejo VMN: 5 stims, 7 neurons, 21 recorded pairs\n"
+                            r"Wingert 2026: 14 stims, 10 neurons, 36 recorded pairs",
+    "dataset_crcns_ac1.py": r"AC1: 6 stims, 4 neurons \(spikes, subthreshold, subthreshold, "
+                            r"subthreshold\); Wehr cell 20020501-mw-003: gating dropped 3 of 12 "
+                            r"repeats; MGB cell 20060720-ha2-001: [1-9]\d+ spikes detected in "
+                            r"3 stims x 4 repeats",
     "dataset_alice_eeg.py": r"TRF of channel \d+: validation r = 0\.[89]\d; "
                             r"correlation with the simulated kernel 0\.[89]\d",
     "video_dataset.py": r"median filter correlation with the truth: 0\.[89]\d \(worst 0\.[89]\d\)",

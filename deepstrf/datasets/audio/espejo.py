@@ -45,6 +45,7 @@ stimuli : {'nat', 'vmn'}, default 'nat'
 %(dt_ms)s
     Default 10.0; must be a multiple of 10 ms (the release's bin).
 subset : {'all', 'estimation', 'test'}, default 'all'
+    Every sound, or only those of that ``split``.
 cells : 'all' or sequence of str, optional
     Cell ids to keep (None or 'all': every cell); an unknown id is an error.
 %(smooth)s
