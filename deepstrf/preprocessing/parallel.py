@@ -32,7 +32,8 @@ Warnings a task gives (a :class:`~deepstrf.errors.DataQuirkWarning` about a
 file, say) are recorded where it runs and given again in this process, in
 input order, under this process's warning filters: a warning given in a
 worker process would otherwise be lost, so what a build reports would depend
-on ``n_jobs``.
+on ``n_jobs``. All of deepstrf's own warnings are recorded; others only where
+the filters of the process running the task would show them.
 """
 
 from __future__ import annotations
@@ -100,8 +101,14 @@ class _Done:
 
     def rewarn(self) -> Any:
         for category, message, filename, lineno in self.caught:
-            warnings.warn_explicit(message, category, filename, lineno)
+            # one registry per source file, as warnings.warn keeps per module, so 'default'
+            # and 'once' filters show a repeated warning once here too
+            warnings.warn_explicit(message, category, filename, lineno,
+                                   registry=_REGISTRIES.setdefault(filename, {}))
         return self.value
+
+
+_REGISTRIES: dict[str, dict[Any, Any]] = {}
 
 
 class _Call:
@@ -111,8 +118,13 @@ class _Call:
         self.func = func
 
     def __call__(self, index: int, item: Any) -> Any:
+        from deepstrf.errors import DeepSTRFWarning
+
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+            # deepstrf's own warnings (data quirks...) are all recorded, to be given again in
+            # the caller under its filters; others follow the filters where the task runs (a
+            # worker's import-time DeprecationWarning stays quiet, as it would without this)
+            warnings.simplefilter("always", DeepSTRFWarning)
             try:
                 # Same thread count everywhere -> same float rounding (module docstring).
                 with _controller().limit(limits=TASK_THREADS):

@@ -69,6 +69,7 @@ spec_zscore : bool, default True
 subset : {'all', 'estimation', 'test'}, default 'all'
     The published split.
 animals : 'all' or sequence of {'b', 'c', 'f'}
+    The monkeys (``animal_id``), by their one-letter ids; 'all' (default): all three.
 areas : None or sequence of str
     Area groups (``'core'``, ``'non-primary'``; ``'primary'`` for core) or
     fine areas (``'A1'``, ``'R'``, ``'ML'``, ``'AL'``, ``'CL'``, ``'CPB'``,
