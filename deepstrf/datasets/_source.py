@@ -217,6 +217,25 @@ class SourceDataset(ABC):
                               if m not in left_out)
         return files, archives, required, fingerprinted
 
+    def _needs_of(self, wanted: list[tuple[str, str]]) -> tuple[tuple[RemoteFile, ...],
+                                                               tuple[ArchiveSpec, ...],
+                                                               tuple[str, ...], tuple[str, ...]]:
+        """:meth:`_needs` from ``(path on disk, remote file name)`` pairs chosen by a module.
+
+        For modules whose needs depend on what is already on disk (an archive or the folder it
+        extracts to): the remote files named, ``wav.zip`` and the declared archives in
+        waveform mode, and the paths both required and fingerprinted.
+        """
+        wanted = list(wanted)
+        archives: tuple[ArchiveSpec, ...] = ()
+        if getattr(self._front_end, "return_waveform", False):
+            wanted.append(("wav", "wav.zip"))
+            archives = type(self).archives
+        names = {w[1] for w in wanted}
+        files = tuple(f for f in type(self).remote_files if f.name in names)
+        required = tuple(w[0] for w in wanted)
+        return files, archives, required, required
+
     @classmethod
     def download_raw(cls, path: Any = None, *, username: str | None = None,
                      password: str | None = None, progress: bool | None = None,

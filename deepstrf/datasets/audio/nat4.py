@@ -152,13 +152,7 @@ class NAT4Dataset(AudioSourceDataset):
         wanted = [either(names["pop"], ".tgz"), (names["pred"], names["pred"])]
         if params["subset"] != "est":
             wanted.append(either(names["sites"], ".zip"))
-        archives: tuple[ArchiveSpec, ...] = ()
-        if self._front_end.return_waveform:
-            wanted.append(("wav", "wav.zip"))
-            archives = self.archives
-        files = tuple(f for f in self.remote_files if f.name in {w[1] for w in wanted})
-        required = tuple(w[0] for w in wanted)
-        return files, archives, required, required
+        return self._needs_of(wanted)
 
     def _parse(self, raw_dir: Path, params: Mapping[str, Any], n_jobs: int | None,
                progress: bool | None) -> Recording:

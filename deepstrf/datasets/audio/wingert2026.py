@@ -193,14 +193,7 @@ class Wingert2026Dataset(AudioSourceDataset):
         raw = self._raw_hint  # the archive, or the folder it extracts to
         rec = "recordings" if (raw / "recordings").is_dir() and \
             not (raw / "recordings.zip").exists() else "recordings.zip"
-        wanted = [("cell_list.csv", "cell_list.csv"), (rec, "recordings.zip")]
-        archives: tuple[ArchiveSpec, ...] = ()
-        if self._front_end.return_waveform:
-            wanted.append(("wav", "wav.zip"))
-            archives = self.archives
-        files = tuple(f for f in self.remote_files if f.name in {w[1] for w in wanted})
-        required = tuple(w[0] for w in wanted)
-        return files, archives, required, required
+        return self._needs_of([("cell_list.csv", "cell_list.csv"), (rec, "recordings.zip")])
 
     def _parse(self, raw_dir: Path, params: Mapping[str, Any], n_jobs: int | None,
                progress: bool | None) -> Recording:
