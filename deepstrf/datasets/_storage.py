@@ -241,6 +241,9 @@ class _GatherPlan:
     #: ResponseStore.gather_plan), made on first use.
     item_index: torch.Tensor | None = None
     item_row_valid: torch.Tensor | None = None
+    #: Output rows of the kept rows (in block order) and of the padding rows.
+    item_dst: torch.Tensor | None = None
+    item_pad: torch.Tensor | None = None
 
     @property
     def n_rows(self) -> int:
@@ -801,21 +804,35 @@ class ResponseStore:
         """
         n, T, R = plan.n_rows, plan.T, plan.R
         index, row_valid = plan.item_index, plan.item_row_valid
+        dst, pad = plan.item_dst, plan.item_pad
         if index is None or index.numel() != n_sel * R:
             rows = np.full(n_sel * R, n, dtype=np.int64)
-            rows[plan.n_idx * R + plan.r_idx] = np.arange(n)
+            where = plan.n_idx * R + plan.r_idx
+            rows[where] = np.arange(n)
             index, row_valid = torch.from_numpy(rows), torch.from_numpy(rows < n)
+            dst, pad = torch.from_numpy(where), torch.from_numpy(np.flatnonzero(rows == n))
             block_bytes = self._blocks[plan.s].numel * 4
             if rows.nbytes * 16 <= max(block_bytes, 1 << 16):
                 plan.item_index, plan.item_row_valid = index, row_valid
+                plan.item_dst, plan.item_pad = dst, pad
         block = self._blocks[plan.s]
         data = block.data if plan.src_t is None else block.data.index_select(0, plan.src_t)
-        ext = torch.cat((data, _nan_row(T)))
-        out = torch.index_select(ext, 0, index).view(n_sel, R, T)
-        if block.nan_free:
-            mask = row_valid.view(-1, 1).expand(n_sel * R, T).clone().view(n_sel, R, T)
+        if pad.numel() == 0:
+            # every output row holds data: one gather from the block
+            out = torch.index_select(data, 0, index).view(n_sel, R, T)
         else:
-            mask = torch.index_select(torch.eq(ext, ext), 0, index).view(n_sel, R, T)
+            # the kept rows scattered to their places, the others NaN: each output byte written
+            # once, without first copying the block beside a NaN row
+            flat = np.empty((n_sel * R, T), dtype=np.float32)
+            flat[dst.numpy()] = data.numpy()
+            flat[pad.numpy()] = np.nan
+            out = torch.from_numpy(flat).view(n_sel, R, T)
+        if block.nan_free:
+            mask = np.empty((n_sel * R, T), dtype=np.bool_)
+            mask[...] = row_valid.numpy()[:, None]
+            mask = torch.from_numpy(mask).view(n_sel, R, T)
+        else:
+            mask = torch.eq(out, out)  # x == x is ~isnan(x)
         return out, mask
 
     def gather_into(self, plan: _GatherPlan, out: torch.Tensor, mask: torch.Tensor) -> None:
