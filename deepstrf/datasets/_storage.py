@@ -146,6 +146,30 @@ class _FileRows:
         return self.source.map(self.start, self.shape)
 
 
+@dataclass(frozen=True)
+class _JoinedRows:
+    """A block whose rows are the rows of several sources, one after the other.
+
+    Each source is a region of a cache file (:class:`_FileRows`) or a tensor
+    held in memory; all have the same ``T``. Nothing is copied until the
+    block's values are used: :meth:`map` maps each file region and joins
+    them (one block's worth of memory, released with the returned tensor).
+    This is how shards are composed at load time without a composed copy.
+    """
+
+    parts: tuple[Any, ...]
+    shape: tuple[int, int]
+
+    def map(self) -> torch.Tensor:
+        pieces = [p.map() if isinstance(p, _FileRows) else p for p in self.parts]
+        pieces = [p for p in pieces if p.shape[0]]
+        if len(pieces) == 1:
+            return pieces[0]
+        if not pieces:
+            return torch.zeros(self.shape, dtype=torch.float32)
+        return torch.cat(pieces, dim=0)
+
+
 @dataclass
 class _Block:
     """One stimulus's responses. See the module docstring."""
@@ -159,8 +183,9 @@ class _Block:
     #: The data's memory was allocated by this module and is not shared by design
     #: (a concatenation, a user's array or a cache file make it False).
     owned: bool = False
-    #: Where the rows live in a cache file, for a block that maps them on access.
-    file: _FileRows | None = None
+    #: Where the rows live in a cache file (or in several: :class:`_JoinedRows`),
+    #: for a block that maps them on access.
+    file: _FileRows | _JoinedRows | None = None
     _mapped: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -580,6 +605,55 @@ class ResponseStore:
                                      b._nan_free, file=b.file))
             offset += store.n_neurons
         return cls(blocks, offset)
+
+    @classmethod
+    def join(cls, n_neurons: int,
+             pieces: Sequence[Sequence[tuple[ResponseStore, int, np.ndarray]]]) -> ResponseStore:
+        """A store whose block ``s`` joins blocks of other stores, without copying values.
+
+        Parameters
+        ----------
+        n_neurons : int
+        pieces : sequence (one per stimulus of the result) of sequences of
+            ``(store, s_local, neurons)``: block ``s_local`` of ``store``,
+            its neurons renumbered to ``neurons`` (same length as the block's).
+            The renumbered neurons of one stimulus, taken in order, must be
+            strictly increasing (a block's neurons are sorted and unique).
+
+        Each resulting block reads its rows from the source blocks' file
+        regions (or tensors) when used (:class:`_JoinedRows`); the sources
+        are never written through the result.
+        """
+        blocks: list[_Block] = []
+        for s, group in enumerate(pieces):
+            neurons, reps, parts, nan_free = [], [], [], True
+            T = None
+            for store, s_local, new_neurons in group:
+                b = store._blocks[s_local]
+                new_neurons = np.asarray(new_neurons, dtype=np.int64)
+                if len(new_neurons) != len(b.neurons):
+                    raise ValueError(f"stimulus {s}: {len(new_neurons)} neuron indices for a "
+                                     f"block of {len(b.neurons)} neurons.")
+                if T is not None and b.T != T:
+                    raise ValueError(f"stimulus {s}: blocks of {T} and {b.T} bins cannot be "
+                                     "joined.")
+                T = b.T
+                b.owned = False  # shared with the result: never written in place again
+                parts.append(b.file if b._rows is None else b._rows)
+                neurons.append(new_neurons)
+                reps.append(b.reps)
+                nan_free = nan_free and b._nan_free is True
+            neurons_a = np.concatenate(neurons) if neurons else np.zeros(0, np.int64)
+            if len(neurons_a) > 1 and not (np.diff(neurons_a) > 0).all():
+                raise ValueError(f"stimulus {s}: the joined neuron indices are not strictly "
+                                 "increasing.")
+            reps_a = np.concatenate(reps).astype(np.int64) if reps else np.zeros(0, np.int64)
+            shape = (int(reps_a.sum()), int(T or 0))
+            block = _make_block(neurons_a, reps_a, None)
+            block.file = _JoinedRows(tuple(parts), shape)
+            block._nan_free = True if (nan_free and parts) else None
+            blocks.append(block)
+        return cls(blocks, n_neurons)
 
     # ------------------------------------------------------------------ queries
     @property
