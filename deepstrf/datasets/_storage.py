@@ -673,6 +673,10 @@ class ResponseStore:
         """Number of time bins of stimulus ``s``."""
         return self._blocks[s].T
 
+    def block_neurons(self, s: int) -> np.ndarray:
+        """The neurons with data for stimulus ``s`` (sorted), without touching the values."""
+        return self._blocks[s].neurons
+
     def block(self, s: int) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         """``(neurons, repeat_counts, rows)`` of stimulus ``s`` (rows is the stored tensor)."""
         b = self._blocks[s]
@@ -955,9 +959,13 @@ class ResponseStore:
             if _writable_in_place(b):
                 dst_t = b.data
                 in_place += 1
+                data = dst_t
             else:
-                dst_t = torch.empty_like(b.data, memory_format=torch.contiguous_format)
-            src, dst = b.data.detach().numpy(), dst_t.numpy()
+                # held once: a joined block assembles its rows at each fresh access
+                data = b.data
+                dst_t = torch.empty_like(data, memory_format=torch.contiguous_format)
+            src, dst = data.detach().numpy(), dst_t.numpy()
+            del data
             step = max(1, chunk_bytes // max(1, 4 * b.T))
             for a in range(0, src.shape[0], step):
                 rows = slice(a, min(a + step, src.shape[0]))
