@@ -557,18 +557,22 @@ class ResponseStore:
             raise ValueError(f"{path} must hold a flat little-endian float32 array; got dtype "
                              f"{dtype}, shape {shape}.")
         source = _MappedFile(os.fspath(path), header_bytes, int(shape[0]))
+        pair_reps = np.asarray(pair_reps, dtype=np.int64)
+        pair_neuron = np.asarray(pair_neuron, dtype=np.int64)
+        # row offsets of every pair within its block, in one pass (opening is per block)
+        csum = np.zeros(len(pair_reps) + 1, dtype=np.int64)
+        np.cumsum(pair_reps, out=csum[1:])
         blocks = []
         for s in range(len(T)):
             a, b = int(pair_stim_start[s]), int(pair_stim_start[s + 1])
-            reps = np.asarray(pair_reps[a:b], dtype=np.int64)
-            rows, t = int(reps.sum()), int(T[s])
+            rows, t = int(csum[b] - csum[a]), int(T[s])
             start = int(offsets[s])
             if start + rows * t > source.n_values:
                 raise ValueError(f"{path} holds {source.n_values} values but stim {s}'s block "
                                  f"ends at {start + rows * t}; the file is truncated.")
-            block = _make_block(np.asarray(pair_neuron[a:b], dtype=np.int64), reps, None)
-            block.file = _FileRows(source, start, (rows, t))
-            blocks.append(block)
+            blocks.append(_Block(None, neurons=pair_neuron[a:b], reps=pair_reps[a:b],
+                                 starts=csum[a:b] - csum[a],
+                                 file=_FileRows(source, start, (rows, t))))
         return cls(blocks, n_neurons)
 
     def to_flat(self) -> dict[str, np.ndarray | torch.Tensor]:

@@ -222,15 +222,16 @@ def _plan(stim_part: BuiltData, parts: Sequence[BuiltData],
     offset = 0
     for p, part in enumerate(parts):
         store = part.store
+        blocks = store._blocks
         for s_local, meta in enumerate(part.stim_meta):
             s = index.get(meta["name"])
             if s is None:
                 raise CacheError(f"{owner}: shard {p} has responses to {meta['name']!r}, which "
                                  "is not among the stimuli.")
-            neurons = store._blocks[s_local].neurons
+            neurons = blocks[s_local].neurons
             if not len(neurons):
                 continue
-            T = store.T(s_local)
+            T = blocks[s_local].shape[1]
             want = stim_part.stim_meta[s].get("n_bins", lengths[s])
             if want is not None and T != int(want):
                 raise CacheError(f"{owner}: shard {p} has {T} bins for {meta['name']!r}; the "
