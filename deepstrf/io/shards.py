@@ -321,9 +321,11 @@ def compose_shards(stim_part: BuiltData, parts: Sequence[BuiltData], *,
     from deepstrf.datasets._storage import ResponseStore
 
     chosen, plan, n_neurons, nrn_meta = _plan(stim_part, parts, keep, owner)
-    pieces = [[(n, parts[p].store.block(s_local)[1], parts[p].store.block(s_local)[2])
+    # (neurons, reps, (store, block)): a block's values are read only when copied, so
+    # memory-mapped parts hold one mapping at a time, not one per block
+    pieces = [[(n, parts[p].store._blocks[s_local].reps, (parts[p].store, s_local))
                for p, s_local, n in group] for group in plan]
-    T = np.array([int(p[0][2].shape[1]) for p in pieces], dtype=np.int64)
+    T = np.array([p[0][2][0].T(p[0][2][1]) for p in pieces], dtype=np.int64)
     rows = np.array([sum(int(r.sum()) for _, r, _ in p) for p in pieces], dtype=np.int64)
     sizes = rows * T
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
@@ -346,8 +348,10 @@ def compose_shards(stim_part: BuiltData, parts: Sequence[BuiltData], *,
     try:
         for p, start in zip(pieces, offsets):
             pos = int(start)
-            for _, _, x in p:
+            for _, _, (part_store, s_local) in p:
+                x = part_store.block(s_local)[2]
                 values = torch.as_tensor(x).to(torch.float32).contiguous().numpy().reshape(-1)
+                del x
                 flat_np[pos:pos + values.size] = values
                 pos += values.size
         if scratch is not None:
