@@ -130,3 +130,29 @@ def test_a_composition_that_no_longer_matches_its_shards_fails_clearly(tmp_path)
     (entry / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CacheError, match="does not match its shards"):
         load_entry(entry)
+
+
+@pytest.mark.parametrize("pread", [True, False])
+def test_batches_from_joined_blocks_equal_those_of_the_copy(tmp_path, monkeypatch, pread):
+    import deepstrf.datasets._storage as storage
+
+    monkeypatch.setattr(storage, "_PREAD", pread and storage._PREAD)
+    stim, parts, _ = _written_parts(tmp_path)
+    joined = join_shards(stim, parts).store
+    copied = compose_shards(stim, parts).store
+    n = joined.n_neurons
+    for sel in (np.arange(n), np.array([0, 3, 8])):
+        outs = []
+        sel_pos = np.full(n, -1, dtype=np.int64)
+        sel_pos[sel] = np.arange(len(sel))
+        for store in (joined, copied):
+            plans = [store.plan(s, sel_pos) for s in range(store.n_stims)]
+            R = max(int(store.block(s)[1].max()) for s in range(store.n_stims))
+            T = max(store.T(s) for s in range(store.n_stims))
+            out = torch.empty((store.n_stims, len(sel), R, T))
+            mask = torch.empty(out.shape, dtype=torch.bool)
+            store.write_padded(plans, out, mask)
+            outs.append((out, mask))
+        (a, ma), (b, mb) = outs
+        assert torch.equal(ma, mb) and int(ma.sum()) > 0
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -119,6 +119,24 @@ class _MappedFile:
         values = np.frombuffer(region, dtype="<f4", count=count, offset=byte - aligned)
         return torch.from_numpy(values.reshape(shape))
 
+    def read_into(self, start: int, out: np.ndarray) -> None:
+        """Read values ``[start, start + out.size)`` into the C-contiguous float32 ``out``.
+
+        One ``preadv`` straight into ``out``: no mapping to set up and fault
+        in, for a block assembled from several files (:class:`_JoinedRows`).
+        """
+        count = int(out.size)
+        if start < 0 or start + count > self.n_values:
+            raise ValueError(f"block [{start}, {start + count}) lies outside the "
+                             f"{self.n_values} values of {self.path}.")
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        byte = self.header_bytes + 4 * start
+        while len(view):
+            n = os.preadv(self._fileno(), [view], byte)
+            if n <= 0:
+                raise OSError(f"{self.path} ended at byte {byte}; the file is truncated.")
+            view, byte = view[n:], byte + n
+
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "header_bytes": self.header_bytes, "n_values": self.n_values}
 
@@ -161,13 +179,30 @@ class _JoinedRows:
     shape: tuple[int, int]
 
     def map(self) -> torch.Tensor:
-        pieces = [p.map() if isinstance(p, _FileRows) else p for p in self.parts]
-        pieces = [p for p in pieces if p.shape[0]]
-        if len(pieces) == 1:
-            return pieces[0]
-        if not pieces:
-            return torch.zeros(self.shape, dtype=torch.float32)
-        return torch.cat(pieces, dim=0)
+        out = torch.empty(self.shape, dtype=torch.float32)
+        self.fill(out.numpy())
+        return out
+
+    def fill(self, out: np.ndarray) -> None:
+        """Write the joined rows into ``out``, a C-contiguous ``(rows, T)`` float32 array."""
+        pos = 0
+        for part in self.parts:
+            n = int(part.shape[0])
+            if not n:
+                continue
+            dst = out[pos:pos + n]
+            if isinstance(part, _FileRows) and _PREAD:
+                part.source.read_into(part.start, dst)
+            else:
+                x = part.map() if isinstance(part, _FileRows) else part
+                dst[...] = x.detach().numpy()
+                del x
+            pos += n
+
+
+#: Joined blocks read their file regions with ``preadv`` where the platform has it
+#: (and the file's little-endian float32 is the machine's float32).
+_PREAD = hasattr(os, "preadv") and sys.byteorder == "little"
 
 
 @dataclass
@@ -271,6 +306,22 @@ class _GatherPlan:
     def n_rows(self) -> int:
         """Number of block rows the plan writes."""
         return len(self.n_idx)
+
+
+def _copy_rows_into(block: _Block, dst: torch.Tensor) -> None:
+    """``dst.copy_(block.data)``; a joined block copies its sources straight into ``dst``.
+
+    Assembling a joined block's rows (:class:`_JoinedRows`) would copy them
+    once more, so unless they are assembled already (someone holds them),
+    each source's rows go to their place in ``dst`` directly.
+    """
+    joined = block.file if block._rows is None else None
+    held = block._mapped() if block._mapped is not None else None
+    if not isinstance(joined, _JoinedRows) or held is not None or not dst.is_contiguous() \
+            or dst.dtype != torch.float32 or dst.device.type != "cpu":
+        dst.copy_(held if held is not None else block.data)
+        return
+    joined.fill(dst.numpy())
 
 
 def _make_block(neurons: np.ndarray, reps: np.ndarray, data: torch.Tensor,
@@ -851,13 +902,16 @@ class ResponseStore:
             e, me = ext[off:off + n], mask_ext[off:off + n]
             if p.T == T_out:
                 if p.src_t is None:
-                    e.copy_(block.data)
+                    _copy_rows_into(block, e)
                 else:
                     torch.index_select(block.data, 0, p.src_t, out=e)
                 head, mhead = e, me
             else:
                 head, mhead = e[:, :p.T], me[:, :p.T]
-                head.copy_(block.data if p.src_t is None else block.data.index_select(0, p.src_t))
+                if p.src_t is None:
+                    _copy_rows_into(block, head)
+                else:
+                    head.copy_(block.data.index_select(0, p.src_t))
                 e[:, p.T:].fill_(_NAN)
                 me[:, p.T:].fill_(False)
             if block.nan_free:
