@@ -180,7 +180,9 @@ def _print_entry(entry: Path, manifest: dict | None, indent: str = "  ") -> None
             f", {(front.get('spectrogram') or {}).get('n_bands')} bands"
     shards = manifest.get("shards")
     if isinstance(shards, list):
-        shown += f"; composed of {len(shards)} shards"
+        # a "composed" entry is only the record: its values are read from the shards
+        how = " at load time" if manifest.get("kind") == "composed" else ""
+        shown += f"; composed{how} of {len(shards)} shards"
     print(f"{indent}{entry.name}  {size}  created {manifest.get('created', '?')}  "
           f"N={counts.get('neurons', '?')} S={counts.get('stims', '?')}  {shown}")
 

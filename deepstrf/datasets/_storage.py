@@ -119,6 +119,24 @@ class _MappedFile:
         values = np.frombuffer(region, dtype="<f4", count=count, offset=byte - aligned)
         return torch.from_numpy(values.reshape(shape))
 
+    def read_into(self, start: int, out: np.ndarray) -> None:
+        """Read values ``[start, start + out.size)`` into the C-contiguous float32 ``out``.
+
+        One ``preadv`` straight into ``out``: no mapping to set up and fault
+        in, for a block assembled from several files (:class:`_JoinedRows`).
+        """
+        count = int(out.size)
+        if start < 0 or start + count > self.n_values:
+            raise ValueError(f"block [{start}, {start + count}) lies outside the "
+                             f"{self.n_values} values of {self.path}.")
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        byte = self.header_bytes + 4 * start
+        while len(view):
+            n = os.preadv(self._fileno(), [view], byte)
+            if n <= 0:
+                raise OSError(f"{self.path} ended at byte {byte}; the file is truncated.")
+            view, byte = view[n:], byte + n
+
     def __getstate__(self) -> dict[str, Any]:
         return {"path": self.path, "header_bytes": self.header_bytes, "n_values": self.n_values}
 
@@ -146,6 +164,47 @@ class _FileRows:
         return self.source.map(self.start, self.shape)
 
 
+@dataclass(frozen=True)
+class _JoinedRows:
+    """A block whose rows are the rows of several sources, one after the other.
+
+    Each source is a region of a cache file (:class:`_FileRows`) or a tensor
+    held in memory; all have the same ``T``. Nothing is copied until the
+    block's values are used: :meth:`map` maps each file region and joins
+    them (one block's worth of memory, released with the returned tensor).
+    This is how shards are composed at load time without a composed copy.
+    """
+
+    parts: tuple[Any, ...]
+    shape: tuple[int, int]
+
+    def map(self) -> torch.Tensor:
+        out = torch.empty(self.shape, dtype=torch.float32)
+        self.fill(out.numpy())
+        return out
+
+    def fill(self, out: np.ndarray) -> None:
+        """Write the joined rows into ``out``, a C-contiguous ``(rows, T)`` float32 array."""
+        pos = 0
+        for part in self.parts:
+            n = int(part.shape[0])
+            if not n:
+                continue
+            dst = out[pos:pos + n]
+            if isinstance(part, _FileRows) and _PREAD:
+                part.source.read_into(part.start, dst)
+            else:
+                x = part.map() if isinstance(part, _FileRows) else part
+                dst[...] = x.detach().numpy()
+                del x
+            pos += n
+
+
+#: Joined blocks read their file regions with ``preadv`` where the platform has it
+#: (and the file's little-endian float32 is the machine's float32).
+_PREAD = hasattr(os, "preadv") and sys.byteorder == "little"
+
+
 @dataclass
 class _Block:
     """One stimulus's responses. See the module docstring."""
@@ -159,8 +218,9 @@ class _Block:
     #: The data's memory was allocated by this module and is not shared by design
     #: (a concatenation, a user's array or a cache file make it False).
     owned: bool = False
-    #: Where the rows live in a cache file, for a block that maps them on access.
-    file: _FileRows | None = None
+    #: Where the rows live in a cache file (or in several: :class:`_JoinedRows`),
+    #: for a block that maps them on access.
+    file: _FileRows | _JoinedRows | None = None
     _mapped: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -249,6 +309,22 @@ class _GatherPlan:
     def n_rows(self) -> int:
         """Number of block rows the plan writes."""
         return len(self.n_idx)
+
+
+def _copy_rows_into(block: _Block, dst: torch.Tensor) -> None:
+    """``dst.copy_(block.data)``; a joined block copies its sources straight into ``dst``.
+
+    Assembling a joined block's rows (:class:`_JoinedRows`) would copy them
+    once more, so unless they are assembled already (someone holds them),
+    each source's rows go to their place in ``dst`` directly.
+    """
+    joined = block.file if block._rows is None else None
+    held = block._mapped() if block._mapped is not None else None
+    if not isinstance(joined, _JoinedRows) or held is not None or not dst.is_contiguous() \
+            or dst.dtype != torch.float32 or dst.device.type != "cpu":
+        dst.copy_(held if held is not None else block.data)
+        return
+    joined.fill(dst.numpy())
 
 
 def _make_block(neurons: np.ndarray, reps: np.ndarray, data: torch.Tensor,
@@ -535,18 +611,22 @@ class ResponseStore:
             raise ValueError(f"{path} must hold a flat little-endian float32 array; got dtype "
                              f"{dtype}, shape {shape}.")
         source = _MappedFile(os.fspath(path), header_bytes, int(shape[0]))
+        pair_reps = np.asarray(pair_reps, dtype=np.int64)
+        pair_neuron = np.asarray(pair_neuron, dtype=np.int64)
+        # row offsets of every pair within its block, in one pass (opening is per block)
+        csum = np.zeros(len(pair_reps) + 1, dtype=np.int64)
+        np.cumsum(pair_reps, out=csum[1:])
         blocks = []
         for s in range(len(T)):
             a, b = int(pair_stim_start[s]), int(pair_stim_start[s + 1])
-            reps = np.asarray(pair_reps[a:b], dtype=np.int64)
-            rows, t = int(reps.sum()), int(T[s])
+            rows, t = int(csum[b] - csum[a]), int(T[s])
             start = int(offsets[s])
             if start + rows * t > source.n_values:
                 raise ValueError(f"{path} holds {source.n_values} values but stim {s}'s block "
                                  f"ends at {start + rows * t}; the file is truncated.")
-            block = _make_block(np.asarray(pair_neuron[a:b], dtype=np.int64), reps, None)
-            block.file = _FileRows(source, start, (rows, t))
-            blocks.append(block)
+            blocks.append(_Block(None, neurons=pair_neuron[a:b], reps=pair_reps[a:b],
+                                 starts=csum[a:b] - csum[a],
+                                 file=_FileRows(source, start, (rows, t))))
         return cls(blocks, n_neurons)
 
     def to_flat(self) -> dict[str, np.ndarray | torch.Tensor]:
@@ -584,6 +664,55 @@ class ResponseStore:
             offset += store.n_neurons
         return cls(blocks, offset)
 
+    @classmethod
+    def join(cls, n_neurons: int,
+             pieces: Sequence[Sequence[tuple[ResponseStore, int, np.ndarray]]]) -> ResponseStore:
+        """A store whose block ``s`` joins blocks of other stores, without copying values.
+
+        Parameters
+        ----------
+        n_neurons : int
+        pieces : sequence (one per stimulus of the result) of sequences of
+            ``(store, s_local, neurons)``: block ``s_local`` of ``store``,
+            its neurons renumbered to ``neurons`` (same length as the block's).
+            The renumbered neurons of one stimulus, taken in order, must be
+            strictly increasing (a block's neurons are sorted and unique).
+
+        Each resulting block reads its rows from the source blocks' file
+        regions (or tensors) when used (:class:`_JoinedRows`); the sources
+        are never written through the result.
+        """
+        blocks: list[_Block] = []
+        for s, group in enumerate(pieces):
+            neurons, reps, parts, nan_free = [], [], [], True
+            T = None
+            for store, s_local, new_neurons in group:
+                b = store._blocks[s_local]
+                new_neurons = np.asarray(new_neurons, dtype=np.int64)
+                if len(new_neurons) != len(b.neurons):
+                    raise ValueError(f"stimulus {s}: {len(new_neurons)} neuron indices for a "
+                                     f"block of {len(b.neurons)} neurons.")
+                if T is not None and b.T != T:
+                    raise ValueError(f"stimulus {s}: blocks of {T} and {b.T} bins cannot be "
+                                     "joined.")
+                T = b.T
+                b.owned = False  # shared with the result: never written in place again
+                parts.append(b.file if b._rows is None else b._rows)
+                neurons.append(new_neurons)
+                reps.append(b.reps)
+                nan_free = nan_free and b._nan_free is True
+            neurons_a = np.concatenate(neurons) if neurons else np.zeros(0, np.int64)
+            if len(neurons_a) > 1 and not (np.diff(neurons_a) > 0).all():
+                raise ValueError(f"stimulus {s}: the joined neuron indices are not strictly "
+                                 "increasing.")
+            reps_a = np.concatenate(reps).astype(np.int64) if reps else np.zeros(0, np.int64)
+            shape = (int(reps_a.sum()), int(T or 0))
+            block = _make_block(neurons_a, reps_a, None)
+            block.file = _JoinedRows(tuple(parts), shape)
+            block._nan_free = True if (nan_free and parts) else None
+            blocks.append(block)
+        return cls(blocks, n_neurons)
+
     # ------------------------------------------------------------------ queries
     @property
     def n_stims(self) -> int:
@@ -601,6 +730,10 @@ class ResponseStore:
     def T(self, s: int) -> int:
         """Number of time bins of stimulus ``s``."""
         return self._blocks[s].T
+
+    def block_neurons(self, s: int) -> np.ndarray:
+        """The neurons with data for stimulus ``s`` (sorted), without touching the values."""
+        return self._blocks[s].neurons
 
     def block(self, s: int) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         """``(neurons, repeat_counts, rows)`` of stimulus ``s`` (rows is the stored tensor)."""
@@ -772,13 +905,16 @@ class ResponseStore:
             e, me = ext[off:off + n], mask_ext[off:off + n]
             if p.T == T_out:
                 if p.src_t is None:
-                    e.copy_(block.data)
+                    _copy_rows_into(block, e)
                 else:
                     torch.index_select(block.data, 0, p.src_t, out=e)
                 head, mhead = e, me
             else:
                 head, mhead = e[:, :p.T], me[:, :p.T]
-                head.copy_(block.data if p.src_t is None else block.data.index_select(0, p.src_t))
+                if p.src_t is None:
+                    _copy_rows_into(block, head)
+                else:
+                    head.copy_(block.data.index_select(0, p.src_t))
                 e[:, p.T:].fill_(_NAN)
                 me[:, p.T:].fill_(False)
             if block.nan_free:
@@ -898,9 +1034,13 @@ class ResponseStore:
             if _writable_in_place(b):
                 dst_t = b.data
                 in_place += 1
+                data = dst_t
             else:
-                dst_t = torch.empty_like(b.data, memory_format=torch.contiguous_format)
-            src, dst = b.data.detach().numpy(), dst_t.numpy()
+                # held once: a joined block assembles its rows at each fresh access
+                data = b.data
+                dst_t = torch.empty_like(data, memory_format=torch.contiguous_format)
+            src, dst = data.detach().numpy(), dst_t.numpy()
+            del data
             step = max(1, chunk_bytes // max(1, 4 * b.T))
             for a in range(0, src.shape[0], step):
                 rows = slice(a, min(a + step, src.shape[0]))

@@ -376,13 +376,14 @@ class NeuralDataset(Dataset, ABC):
             raise ValueError(f"{name}: responses covers {store.n_neurons} neurons but "
                              f"N_neurons={self.N_neurons}.")
         for s in range(S):
-            neurons, _, rows = store.block(s)
+            # shapes only: a block's values are not read (a joined block would assemble them)
+            neurons, T = store.block_neurons(s), store.T(s)
             if len(neurons) == 0:
                 continue
             expected = self._expected_response_T(s)
-            if expected is not None and rows.shape[1] != expected:
+            if expected is not None and T != expected:
                 raise ValueError(f"{name}: responses to stim {s} (e.g. neuron {int(neurons[0])}) "
-                                 f"have T={rows.shape[1]} bins but stims[{s}] has T={expected}; "
+                                 f"have T={T} bins but stims[{s}] has T={expected}; "
                                  "in spectrogram mode they must be equal (crop or pad the "
                                  "responses to the stimulus length).")
         self._validate_modality()

@@ -65,6 +65,7 @@ __all__ = [
     "EntryComparison",
     "cache_key",
     "cached_build",
+    "composition_digest",
     "compare_entries",
     "data_digest",
     "entry_digest",
@@ -76,6 +77,7 @@ __all__ = [
     "remove_entry",
     "remove_leftovers",
     "verify_entry",
+    "write_composition",
     "write_entry",
 ]
 
@@ -115,6 +117,12 @@ class BuiltData:
     quirks: dict[str, int] | None = None
     #: further facts for the manifest (e.g. the shards a composed build was made of)
     manifest_extra: dict[str, Any] | None = None
+    #: set when the data is a load-time composition of shard entries in the same
+    #: ``processed/`` folder (:func:`~deepstrf.io.shards.join_shards`):
+    #: ``{"stimuli": key, "parts": [keys], "stim_names": [names kept]}``. The
+    #: entry is then written as that record alone (:func:`write_composition`),
+    #: never as a copy of the values.
+    composition: dict[str, Any] | None = None
 
 
 def _canonical(obj: Any) -> Any:
@@ -410,6 +418,118 @@ def write_entry(entry_dir: Path, data: BuiltData, manifest: dict[str, Any]) -> P
     return entry_dir
 
 
+COMPOSITION_FILE = "composition.json"
+
+
+def _composition_problems(composition: Any) -> list[str]:
+    if not isinstance(composition, dict):
+        return [f"{COMPOSITION_FILE} holds a {type(composition).__name__}, expected an object"]
+    problems = []
+    if not isinstance(composition.get("stimuli"), str):
+        problems.append(f"'stimuli' is {composition.get('stimuli')!r}, expected a shard key")
+    parts = composition.get("parts")
+    if not (isinstance(parts, list) and all(isinstance(k, str) for k in parts)):
+        problems.append(f"'parts' is {parts!r}, expected a list of shard keys")
+    names = composition.get("stim_names")
+    if not isinstance(names, list):
+        problems.append(f"'stim_names' is {names!r}, expected a list of stimulus names")
+    return problems
+
+
+COMPOSED_DIGEST_VERSION = "composed-1"
+
+
+def composition_digest(composition: Mapping[str, Any],
+                       shard_digests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A digest of a composed entry made from its shards' digests, without reading values.
+
+    Each part hashes the selection (the stimulus names kept, in order) and
+    that part's digest of every shard in order, so two compositions have
+    equal digests when they join equal shards the same way. Its ``version``
+    is :data:`COMPOSED_DIGEST_VERSION`, not :data:`DIGEST_VERSION`: it is not
+    comparable with the content digest of an entry stored whole, and
+    :func:`entry_digest` computes the content digest when asked.
+    """
+    out: dict[str, Any] = {"version": COMPOSED_DIGEST_VERSION}
+    selection = _json_bytes(list(composition["stim_names"]))
+    for name in DIGEST_PARTS:
+        h = hashlib.sha256(f"deepstrf-composed-{name}\n".encode() + selection + b"\n")
+        for d in shard_digests:
+            h.update(f"{d.get(name)}\n".encode())
+        out[name] = h.hexdigest()
+    whole = hashlib.sha256(f"deepstrf-digest-{COMPOSED_DIGEST_VERSION}\n".encode())
+    for name in DIGEST_PARTS:
+        whole.update(f"{name}={out[name]}\n".encode())
+    out["all"] = whole.hexdigest()
+    return out
+
+
+def write_composition(entry_dir: Path, composition: Mapping[str, Any],
+                      manifest: dict[str, Any]) -> Path:
+    """Write a composed entry: the record of which shard entries it joins, atomically.
+
+    No value is copied: :func:`load_entry` opens the shard entries named in
+    ``composition`` (siblings of ``entry_dir``) and joins them
+    (:func:`~deepstrf.io.shards.join_shards`). The manifest records each
+    shard's digest (the provenance of every number) instead of a digest of
+    the joined values, which would read them all.
+    """
+    problems = _composition_problems(composition)
+    if problems:
+        raise ValueError("bad composition record: " + "; ".join(problems))
+    entry_dir = Path(entry_dir)
+    parent = entry_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".tmp-{entry_dir.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        shard_digests, found_digests = {}, []
+        for key in _shard_keys(composition):
+            found = read_manifest(parent / key)
+            if found is None:
+                raise CacheError(f"the shard entry {parent / key} a composition names is "
+                                 "missing or damaged.")
+            found_digests.append(found.get("digest") or {})
+            shard_digests[key] = found_digests[-1].get("all")
+        (tmp / COMPOSITION_FILE).write_text(json.dumps(_to_json(dict(composition))),
+                                            encoding="utf-8")
+        manifest = dict(manifest)
+        manifest["kind"] = "composed"
+        manifest["files"] = {COMPOSITION_FILE: {
+            "bytes": (tmp / COMPOSITION_FILE).stat().st_size,
+            "sha256": _sha256_file(tmp / COMPOSITION_FILE)}}
+        manifest["shard_digests"] = shard_digests
+        if all(isinstance(d.get("all"), str) for d in found_digests):
+            manifest["digest"] = composition_digest(composition, found_digests)
+        manifest["storage_format_version"] = STORAGE_FORMAT_VERSION
+        manifest["complete"] = True
+        (tmp / "manifest.json").write_text(json.dumps(_to_json(manifest), indent=2),
+                                           encoding="utf-8")
+        old = None
+        if entry_dir.exists():
+            old = parent / f".old-{entry_dir.name}-{uuid.uuid4().hex[:8]}"
+            os.replace(entry_dir, old)
+        os.replace(tmp, entry_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return entry_dir
+
+
+def _read_composition(entry_dir: Path) -> dict[str, Any] | None:
+    try:
+        composition = json.loads((Path(entry_dir) / COMPOSITION_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return None if _composition_problems(composition) else composition
+
+
+def _shard_keys(composition: Mapping[str, Any]) -> list[str]:
+    return [composition["stimuli"], *composition["parts"]]
+
+
 def manifest_problems(manifest: Any) -> list[str]:
     """What is wrong with a parsed manifest's schema (empty when it is usable).
 
@@ -469,16 +589,59 @@ def read_manifest(entry_dir: Path) -> dict[str, Any] | None:
         path = Path(entry_dir) / name
         if not path.is_file() or path.stat().st_size != info["bytes"]:
             return None
+    if manifest.get("kind") == "composed":
+        # usable only while every shard it joins is: a damaged shard makes the
+        # dataset build again, which rebuilds that shard alone
+        composition = _read_composition(entry_dir)
+        if composition is None or any(read_manifest(Path(entry_dir).parent / k) is None
+                                      for k in _shard_keys(composition)):
+            return None
     return manifest
 
 
+def _load_composed(entry_dir: Path, manifest: dict[str, Any]) -> BuiltData:
+    """Open the shard entries a composed entry names and join them (no copy)."""
+    from deepstrf.io.shards import join_shards
+
+    composition = _read_composition(entry_dir)
+    if composition is None:
+        raise CacheError(f"the composed cache entry {entry_dir} has an unreadable "
+                         f"{COMPOSITION_FILE}; delete it (or construct the dataset with "
+                         "cache='rebuild').")
+    stim_part, _ = load_entry(entry_dir.parent / composition["stimuli"])
+    parts = []
+    for key in composition["parts"]:
+        part, found = load_entry(entry_dir.parent / key)
+        part.quirks = dict(found.get("quirks") or {})
+        parts.append(part)
+    wanted = set(composition["stim_names"])
+    data = join_shards(stim_part, parts, keep=lambda m: m["name"] in wanted,
+                       owner=str(manifest.get("dataset", "")))
+    counts = manifest.get("counts") or {}
+    found_counts = {"stims": len(data.stims), "neurons": data.store.n_neurons,
+                    "pairs": data.store.n_pairs}
+    off = {k: (counts[k], v) for k, v in found_counts.items() if k in counts and counts[k] != v}
+    if off or [m["name"] for m in data.stim_meta] != list(composition["stim_names"]):
+        raise CacheError(f"the composed cache entry {entry_dir} does not match its shards "
+                         f"(recorded vs found: {off or 'stimulus names differ'}); delete it (or "
+                         "construct the dataset with cache='rebuild').")
+    data.composition = dict(composition)
+    return data
+
+
 def load_entry(entry_dir: Path) -> tuple[BuiltData, dict[str, Any]]:
-    """Open a complete entry (``.npy`` memory-mapped copy-on-write)."""
+    """Open a complete entry (``.npy`` memory-mapped copy-on-write).
+
+    A composed entry (:func:`write_composition`) opens the shard entries it
+    names, each memory-mapped, and joins them without copying.
+    """
     entry_dir = Path(entry_dir)
     manifest = read_manifest(entry_dir)
     if manifest is None:
         raise CacheError(f"the cache entry {entry_dir} is incomplete or corrupt; delete it (or "
                          "construct the dataset with cache='rebuild').")
+    if manifest.get("kind") == "composed":
+        return _load_composed(entry_dir, manifest), manifest
     try:
         meta = json.loads((entry_dir / "meta.json").read_text(encoding="utf-8"))
         shapes = np.load(entry_dir / "stim_shapes.npy")
@@ -516,6 +679,22 @@ def verify_entry(entry_dir: Path) -> list[str]:
             problems.append(f"{name} has {path.stat().st_size} bytes, expected {info['bytes']}")
         elif _sha256_file(path) != info["sha256"]:
             problems.append(f"{name} does not match its recorded sha256")
+    if manifest.get("kind") == "composed" and not problems:
+        composition = _read_composition(entry_dir)
+        if composition is None:
+            return [f"{COMPOSITION_FILE} is not a valid composition record"]
+        for key in _shard_keys(composition):
+            shard = entry_dir.parent / key
+            if not shard.is_dir():
+                problems.append(f"shard {key} is missing")
+                continue
+            problems.extend(f"shard {key}: {p}" for p in verify_entry(shard))
+            found = read_manifest(shard)
+            recorded = (manifest.get("shard_digests") or {}).get(key)
+            if found is not None and recorded is not None and \
+                    (found.get("digest") or {}).get("all") != recorded:
+                problems.append(f"shard {key} was rebuilt with other values since the "
+                                "composition was recorded")
     return problems
 
 
@@ -532,8 +711,9 @@ def list_entries(processed_dir: Path) -> list[tuple[Path, dict[str, Any] | None]
 def entry_digest(entry_dir: Path) -> dict[str, Any]:
     """The digest of an entry's arrays: the manifest's, or computed from the files.
 
-    Entries written before digests were recorded get theirs computed here
-    (the same function, on the loaded arrays). Raises :class:`CacheError`
+    Entries written before digests were recorded, and composed entries
+    (whose manifest holds a :func:`composition_digest`), get theirs computed
+    here (the same function, on the loaded arrays). Raises :class:`CacheError`
     when the entry cannot be read.
     """
     manifest = read_manifest(Path(entry_dir))
@@ -948,7 +1128,10 @@ def cached_build(processed_dir: Path, key: str, mode: str, build: Callable[[], B
         if data.manifest_extra:
             record.update(data.manifest_extra)
         try:
-            write_entry(entry, data, record)
+            if data.composition is not None:
+                write_composition(entry, data.composition, record)
+            else:
+                write_entry(entry, data, record)
         except OSError as err:
             logger.warning("could not write the processed cache entry %s (%s); the dataset "
                            "is built in memory only", entry, err)

@@ -15,13 +15,17 @@ as an ordinary cache entry (atomic, locked, with a manifest marked
   next build resumes at the first missing one;
 * ``deepstrf cache ls`` lists the shards beside the composed entries.
 
-:func:`compose_shards` puts a stimulus part (the rendered stimuli and their
+:func:`join_shards` puts a stimulus part (the rendered stimuli and their
 metadata) and response parts (the neurons of each unit and their blocks,
 stimuli named in their ``stim_meta``) together into one dataset build:
 neurons in part order, stimuli in the stimulus part's order, those no
-selected neuron heard left out. The dataset then writes the composition as
-its processed entry, so a warm open is one memory-mapped file open; the
-composition costs a copy, never a re-read of raw files.
+selected neuron heard left out. It copies nothing: each block of the result
+reads the rows of the shards' memory-mapped blocks when used. The dataset's
+processed entry is then only the record of that composition (which shard
+entries, which stimuli; :func:`~deepstrf.io.cache.write_composition`), and a
+warm open opens the shard entries and joins them again, a few file opens and
+index arithmetic. :func:`compose_shards` makes the same result as an
+independent copy (for a build that is not cached).
 
 With ``cache="off"`` nothing is read or written; ``"readonly"`` fails when a
 shard is missing; ``"rebuild"`` builds every shard again.
@@ -51,7 +55,7 @@ from deepstrf.io.cache import (
     read_manifest,
 )
 
-__all__ = ["Shard", "ShardReport", "build_shards", "compose_shards", "shard_key"]
+__all__ = ["Shard", "ShardReport", "build_shards", "compose_shards", "join_shards", "shard_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -199,10 +203,96 @@ def build_shards(processed_dir: Path, shards: Sequence[Shard],
     return out, report
 
 
+def _plan(stim_part: BuiltData, parts: Sequence[BuiltData],
+          keep: Callable[[Mapping[str, Any]], bool] | None, owner: str):
+    """Which stimuli and neurons a composition keeps, shared by both forms.
+
+    Returns ``(chosen, pieces, n_neurons, nrn_meta)``: the chosen stimulus
+    indices of the stimulus part, per chosen stimulus the
+    ``(part, s_local, new neuron indices)`` of each part that has a block for
+    it, the number of neurons kept and their metadata.
+    """
+    names = [m["name"] for m in stim_part.stim_meta]
+    index = {n: s for s, n in enumerate(names)}
+    if len(index) != len(names):
+        raise CacheError(f"{owner}: the stimulus part names a stimulus twice.")
+    lengths = [int(x.shape[-1]) if x.dim() == 3 else None for x in stim_part.stims]
+    per_stim: list[list[tuple[int, int, np.ndarray]]] = [[] for _ in names]
+    nrn_meta: list[dict] = []
+    offset = 0
+    for p, part in enumerate(parts):
+        store = part.store
+        blocks = store._blocks
+        for s_local, meta in enumerate(part.stim_meta):
+            s = index.get(meta["name"])
+            if s is None:
+                raise CacheError(f"{owner}: shard {p} has responses to {meta['name']!r}, which "
+                                 "is not among the stimuli.")
+            neurons = blocks[s_local].neurons
+            if not len(neurons):
+                continue
+            T = blocks[s_local].shape[1]
+            want = stim_part.stim_meta[s].get("n_bins", lengths[s])
+            if want is not None and T != int(want):
+                raise CacheError(f"{owner}: shard {p} has {T} bins for {meta['name']!r}; the "
+                                 f"stimulus has {want}.")
+            per_stim[s].append((p, s_local, np.asarray(neurons) + offset))
+        nrn_meta.extend(dict(m) for m in part.nrn_meta)
+        offset += store.n_neurons
+    chosen = [s for s in range(len(names))
+              if per_stim[s] and (keep is None or keep(stim_part.stim_meta[s]))]
+    heard = np.zeros(offset, dtype=bool)
+    for s in chosen:
+        for _, _, neurons in per_stim[s]:
+            heard[neurons] = True
+    new_index = np.cumsum(heard) - 1
+    if not heard.all():
+        logger.info("%s: %d neuron(s) have no response to any selected stimulus and are left "
+                    "out", owner, int((~heard).sum()))
+    pieces = [[(p, s_local, new_index[n]) for p, s_local, n in per_stim[s]] for s in chosen]
+    return chosen, pieces, int(heard.sum()), [m for m, h in zip(nrn_meta, heard) if h]
+
+
+def _summed_quirks(stim_part: BuiltData, parts: Sequence[BuiltData]) -> dict[str, int]:
+    quirks: dict[str, int] = dict(stim_part.quirks or {})
+    for part in parts:
+        for kind, count in (part.quirks or {}).items():
+            quirks[kind] = quirks.get(kind, 0) + int(count)
+    return quirks
+
+
+def join_shards(stim_part: BuiltData, parts: Sequence[BuiltData], *,
+                keep: Callable[[Mapping[str, Any]], bool] | None = None,
+                owner: str = "") -> BuiltData:
+    """The composition of :func:`compose_shards`, made at load time without copying.
+
+    The same stimuli, neurons, metadata and values as :func:`compose_shards`
+    (equal :func:`~deepstrf.io.cache.data_digest`), but each response block
+    of the result reads the rows of the parts' blocks, memory-mapped from
+    the shard entries, when it is used
+    (:meth:`~deepstrf.datasets._storage.ResponseStore.join`): composing costs
+    index arithmetic, and nothing is written. The parts must stay in place
+    (they are the shards' cache entries).
+    """
+    from deepstrf.datasets._storage import ResponseStore
+
+    chosen, pieces, n_neurons, nrn_meta = _plan(stim_part, parts, keep, owner)
+    store = ResponseStore.join(n_neurons, [[(parts[p].store, s_local, n)
+                                            for p, s_local, n in group] for group in pieces])
+    return BuiltData(stims=[stim_part.stims[s] for s in chosen], store=store,
+                     stim_meta=[dict(stim_part.stim_meta[s]) for s in chosen],
+                     nrn_meta=nrn_meta, attributes=dict(stim_part.attributes),
+                     quirks=_summed_quirks(stim_part, parts))
+
+
 def compose_shards(stim_part: BuiltData, parts: Sequence[BuiltData], *,
                    keep: Callable[[Mapping[str, Any]], bool] | None = None,
                    owner: str = "", scratch_dir: Path | None = None) -> BuiltData:
-    """One build from a stimulus part and response parts (module docstring).
+    """One build from a stimulus part and response parts, copied (module docstring).
+
+    Datasets compose at load time with :func:`join_shards`, which gives the
+    same result without copying; this form makes an independent copy (for
+    a build that is not cached, or a store that must outlive the shards).
 
     Parameters
     ----------
@@ -230,44 +320,12 @@ def compose_shards(stim_part: BuiltData, parts: Sequence[BuiltData], *,
     """
     from deepstrf.datasets._storage import ResponseStore
 
-    names = [m["name"] for m in stim_part.stim_meta]
-    index = {n: s for s, n in enumerate(names)}
-    if len(index) != len(names):
-        raise CacheError(f"{owner}: the stimulus part names a stimulus twice.")
-    lengths = [int(x.shape[-1]) if x.dim() == 3 else None for x in stim_part.stims]
-    per_stim: list[list[tuple[np.ndarray, np.ndarray, torch.Tensor]]] = [[] for _ in names]
-    nrn_meta: list[dict] = []
-    offset = 0
-    for p, part in enumerate(parts):
-        store = part.store
-        for s_local, meta in enumerate(part.stim_meta):
-            s = index.get(meta["name"])
-            if s is None:
-                raise CacheError(f"{owner}: shard {p} has responses to {meta['name']!r}, which "
-                                 "is not among the stimuli.")
-            neurons, reps, rows = store.block(s_local)
-            if not len(neurons):
-                continue
-            T = int(rows.shape[1])
-            want = stim_part.stim_meta[s].get("n_bins", lengths[s])
-            if want is not None and T != int(want):
-                raise CacheError(f"{owner}: shard {p} has {T} bins for {meta['name']!r}; the "
-                                 f"stimulus has {want}.")
-            per_stim[s].append((np.asarray(neurons) + offset, np.asarray(reps), rows))
-        nrn_meta.extend(dict(m) for m in part.nrn_meta)
-        offset += store.n_neurons
-    chosen = [s for s in range(len(names))
-              if per_stim[s] and (keep is None or keep(stim_part.stim_meta[s]))]
-    heard = np.zeros(offset, dtype=bool)
-    for s in chosen:
-        for neurons, _, _ in per_stim[s]:
-            heard[neurons] = True
-    new_index = np.cumsum(heard) - 1
-    if not heard.all():
-        logger.info("%s: %d neuron(s) have no response to any selected stimulus and are left "
-                    "out", owner, int((~heard).sum()))
-    pieces = [[(new_index[n], r, x) for n, r, x in per_stim[s]] for s in chosen]
-    T = np.array([int(p[0][2].shape[1]) for p in pieces], dtype=np.int64)
+    chosen, plan, n_neurons, nrn_meta = _plan(stim_part, parts, keep, owner)
+    # (neurons, reps, (store, block)): a block's values are read only when copied, so
+    # memory-mapped parts hold one mapping at a time, not one per block
+    pieces = [[(n, parts[p].store._blocks[s_local].reps, (parts[p].store, s_local))
+               for p, s_local, n in group] for group in plan]
+    T = np.array([p[0][2][0].T(p[0][2][1]) for p in pieces], dtype=np.int64)
     rows = np.array([sum(int(r.sum()) for _, r, _ in p) for p in pieces], dtype=np.int64)
     sizes = rows * T
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
@@ -290,8 +348,10 @@ def compose_shards(stim_part: BuiltData, parts: Sequence[BuiltData], *,
     try:
         for p, start in zip(pieces, offsets):
             pos = int(start)
-            for _, _, x in p:
+            for _, _, (part_store, s_local) in p:
+                x = part_store.block(s_local)[2]
                 values = torch.as_tensor(x).to(torch.float32).contiguous().numpy().reshape(-1)
+                del x
                 flat_np[pos:pos + values.size] = values
                 pos += values.size
         if scratch is not None:
@@ -302,16 +362,12 @@ def compose_shards(stim_part: BuiltData, parts: Sequence[BuiltData], *,
         if scratch is not None:
             with contextlib.suppress(OSError):  # POSIX: the mapping outlives the name
                 scratch.unlink()
-    store = ResponseStore.from_flat(int(heard.sum()), torch.from_numpy(flat_np), T, offsets,
+    store = ResponseStore.from_flat(n_neurons, torch.from_numpy(flat_np), T, offsets,
                                     pair_stim_start, pair_neuron, pair_reps)
-    quirks: dict[str, int] = dict(stim_part.quirks or {})
-    for part in parts:
-        for kind, count in (part.quirks or {}).items():
-            quirks[kind] = quirks.get(kind, 0) + int(count)
     return BuiltData(stims=[stim_part.stims[s] for s in chosen], store=store,
                      stim_meta=[dict(stim_part.stim_meta[s]) for s in chosen],
-                     nrn_meta=[m for m, h in zip(nrn_meta, heard) if h],
-                     attributes=dict(stim_part.attributes), quirks=quirks)
+                     nrn_meta=nrn_meta, attributes=dict(stim_part.attributes),
+                     quirks=_summed_quirks(stim_part, parts))
 
 
 def _in_memory_limit() -> int:

@@ -628,7 +628,8 @@ class Downer2025Dataset(AudioSourceDataset):
     # ------------------------------------------------------------------ build
     def _build(self, raw_dir: Path, params: dict[str, Any], n_jobs: int | None,
                progress: bool | None):
-        from deepstrf.io.shards import Shard, build_shards, compose_shards
+        from deepstrf.io.cache import read_manifest
+        from deepstrf.io.shards import Shard, build_shards, compose_shards, join_shards
 
         owner = type(self).__name__
         clock = [time.perf_counter()]
@@ -683,8 +684,15 @@ class Downer2025Dataset(AudioSourceDataset):
         lap("session_shards")
         subset = params["subset"]
         keep = None if subset == "all" else (lambda m: m["split"] == subset)
-        data = compose_shards(stim_data, parts, keep=keep, owner=owner,
-                              scratch_dir=processed if mode != "off" else None)
+        keys = [*stim_report.keys, *report.keys]
+        if mode != "off" and all(read_manifest(processed / k) is not None for k in keys):
+            # composed at load time: the entry records which shards it joins, no copy
+            data = join_shards(stim_data, parts, keep=keep, owner=owner)
+            data.composition = {"stimuli": stim_report.keys[0], "parts": list(report.keys),
+                                "stim_names": [m["name"] for m in data.stim_meta]}
+        else:  # nothing cached (cache='off', or a shard could not be written): a copy
+            data = compose_shards(stim_data, parts, keep=keep, owner=owner,
+                                  scratch_dir=processed if mode != "off" else None)
         lap("composition")
         for kind, count in quirks.items():
             data.quirks[kind] = data.quirks.get(kind, 0) + count
