@@ -401,17 +401,7 @@ def write_entry(entry_dir: Path, data: BuiltData, manifest: dict[str, Any]) -> P
         manifest["files"] = {name: {"bytes": (tmp / name).stat().st_size, "sha256": digest}
                              for name, digest in files.items()}
         manifest["digest"] = data_digest(data)
-        manifest["storage_format_version"] = STORAGE_FORMAT_VERSION
-        manifest["complete"] = True
-        (tmp / "manifest.json").write_text(json.dumps(_to_json(manifest), indent=2),
-                                           encoding="utf-8")
-        old = None
-        if entry_dir.exists():
-            old = parent / f".old-{entry_dir.name}-{uuid.uuid4().hex[:8]}"
-            os.replace(entry_dir, old)
-        os.replace(tmp, entry_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _commit_entry(tmp, entry_dir, manifest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -501,17 +491,7 @@ def write_composition(entry_dir: Path, composition: Mapping[str, Any],
         manifest["shard_digests"] = shard_digests
         if all(isinstance(d.get("all"), str) for d in found_digests):
             manifest["digest"] = composition_digest(composition, found_digests)
-        manifest["storage_format_version"] = STORAGE_FORMAT_VERSION
-        manifest["complete"] = True
-        (tmp / "manifest.json").write_text(json.dumps(_to_json(manifest), indent=2),
-                                           encoding="utf-8")
-        old = None
-        if entry_dir.exists():
-            old = parent / f".old-{entry_dir.name}-{uuid.uuid4().hex[:8]}"
-            os.replace(entry_dir, old)
-        os.replace(tmp, entry_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        _commit_entry(tmp, entry_dir, manifest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -1137,3 +1117,19 @@ def cached_build(processed_dir: Path, key: str, mode: str, build: Callable[[], B
                            "is built in memory only", entry, err)
             return data, None, False
         return data, read_manifest(entry), False
+
+
+def _commit_entry(tmp: Path, entry_dir: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest`` (marked complete) into the staged ``tmp`` and swap it in for
+    ``entry_dir`` in one rename; a previous entry is removed only once the new one is there."""
+    manifest["storage_format_version"] = STORAGE_FORMAT_VERSION
+    manifest["complete"] = True
+    (tmp / "manifest.json").write_text(json.dumps(_to_json(manifest), indent=2),
+                                       encoding="utf-8")
+    old = None
+    if entry_dir.exists():
+        old = entry_dir.parent / f".old-{entry_dir.name}-{uuid.uuid4().hex[:8]}"
+        os.replace(entry_dir, old)
+    os.replace(tmp, entry_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
