@@ -34,7 +34,7 @@ from deepstrf.datasets.audio._stimuli import (
 
 __all__ = ["AudioFrontEnd", "BinnedRows", "ContinuousTrace", "DEFAULT_SMOOTH_MS",
            "SpectrogramArrayStim", "SpikeTrains", "StimSource", "WavStim", "WaveformArrayStim",
-           "make_front_end", "stim_task"]
+           "make_front_end", "stim_task", "ten_ms_front_end"]
 
 #: Window of the PSTH smoothing when ``smooth=True`` (Hsu, Borst & Theunissen 2004).
 DEFAULT_SMOOTH_MS = 21.0
@@ -124,6 +124,22 @@ def make_front_end(*, dt_ms: Any, smooth: Any, compression: Any, window_ms: Any,
                              f"{hop:g}. Try audio_fs={max(1, round(hop)) * 1000 / dt_ms:g}.")
     return AudioFrontEnd(dt_ms=dt_ms, spectrogram=spectrogram, return_waveform=return_waveform,
                          audio_fs=rate, smooth_ms=smooth_ms)
+
+
+def ten_ms_front_end(owner: str, *, dt_ms: Any, smooth: Any, n_bands: int,
+                     return_waveform: bool, audio_fs: Any) -> Any:
+    """:func:`make_front_end` of the David-lab NEMS releases (NAT4, Espejo 2019, Wingert 2026).
+
+    Their spectrograms and rasters come at 10 ms bins, so ``dt_ms`` must be a multiple of
+    10 ms (bins are pooled); the window is two native bins and nothing is compressed.
+    """
+    front = make_front_end(dt_ms=dt_ms, smooth=smooth, n_bands=n_bands, compression="none",
+                           window_ms=20.0, return_waveform=return_waveform, audio_fs=audio_fs)
+    ratio = front.dt_ms / 10.0
+    if abs(ratio - round(ratio)) > 1e-9:
+        raise ValueError(f"{owner}: dt_ms must be a multiple of 10 ms (the release's bin); got "
+                         f"dt_ms={dt_ms!r}.")
+    return front
 
 
 def stim_task(task: tuple) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:

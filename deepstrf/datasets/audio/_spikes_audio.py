@@ -32,7 +32,8 @@ from deepstrf.datasets._responses import (
 )
 from deepstrf.datasets._source import SourceDataset
 from deepstrf.datasets._storage import ResponseStore
-from deepstrf.datasets.audio._spike_tasks import AudioFrontEnd, make_front_end, stim_task
+from deepstrf.datasets.audio._spike_tasks import AudioFrontEnd, make_front_end, stim_task, \
+    ten_ms_front_end
 from deepstrf.datasets.audio._stimuli import (
     SpectrogramArrayStim,
     StimSource,
@@ -45,7 +46,7 @@ from deepstrf.io.cache import BuiltData
 __all__ = ["AudioFrontEnd", "AudioSourceDataset", "BinnedRows", "ContinuousTrace", "Recording",
            "ResponseBlock", "SpectrogramArrayStim", "SpikeAudioDataset", "SpikeRecording",
            "SpikeTrains", "StimSource", "WavStim", "WaveformArrayStim", "build_recording",
-           "build_spike_audio", "make_front_end"]
+           "build_spike_audio", "make_front_end", "ten_ms_front_end"]
 
 logger = logging.getLogger(__name__)
 

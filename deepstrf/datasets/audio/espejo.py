@@ -85,7 +85,7 @@ from deepstrf.datasets.audio._espejo_sites import BANDS, NATIVE_MS, cell_parts, 
     read_site, summarise_site
 from deepstrf.datasets.audio._espejo_wavs import MIRROR_SUBDIRS, WAV_DIR, fetch_waveforms
 from deepstrf.datasets.audio._spikes_audio import AudioSourceDataset, BinnedRows, Recording, \
-    SpectrogramArrayStim, SpikeTrains, WavStim, make_front_end
+    SpectrogramArrayStim, SpikeTrains, WavStim, ten_ms_front_end
 from deepstrf.errors import RawDataError
 from deepstrf.io.download import RemoteFile
 
@@ -126,13 +126,9 @@ class EspejoDataset(AudioSourceDataset):
                  download: bool = False, *, n_jobs: int | None = 1, cache: str = "use",
                  progress: bool | None = None):
         stimuli = check_choice("stimuli", stimuli, tuple(RELEASES))
-        front = make_front_end(dt_ms=dt_ms, smooth=smooth, n_bands=BANDS[stimuli],
-                               compression="none", window_ms=2 * NATIVE_MS,
-                               return_waveform=return_waveform, audio_fs=audio_fs)
-        ratio = front.dt_ms / NATIVE_MS
-        if abs(ratio - round(ratio)) > 1e-9:
-            raise ValueError(f"EspejoDataset: dt_ms must be a multiple of 10 ms (the release's "
-                             f"bin); got dt_ms={dt_ms!r}.")
+        front = ten_ms_front_end("EspejoDataset", dt_ms=dt_ms, smooth=smooth,
+                                 n_bands=BANDS[stimuli], return_waveform=return_waveform,
+                                 audio_fs=audio_fs)
         if return_waveform and stimuli == "vmn":
             raise ValueError("EspejoDataset: return_waveform=True needs stimuli='nat'; the VMN "
                              "release has no audio (only its 2-band envelopes).")

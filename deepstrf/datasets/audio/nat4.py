@@ -79,7 +79,7 @@ from deepstrf.datasets.audio._spikes_audio import (
     SpectrogramArrayStim,
     SpikeTrains,
     WavStim,
-    make_front_end,
+    ten_ms_front_end,
 )
 from deepstrf.datasets.audio._nat4_sites import NATIVE_MS, canonical, cell_parts, \
     count_quirks, est_blocks, read_pred_correlation, read_site
@@ -126,13 +126,8 @@ class NAT4Dataset(AudioSourceDataset):
                  return_waveform: bool = False, audio_fs: float = 44100, *,
                  response_scale: str = "counts", n_jobs: int | None = 1, cache: str = "use",
                  progress: bool | None = None):
-        front = make_front_end(dt_ms=dt_ms, smooth=smooth, n_bands=N_BANDS, compression="none",
-                               window_ms=2 * NATIVE_MS, return_waveform=return_waveform,
-                               audio_fs=audio_fs)
-        ratio = front.dt_ms / NATIVE_MS
-        if abs(ratio - round(ratio)) > 1e-9:
-            raise ValueError(f"NAT4Dataset: dt_ms must be a multiple of 10 ms (the release's "
-                             f"bin); got dt_ms={dt_ms!r}.")
+        front = ten_ms_front_end("NAT4Dataset", dt_ms=dt_ms, smooth=smooth, n_bands=N_BANDS,
+                                 return_waveform=return_waveform, audio_fs=audio_fs)
         params = {"area": check_choice("area", area, AREAS),
                   "subset": check_choice("subset", subset, ("all", "est", "val")),
                   "response_scale": check_choice("response_scale", response_scale,

@@ -96,7 +96,7 @@ from deepstrf.datasets.audio._spikes_audio import (
     SpectrogramArrayStim,
     SpikeTrains,
     WavStim,
-    make_front_end,
+    ten_ms_front_end,
 )
 from deepstrf.datasets.audio._wingert_sites import (
     N_BANDS,
@@ -146,13 +146,9 @@ class Wingert2026Dataset(AudioSourceDataset):
                  audio_fs: float = 44100, prestim_ms: float | None = None, *,
                  scaling: str = "deepstrf", n_jobs: int | None = 1, cache: str = "use",
                  progress: bool | None = None):
-        front = make_front_end(dt_ms=dt_ms, smooth=smooth, n_bands=N_BANDS, compression="none",
-                               window_ms=2 * NATIVE_MS, return_waveform=return_waveform,
-                               audio_fs=audio_fs)
-        ratio = front.dt_ms / NATIVE_MS
-        if abs(ratio - round(ratio)) > 1e-9:
-            raise ValueError(f"Wingert2026Dataset: dt_ms must be a multiple of 10 ms (the "
-                             f"release's bin); got dt_ms={dt_ms!r}.")
+        front = ten_ms_front_end("Wingert2026Dataset", dt_ms=dt_ms, smooth=smooth,
+                                 n_bands=N_BANDS, return_waveform=return_waveform,
+                                 audio_fs=audio_fs)
         for name, flag in (("log_compress", log_compress),
                            ("include_unlabeled", include_unlabeled)):
             if not isinstance(flag, bool):
