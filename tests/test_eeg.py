@@ -520,7 +520,10 @@ def test_n_jobs_1_and_2_give_identical_results(tmp_path, caplog):
                                                counts=counts)
         # Subject 2 lacks segment 1; every subject's segment 2 runs past the end (12 s).
         assert counts == {"missing_segment": 1, "segment_past_end": 3}
-        assert len(record) == 4, [(n_jobs, str(w.message)) for w in record]
+        # only the quirks: loky may add its own UserWarning when it restarts a worker it
+        # had let idle between tests ("A worker stopped while some jobs were given...")
+        quirks = [w for w in record if issubclass(w.category, DataQuirkWarning)]
+        assert len(quirks) == 4, [(n_jobs, str(w.message)) for w in record]
     summary = [r.getMessage() for r in caplog.records if r.name == "deepstrf.preprocessing.eeg"]
     assert summary[-1] == ("preprocessed 3 EEG recording(s): 5 segment(s), 3 bad channel(s); "
                            "quirks missing_segment=1, segment_past_end=3")
