@@ -397,6 +397,13 @@ def test_array_sources_from_npy_hdf5_and_matlab(tmp_path):
         MovieArrayStim(150.0, movie=frames).render(front(), None)
     with pytest.raises(RawDataError, match="grid needs 7 bins .* has 6 frames"):
         MovieArrayStim(100.0, movie=frames).render(front(), 7)
+    # a damaged .npz, and one without the key asked for, are named
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(RawDataError, match=r"bad\.npz: not a readable \.npz archive"):
+        MovieArrayStim(100.0, path=tmp_path / "bad.npz", key="mov").render(front(), None)
+    np.savez(tmp_path / "m.npz", other=frames)
+    with pytest.raises(RawDataError, match=r"m\.npz: give key= among \['other'\]"):
+        MovieArrayStim(100.0, path=tmp_path / "m.npz", key="mov").render(front(), None)
     with pytest.raises(RawDataError, match="layout 'THWC' needs a 4-D array"):
         MovieArrayStim(100.0, movie=frames, layout="THWC").render(front(), None)
     with pytest.raises(ValueError, match="layout must be one of"):

@@ -280,6 +280,8 @@ def sin2_ramp(n_samples: int, ramp: int) -> np.ndarray:
 
 def assemble_sequence(paths: tuple[Path, ...], ramp_ms: float) -> tuple[np.ndarray, float]:
     """The segments, each ramped (:func:`sin2_ramp`), one after the other."""
+    if not paths:
+        raise ValueError("assemble_sequence needs at least one segment file; got none.")
     parts, rate = [], None
     for path in paths:
         samples, sf = _read_segment(path)
@@ -288,8 +290,7 @@ def assemble_sequence(paths: tuple[Path, ...], ramp_ms: float) -> tuple[np.ndarr
                                "segments of a sequence must share one rate.")
         rate = sf
         parts.append(samples * sin2_ramp(samples.size, int(round(ramp_ms * sf / 1000.0))))
-    assert rate is not None
-    return np.concatenate(parts).astype(np.float32), rate
+    return np.concatenate(parts).astype(np.float32), float(rate)
 
 
 @dataclass(frozen=True)

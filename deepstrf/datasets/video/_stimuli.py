@@ -274,10 +274,15 @@ def _read_array(path: Path, key: Any) -> np.ndarray:
         except (OSError, ValueError) as err:
             raise RawDataError(f"{path}: not a readable .npy array ({err}).") from err
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as f:
-            if key is None or key not in f:
-                raise RawDataError(f"{path}: give key= among {sorted(f.files)}.")
-            return f[key]
+        import zipfile
+
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                if key is None or key not in f:
+                    raise RawDataError(f"{path}: give key= among {sorted(f.files)}.")
+                return f[key]
+        except (OSError, ValueError, zipfile.BadZipFile) as err:
+            raise RawDataError(f"{path}: not a readable .npz archive ({err}).") from err
     from deepstrf.datasets.audio._stimuli import _read_keyed
 
     keys = key if isinstance(key, tuple) else (key,)
