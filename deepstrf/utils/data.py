@@ -283,6 +283,25 @@ def assemble_batch(ds: NeuralDataset, positions: Sequence[int]) -> list[dict[str
     return _AssembledBatch(items, collated)
 
 
+def _item_dicts(batch: Sequence[Any], owner: str, required: Sequence[str]) -> list[Mapping]:
+    """The batch's items as dicts (deepSTRF's 4-tuples converted), each with ``required``."""
+    items = []
+    for b, item in enumerate(batch):
+        if isinstance(item, Mapping):
+            missing = [k for k in required if k not in item]
+            if missing:
+                raise KeyError(f"{owner}: item {b} lacks key(s) {missing}; items must be "
+                               "dicts with 'stims', 'responses', 'valid_mask' and 'stim_meta' as "
+                               "NeuralDataset returns them.")
+            items.append(item)
+        elif isinstance(item, (tuple, list)) and len(item) == 4:
+            items.append(_from_legacy_tuple(item))
+        else:
+            raise TypeError(f"{owner}: item {b} is a {type(item).__name__}; expected the "
+                            "dict returned by NeuralDataset.__getitem__.")
+    return items
+
+
 def neural_collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Collate dataset items into one padded batch (the ``DataLoader`` ``collate_fn``).
 
@@ -309,20 +328,7 @@ def neural_collate(batch: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     if not isinstance(batch, Sequence) or isinstance(batch, (str, bytes)) or len(batch) == 0:
         raise ValueError("neural_collate needs a non-empty list of dataset items; got "
                          f"{type(batch).__name__} of length {len(batch) if hasattr(batch, '__len__') else '?'}.")
-    items = []
-    for b, item in enumerate(batch):
-        if isinstance(item, Mapping):
-            missing = [k for k in ("stims", "responses", "stim_meta") if k not in item]
-            if missing:
-                raise KeyError(f"neural_collate: item {b} lacks key(s) {missing}; items must be "
-                               "dicts with 'stims', 'responses', 'valid_mask' and 'stim_meta' as "
-                               "NeuralDataset returns them.")
-            items.append(item)
-        elif isinstance(item, (tuple, list)) and len(item) == 4:
-            items.append(_from_legacy_tuple(item))
-        else:
-            raise TypeError(f"neural_collate: item {b} is a {type(item).__name__}; expected the "
-                            "dict returned by NeuralDataset.__getitem__.")
+    items = _item_dicts(batch, "neural_collate", ("stims", "responses", "stim_meta"))
     B = len(items)
 
     stim_batch = _pad_stims([it["stims"] for it in items])

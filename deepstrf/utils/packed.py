@@ -445,22 +445,9 @@ def _np_concat(arrays: list) -> Any:
 
 def _pack_items(items: Sequence[Any]) -> PackedBatch:
     """Pack dense items (``ds[i]`` dicts or deepSTRF tuples): the rows holding data."""
-    from collections.abc import Mapping
+    from deepstrf.utils.data import _item_dicts, _pad_stims
 
-    from deepstrf.utils.data import _from_legacy_tuple, _pad_stims
-
-    dicts = []
-    for b, item in enumerate(items):
-        if isinstance(item, Mapping):
-            if "responses" not in item or "stims" not in item:
-                raise KeyError(f"packed_collate: item {b} lacks 'stims' or 'responses'; items "
-                               "must be the dicts NeuralDataset returns.")
-            dicts.append(item)
-        elif isinstance(item, (tuple, list)) and len(item) == 4:
-            dicts.append(_from_legacy_tuple(item))
-        else:
-            raise TypeError(f"packed_collate: item {b} is a {type(item).__name__}; expected "
-                            "the dict returned by NeuralDataset.__getitem__.")
+    dicts = _item_dicts(items, "packed_collate", ("stims", "responses"))
     N = dicts[0]["responses"].shape[0]
     values, stims_, nrns, reps, lengths = [], [], [], [], []
     for b, it in enumerate(dicts):
