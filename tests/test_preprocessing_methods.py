@@ -200,24 +200,22 @@ def test_compute_neuron_quality_equals_metrics_on_collated_data():
 
 
 def test_quality_streams_one_stimulus_block_at_a_time(monkeypatch):
+    from deepstrf.metrics import NeuronQualityAccumulator
+
     ds = make_ragged_dataset(5, 4, n_bands=3, T_range=(10, 12), seed=2)
-    seen = []
     store = ds.response_store
-    original = store.repeat_groups
+    seen = []
+    original = NeuronQualityAccumulator.add_rows
 
-    def spy(s, **kwargs):
-        for neurons, block in original(s, **kwargs):
-            seen.append((s, tuple(block.shape)))
-            yield neurons, block
+    def spy(self, neurons, reps, rows):
+        seen.append((np.asarray(neurons).tolist(), rows.data_ptr()))
+        return original(self, neurons, reps, rows)
 
-    monkeypatch.setattr(store, "repeat_groups", spy)
+    monkeypatch.setattr(NeuronQualityAccumulator, "add_rows", spy)
     ds.compute_neuron_quality()
-    assert sorted({s for s, _ in seen}) == list(range(5))
-    assert all(len(shape) == 3 for _, shape in seen)
-    # every pair is read exactly once, and never with more padding than padded_block has
-    padded = sum(len(store.block(s)[0]) * int(store.block(s)[1].max()) * store.T(s)
-                 for s in range(5))
-    assert store.nbytes // 4 <= sum(np.prod(shape) for _, shape in seen) <= padded
+    # one call per stimulus, on the stored block itself (nothing padded or copied)
+    assert seen == [(store.block(s)[0].tolist(), store.block(s)[2].data_ptr())
+                    for s in range(5)]
 
 
 def test_quality_selects_by_query_afterwards():

@@ -186,3 +186,92 @@ def test_block_stats_values():
     assert no_gram.gram is None
     assert no_gram.trace.item() == pytest.approx(stats.trace.item())
     assert no_gram.total.item() == pytest.approx(stats.total.item())
+
+
+# ---------------------------------------------------------------------------- packed rows
+def packed_pairs(seed=0):
+    """``(neurons, reps, rows)`` of one stimulus with every case add_rows treats apart."""
+    rng = np.random.default_rng(seed)
+    T = 40
+    reps = [1, 2, 3, 4, 5, 6, 7, 10, 12, 13, 3, 4, 5, 4, 6]
+    wave = np.sin(np.linspace(0, 6, T))
+    rows = [rng.poisson(4.0 * (1 + 0.9 * wave),
+                        size=(r, T)).astype(np.float32) for r in reps]
+    rows[10] = np.full((3, T), 0.1, np.float32)               # constant repeats (not 0)
+    rows[11] = (1e4 + rng.standard_normal((4, T))).astype(np.float32)  # mean >> spread
+    rows[12][2, 7] = np.nan                                   # one missing sample
+    rows[13] = np.zeros((4, T), np.float32)                   # silent neuron
+    rows[14] = (2 * wave + rng.standard_normal((6, T)) - 3).astype(np.float32)  # negative
+    neurons = rng.permutation(20)[:len(reps)]
+    return neurons, np.array(reps), np.concatenate(rows)
+
+
+def per_pair_reference(n_neurons, neurons, reps, rows, **kwargs):
+    acc = NeuronQualityAccumulator(n_neurons, **kwargs)
+    start = 0
+    for n, r in zip(neurons, reps):
+        acc.add_block(torch.tensor([n]), torch.from_numpy(rows[start:start + r]).view(1, r, -1))
+        start += r
+    return acc.result()
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"max_ccmax_iters": 20, "seed": 4}])
+def test_packed_rows_equal_dense_blocks(kwargs):
+    neurons, reps, rows = packed_pairs()
+    acc = NeuronQualityAccumulator(20, **kwargs)
+    acc.add_rows(neurons, reps, torch.from_numpy(rows))
+    acc.add_rows(neurons[:4], reps[:4], rows[:int(reps[:4].sum()), :9])  # a second, shorter stim
+    ref = NeuronQualityAccumulator(20, **kwargs)
+    for n, r, x in ((neurons, reps, rows), (neurons[:4], reps[:4], rows[:int(reps[:4].sum()), :9])):
+        start = 0
+        for k, rk in zip(n, r):
+            ref.add_block(torch.tensor([k]), torch.from_numpy(x[start:start + rk]).reshape(1, rk, -1))
+            start += rk
+    for got, want in zip(acc.result(), ref.result()):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-300)
+    snr_, ccmax, sp, np_ = acc.result()
+    assert torch.isfinite(ccmax[neurons[[2, 3, 4, 5, 7, 14]]]).all()
+    assert (sp[neurons[[10, 13]]] == 0).all() and (np_[neurons[[10, 13]]] == 0).all()
+    assert torch.isnan(snr_[neurons[[10, 13]]]).all()       # constant: no signal, no noise
+    assert torch.isnan(sp[neurons[0]])                       # one repeat: nothing to say
+
+
+def test_packed_rows_send_only_the_hard_pairs_to_the_exact_path(monkeypatch):
+    neurons, reps, rows = packed_pairs()
+    dense = []
+    original = NeuronQualityAccumulator.add_block
+
+    def spy(self, idx, block):
+        dense.extend(idx.tolist())
+        return original(self, idx, block)
+
+    monkeypatch.setattr(NeuronQualityAccumulator, "add_block", spy)
+    NeuronQualityAccumulator(20).add_rows(neurons, reps, rows)
+    # random half-splits (12 and 13 repeats), constant repeats, a mean far above the
+    # spread and a NaN sample; the other pairs take the one-pass sums
+    assert sorted(dense) == sorted(neurons[[8, 9, 10, 11, 12]].tolist())
+
+
+def test_packed_rows_chunking_does_not_change_the_result(monkeypatch):
+    from deepstrf.metrics import quality
+
+    neurons, reps, rows = packed_pairs(seed=3)
+    whole = NeuronQualityAccumulator(20)
+    whole.add_rows(neurons, reps, rows)
+    monkeypatch.setattr(quality, "_PACKED_CHUNK_VALUES", 50)   # about one pair per chunk
+    chunked = NeuronQualityAccumulator(20)
+    chunked.add_rows(neurons, reps, rows)
+    for a, b in zip(whole.result(), chunked.result()):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-13, atol=1e-300)
+
+
+@pytest.mark.parametrize("args, error, match", [
+    (([0, 1], [1], np.zeros((1, 4), np.float32)), ValueError, "one repeat count per neuron"),
+    (([0], [0], np.zeros((0, 4), np.float32)), ValueError, ">= 1"),
+    (([0], [2], np.zeros((3, 4), np.float32)), ValueError, "repeats sum to 2"),
+    (([5], [1], np.zeros((1, 4), np.float32)), IndexError, "out of range"),
+    (([0], [1], np.zeros(4, np.float32)), ValueError, "2-D float array"),
+])
+def test_packed_rows_errors(args, error, match):
+    with pytest.raises(error, match=match):
+        NeuronQualityAccumulator(3).add_rows(*args)

@@ -227,9 +227,10 @@ def test_normalisation_statistics_match_two_pass_float64(nan_values):
     if nan_values:
         with_nan_values(ds)
     ds.response_store.masks()
-    count, mean, m2, peak = _neuron_moments(ds, list(range(ds.get_S())), with_var=True)
+    count, mean, m2, _ = _neuron_moments(ds, list(range(ds.get_S())), with_var=True)
+    count_max, _, _, peak = _neuron_moments(ds, list(range(ds.get_S())), with_var=False)
     for n, (c, mu, sq, pk) in enumerate(reference_moments(ds)):
-        assert count[n] == c and peak[n] == pk
+        assert count[n] == c and count_max[n] == c and peak[n] == pk
         assert mean[n] == pytest.approx(mu, rel=1e-12)
         assert m2[n] == pytest.approx(sq, rel=1e-9)
 
@@ -314,6 +315,21 @@ def test_shared_blocks_are_never_written_in_place():
     assert store.transform_rows_(lambda s, r, src, dst: np.add(src, 1, out=dst)) == 0
     assert np.array_equal(user, rows)          # the caller's array is untouched
     assert np.array_equal(store.block(0)[2].numpy(), rows + 1)
+
+
+def test_arrays_handed_over_are_rewritten_in_place():
+    rows = np.random.default_rng(1).poisson(1.0, size=(6, 12)).astype(np.float32)
+    handed = rows.copy()
+    store = ResponseStore.from_blocks(3, [([0, 1, 2], [2, 2, 2], handed)], owned=True)
+    assert store.transform_rows_(lambda s, r, src, dst: np.add(src, 1, out=dst)) == 1
+    assert store.block(0)[2].data_ptr() == handed.ctypes.data   # no new block was allocated
+    assert np.array_equal(store.block(0)[2].numpy(), rows + 1)
+    held = store.block(0)[2]                    # a user's reference still stops the write
+    assert store.transform_rows_(lambda s, r, src, dst: np.add(src, 1, out=dst)) == 0
+    assert torch.equal(held, torch.from_numpy(rows + 1))
+    # a dataset made by the synthetic generator owns its rows: the first op is in place
+    ds = make_ragged_dataset(5, 4, n_bands=2, T_range=(5, 9), coverage=0.8, seed=3)
+    assert ds.response_store.transform_rows_(lambda s, r, src, dst: None) == ds.get_S()
 
 
 def test_repeat_groups_and_pooled_groups_cover_each_pair_once():

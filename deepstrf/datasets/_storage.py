@@ -491,12 +491,19 @@ class ResponseStore:
     @classmethod
     def from_blocks(cls, n_neurons: int,
                     blocks: Iterable[tuple[Sequence[int], Sequence[int], torch.Tensor | np.ndarray]],
-                    ) -> ResponseStore:
+                    *, owned: bool = False) -> ResponseStore:
         """Build from one ``(neuron_indices, repeat_counts, rows)`` triple per stimulus.
 
         ``rows`` stacks the repeats of the listed neurons in the listed order,
         shape ``(sum(repeat_counts), T_s)``. Neurons need not be sorted; they
         are sorted here. A stimulus nobody heard is ``([], [], zeros((0, T_s)))``.
+
+        ``owned=True`` hands the arrays over: the caller keeps no other use of
+        them (a loader's freshly built counts), so whole-dataset operations
+        may rewrite them in place instead of allocating a new block each (a
+        tensor view or another store on them is still detected at the time
+        of the write; a numpy array the caller kept is not, hence the
+        default False: the caller's own arrays are never written).
         """
         out: list[_Block] = []
         for s, (neurons, reps, rows) in enumerate(blocks):
@@ -529,9 +536,9 @@ class ResponseStore:
                 data = data[torch.from_numpy(src)]
                 neurons, reps = neurons[order], reps[order]
             data = data.contiguous()
-            # a converted or reordered copy is ours; the caller's own array is not
-            owned = data.numel() > 0 and data.data_ptr() != source.data_ptr()
-            out.append(_make_block(neurons, reps, data, owned=owned))
+            # a converted or reordered copy is ours; the caller's own array only if handed over
+            ours = data.numel() > 0 and (owned or data.data_ptr() != source.data_ptr())
+            out.append(_make_block(neurons, reps, data, owned=ours))
         return cls(out, n_neurons)
 
     @classmethod

@@ -867,9 +867,10 @@ class NeuralDataset(Dataset, ABC):
         the neuron's stimuli; see :mod:`deepstrf.metrics` for the formulas and
         the degenerate cases (NaN when no stimulus has two repeats). Both are
         written as plain floats, so they can be used in predicates and queries
-        (``"snr > 0.5"``). The stimuli are streamed block by block, their
-        pairs grouped by repeat count (little padding) and pooled into a few
-        large groups, so memory stays bounded by a few million values.
+        (``"snr > 0.5"``). The stimuli are streamed block by block through
+        :meth:`~deepstrf.metrics.NeuronQualityAccumulator.add_rows`, which
+        reads each packed block once in cache-sized chunks without padding
+        it, so memory stays bounded by one block.
 
         Parameters
         ----------
@@ -895,10 +896,13 @@ class NeuralDataset(Dataset, ABC):
                                 "them with deepstrf.metrics.NeuronQualityAccumulator.")
         acc = NeuronQualityAccumulator(self.N_neurons, max_ccmax_iters=max_ccmax_iters, seed=seed)
         store = self._require_store()
-        # pairs grouped by repeat count (little NaN padding to reduce) and pooled
-        # across stimuli into a few large calls
-        for neurons, block in store.iter_pair_groups():
-            acc.add_block(torch.from_numpy(neurons), block)
+        # each stimulus's packed rows in one streaming pass (pairs that need the
+        # exact centred path are reduced that way inside add_rows)
+        for s in range(store.n_stims):
+            neurons, reps, rows = store.block(s)
+            if len(neurons):
+                acc.add_rows(neurons, reps, rows)
+            del rows
         snr, ccmax, sp, np_ = acc.result()
         for meta, a, b in zip(self.nrn_meta, snr.tolist(), ccmax.tolist()):
             meta["snr"] = float(a)

@@ -34,8 +34,9 @@ import functools
 import itertools
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from deepstrf._validation import check_int
@@ -249,14 +250,23 @@ def signal_noise_from_stats(stats: BlockStats) -> tuple[torch.Tensor, torch.Tens
     each ``(K,)``: NaN and weight 0 for pairs that do not qualify, weight
     ``T`` otherwise.
     """
-    reps = stats.n_rep.to(torch.float64)
-    bins = stats.n_bins.to(torch.float64)
-    ok = (stats.n_rep >= 2) & (stats.n_bins >= 2)
+    return _powers(stats.n_rep, stats.n_bins, stats.trace, stats.total, _constant_pairs(stats))
+
+
+def _powers(n_rep: torch.Tensor, n_bins: torch.Tensor, trace: torch.Tensor, total: torch.Tensor,
+            flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(sp, np, weight)`` of :func:`signal_noise_from_stats` from each pair's sums.
+
+    ``trace`` and ``total`` are those of :class:`BlockStats`; ``flat`` marks
+    pairs whose valid repeats are constant (every power is then 0).
+    """
+    reps = n_rep.to(torch.float64)
+    bins = n_bins.to(torch.float64)
+    ok = (n_rep >= 2) & (n_bins >= 2)
     dof = (bins - 1).clamp(min=1)
     # Constant repeats: every power is 0, so SP = NP = 0 and SNR is NaN.
-    flat = _constant_pairs(stats)
-    trace = torch.where(flat, 0.0, stats.trace)
-    total = torch.where(flat, 0.0, stats.total)
+    trace = torch.where(flat, 0.0, trace)
+    total = torch.where(flat, 0.0, total)
     total_power = trace / dof / reps.clamp(min=1)
     sp = (total - trace) / dof / (reps * (reps - 1)).clamp(min=1)
     np_ = total_power - sp
@@ -348,6 +358,54 @@ def _split_weights(n_items: int, max_iters: int, seed: int) -> tuple[torch.Tenso
     return cross, diff.T @ diff / n_splits
 
 
+def _symmetric_split_weights_uncached(n_items: int, max_iters: int, seed: int
+                                     ) -> tuple[float, float, float, float] | None:
+    cross, diff = _split_weights(n_items, max_iters, seed)
+    off = ~torch.eye(n_items, dtype=torch.bool)
+    values = []
+    for w in (cross, diff):
+        diag, rest = w.diagonal(), w[off]
+        if not (bool((diag == diag[0]).all()) and bool((rest == rest[0]).all())):
+            return None
+        values += [float(diag[0]), float(rest[0])]
+    return values[0], values[1], values[2], values[3]
+
+
+#: ``(cross_diag, cross_off, diff_diag, diff_off)`` of the split-averaged weights
+#: when each matrix is ``a I + b (J - I)`` (every split listed: the average is then
+#: the same for every repeat and every pair of repeats), else None.
+_symmetric_split_weights = functools.lru_cache(maxsize=64)(_symmetric_split_weights_uncached)
+
+
+def _symmetric_products(weights: tuple[float, float, float, float], trace: torch.Tensor,
+                        total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``<G, cross>`` and ``<G, diff>`` for weights ``a I + b (J - I)``, from ``G``'s sums.
+
+    ``trace`` is the sum of ``G``'s diagonal and ``total`` the sum of all its
+    entries, so the off-diagonal entries sum to ``total - trace``.
+    """
+    cross_d, cross_o, diff_d, diff_o = weights
+    off = total - trace
+    return cross_d * trace + cross_o * off, diff_d * trace + diff_o * off
+
+
+def _split_moments(cross: torch.Tensor, diff: torch.Tensor, half: Any, n_valid: Any,
+                   dof: torch.Tensor, total_power: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split-averaged ``(signal, noise)`` from ``<G, cross>`` and ``<G, diff>`` of the used repeats.
+
+    ``half`` and ``n_valid`` are ints, or float64 tensors with one value per pair.
+    """
+    scale = half * half * dof
+    tiny = _NOISE_RTOL * total_power
+    # Moments below 1e-12 of the total power are rounding noise: a zero
+    # covariance (no signal, so NaN) or identical repeats (no noise).
+    sig = cross / scale
+    half_noise = diff / (2 * scale)
+    return (torch.where(sig.abs() <= tiny, 0.0, sig),
+            torch.where(half_noise <= tiny, 0.0, half_noise) * (half / n_valid))
+
+
 def ccmax_moments_from_stats(
     stats: BlockStats, max_iters: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -401,16 +459,17 @@ def ccmax_moments_from_stats(
         rows = torch.nonzero(eligible & (stats.n_rep == n_valid)).squeeze(1)
         half = n_valid // 2
         used = 2 * half
-        cross_w, diff_w = (w.to(cov_all.device) for w in _split_weights(used, max_iters, seed))
         cov = gram[rows][:, :used, :used]
-        scale = half * half * dof[rows]
-        tiny = _NOISE_RTOL * total_power[rows]
-        # Moments below 1e-12 of the total power are rounding noise: a zero
-        # covariance (no signal, so NaN) or identical repeats (no noise).
-        sig = (cov * cross_w).sum(dim=(-2, -1)) / scale
-        signal[rows] = torch.where(sig.abs() <= tiny, 0.0, sig)
-        half_noise = (cov * diff_w).sum(dim=(-2, -1)) / (2 * scale)
-        noise[rows] = torch.where(half_noise <= tiny, 0.0, half_noise) * (half / n_valid)
+        symmetric = _symmetric_split_weights(used, max_iters, seed)
+        if symmetric is not None:
+            used_trace = cov.diagonal(dim1=-2, dim2=-1).sum(dim=-1)
+            cross, diff = _symmetric_products(symmetric, used_trace, cov.sum(dim=(-2, -1)))
+        else:
+            cross_w, diff_w = (w.to(cov_all.device) for w in _split_weights(used, max_iters, seed))
+            cross = (cov * cross_w).sum(dim=(-2, -1))
+            diff = (cov * diff_w).sum(dim=(-2, -1))
+        signal[rows], noise[rows] = _split_moments(cross, diff, half, n_valid, dof[rows],
+                                                   total_power[rows])
     flat = _constant_pairs(stats) & eligible
     return torch.where(flat, 0.0, signal), torch.where(flat, 0.0, noise), weight
 
@@ -572,6 +631,91 @@ class NeuronQualityAccumulator:
         self._sums.index_add_(0, neuron_idx.to(self._sums.device, torch.int64),
                               terms.to(self._sums.device))
 
+    def add_rows(self, neuron_idx: Any, repeats: Any, rows: Any) -> None:
+        """Add one stimulus's responses in packed form: the repeats of ``K`` neurons stacked.
+
+        The values are those :meth:`add_block` gives for the same pairs (to
+        about ``1e-13`` relative), at a fraction of the cost: nothing is
+        padded or copied to a ``(K, R, T)`` block, and a pair's statistics
+        come from its row sums, row sums of squares and the sum of its
+        repeats, taken in one streaming pass (see :func:`_packed_pair_sums`).
+        Pairs whose statistics need more go through :meth:`add_block`: those
+        with a NaN or infinite value, those whose repeat count has random
+        half-splits (the split weights then differ between repeats), and
+        those whose mean is large against their spread, where the one-pass
+        sums would lose precision.
+
+        Parameters
+        ----------
+        neuron_idx : array-like
+            ``(K,)`` integer indices of the neurons, in ``[0, n_neurons)``.
+        repeats : array-like
+            ``(K,)`` repeat counts, each ``>= 1``.
+        rows : Tensor or numpy.ndarray
+            ``(sum(repeats), T)`` float responses: neuron ``k``'s repeats are
+            rows ``sum(repeats[:k])`` to ``sum(repeats[:k + 1])``.
+        """
+        neurons = np.asarray(torch.as_tensor(neuron_idx).cpu(), dtype=np.int64).reshape(-1)
+        reps = np.asarray(torch.as_tensor(repeats).cpu(), dtype=np.int64).reshape(-1)
+        if isinstance(rows, torch.Tensor):
+            if rows.device.type != "cpu" or rows.requires_grad:
+                rows = rows.detach().cpu()
+            rows = rows.numpy()
+        data = np.asarray(rows)
+        if data.ndim != 2 or not np.issubdtype(data.dtype, np.floating):
+            raise ValueError(f"rows must be a 2-D float array (sum(repeats), T); got dtype "
+                             f"{data.dtype} and shape {tuple(data.shape)}.")
+        if len(neurons) != len(reps):
+            raise ValueError(f"neuron_idx has {len(neurons)} entries but repeats has "
+                             f"{len(reps)}; give one repeat count per neuron.")
+        if len(reps) and int(reps.min()) < 1:
+            raise ValueError(f"every repeat count must be >= 1; got {reps.tolist()}.")
+        if int(reps.sum()) != data.shape[0]:
+            raise ValueError(f"repeats sum to {int(reps.sum())} but rows has {data.shape[0]} "
+                             "rows; rows must stack every neuron's repeats.")
+        if len(neurons) == 0:
+            return
+        if int(neurons.min()) < 0 or int(neurons.max()) >= self.n_neurons:
+            bad = int(neurons.min()) if int(neurons.min()) < 0 else int(neurons.max())
+            raise IndexError(f"neuron index {bad} is out of range; the valid range is "
+                             f"[0, {self.n_neurons - 1}].")
+        starts = np.zeros(len(reps), dtype=np.int64)
+        np.cumsum(reps[:-1], out=starts[1:])
+        if data.dtype != np.float32:
+            data = data.astype(np.float32)
+        sums = _packed_pair_sums(data, reps, starts)
+        T = data.shape[1]
+        dense = ~sums.finite
+        fast = np.zeros(len(reps), dtype=bool)
+        for R in np.unique(reps[(reps >= 2) & ~dense]).tolist():
+            group = (reps == R) & ~dense
+            if _symmetric_split_weights(2 * (R // 2), self.max_ccmax_iters, self.seed) is None:
+                dense |= group
+            else:
+                fast |= group
+        # One-pass sums lose about 1e-16 * raw / trace of the pair's power: past
+        # 1e3 (a mean over ~30 standard deviations, or constant repeats) the
+        # pair is reduced the exact way instead.
+        fast &= T >= 2
+        ill = fast & (sums.raw > _ONE_PASS_CONDITION * sums.trace)
+        fast &= ~ill
+        dense |= ill
+        if fast.any():
+            self._add_terms(neurons[fast], _packed_terms(sums, reps, T, fast, self.max_ccmax_iters,
+                                                         self.seed))
+        dense &= reps >= 2  # a single repeat adds nothing to any sum
+        for R in np.unique(reps[dense]).tolist():
+            k = np.flatnonzero(dense & (reps == R))
+            index = (starts[k][:, None] + np.arange(R)).reshape(-1)
+            block = torch.from_numpy(np.ascontiguousarray(data[index])).view(len(k), R, T)
+            self.add_block(torch.from_numpy(neurons[k]), block)
+
+    def _add_terms(self, neurons: np.ndarray, terms: torch.Tensor) -> None:
+        if self._sums is None:
+            self._sums = torch.zeros((self.n_neurons, len(_ACCUMULATED)), dtype=torch.float64)
+        self._sums.index_add_(0, torch.from_numpy(neurons).to(self._sums.device),
+                              terms.to(self._sums.device))
+
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return ``(snr, ccmax, sp, np)``, each a float64 ``(n_neurons,)`` tensor.
 
@@ -587,3 +731,126 @@ class NeuronQualityAccumulator:
         sp = weighted_mean(sp, weight)
         np_ = weighted_mean(np_, weight)
         return snr_from_powers(sp, np_), ccmax_from_moments(signal, noise), sp, np_
+
+
+#: Above this ratio of a pair's raw to centred sum of squares, :meth:`NeuronQualityAccumulator.add_rows`
+#: computes the pair the exact (centred) way rather than from one-pass sums.
+_ONE_PASS_CONDITION = 1e3
+
+#: Values per chunk of the packed pass: 1 MiB of float64 scratch stays in a core's L2 cache.
+_PACKED_CHUNK_VALUES = 1 << 17
+
+
+class _PackedSums(NamedTuple):
+    """Per-pair sums of packed rows (float64 ``(K,)`` numpy arrays; see :func:`_packed_pair_sums`)."""
+
+    finite: np.ndarray       # bool: every value of the pair is finite
+    raw: np.ndarray          # sum of squares of all values
+    trace: np.ndarray        # sum over repeats of the squares about the repeat's own mean
+    total: np.ndarray        # sum over bins of the squared sum over repeats of the centred values
+    used_trace: np.ndarray   # trace over the first 2 * (R // 2) repeats
+    used_total: np.ndarray   # total over the first 2 * (R // 2) repeats
+
+
+def _packed_pair_sums(data: np.ndarray, reps: np.ndarray, starts: np.ndarray) -> _PackedSums:
+    """Sums of :class:`_PackedSums` for the pairs of packed float32 rows, in one pass.
+
+    Chunks of whole pairs (about 1 MiB of float64) are copied to a scratch
+    array that stays in cache, where the row sums ``s_r``, the row sums of
+    squares ``q_r`` and each pair's sum of repeats ``P_t = sum_r x_rt`` are
+    taken. Float32 values and their products are exact in float64, so::
+
+        trace = sum_r (q_r - s_r^2 / T)
+        total = |P|^2 - (sum_r s_r)^2 / T
+
+    are float64 sums of exact terms, accurate to about ``1e-16 * raw`` (hence
+    the conditioning test of the caller). For odd ``R`` the last repeat is
+    taken out of both for the half-splits. All sums are numpy's, in an order
+    fixed by the data: the result does not depend on the thread count.
+    """
+    K = len(reps)
+    n_rows, T = data.shape
+    out = {name: np.empty(K) for name in _PackedSums._fields if name != "finite"}
+    finite = np.empty(K, dtype=bool)
+    ends = starts + reps
+    pair_of_row = torch.from_numpy(np.repeat(np.arange(K, dtype=np.int64), reps))
+    per_pair = max(1, _PACKED_CHUNK_VALUES // max(1, T))
+    most = max(per_pair, int(reps.max()))
+    scratch = torch.empty(most * T, dtype=torch.float64)
+    sums = torch.empty(min(K, most) * T, dtype=torch.float64)
+    p0 = 0
+    while p0 < K:
+        # pairs [p0, p1) whose rows fit the scratch (at least one pair)
+        p1 = int(np.searchsorted(ends, starts[p0] + per_pair, side="right"))
+        p1 = min(K, max(p1, p0 + 1))
+        r0, r1 = int(starts[p0]), int(ends[p1 - 1])
+        k = p1 - p0
+        y_t = scratch[:(r1 - r0) * T].view(r1 - r0, T)
+        y = y_t.numpy()
+        y[...] = data[r0:r1]
+        s = np.add.reduce(y, axis=1)
+        q = np.einsum("ij,ij->i", y, y)
+        local = starts[p0:p1] - r0
+        owner = pair_of_row[r0:r1] - p0
+        # each pair's sum of repeats, added row after row (index_add_ on the CPU
+        # runs serially over the index, so the order is fixed by the data)
+        pair_sum_t = sums[:k * T].view(k, T).zero_().index_add_(0, owner, y_t)
+        pair_sum = pair_sum_t.numpy()
+        c = q - s * s / T
+        owner_np = owner.numpy()
+        sl = slice(p0, p1)
+        raw = out["raw"][sl] = np.bincount(owner_np, weights=q, minlength=k)
+        finite[sl] = np.isfinite(raw)
+        trace = out["trace"][sl] = np.bincount(owner_np, weights=c, minlength=k)
+        S = np.bincount(owner_np, weights=s, minlength=k)
+        total = out["total"][sl] = np.einsum("ij,ij->i", pair_sum, pair_sum) - S * S / T
+        out["used_trace"][sl] = trace
+        out["used_total"][sl] = total
+        odd = np.flatnonzero(reps[sl] % 2 == 1)
+        if len(odd):
+            last = local[odd] + reps[sl][odd] - 1
+            used = pair_sum[odd] - y[last]
+            S_used = S[odd] - s[last]
+            out["used_trace"][p0 + odd] = trace[odd] - c[last]
+            out["used_total"][p0 + odd] = np.einsum("ij,ij->i", used, used) - S_used * S_used / T
+        p0 = p1
+    return _PackedSums(finite=finite, **out)
+
+
+def _packed_terms(sums: _PackedSums, reps: np.ndarray, T: int, keep: np.ndarray,
+                  max_iters: int, seed: int) -> torch.Tensor:
+    """The accumulated terms (``_ACCUMULATED`` order) of the pairs ``keep``, ``(K', 5)``.
+
+    The same arithmetic as :meth:`NeuronQualityAccumulator.add_block`
+    (:func:`_powers`, :func:`_symmetric_products`, :func:`_split_moments`)
+    on the one-pass sums; every kept pair has ``R >= 2``, ``T >= 2``, finite
+    values and symmetric split weights.
+    """
+    def take(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a[keep]))
+
+    n_rep = torch.from_numpy(reps[keep])
+    n_bins = torch.full_like(n_rep, int(T))
+    trace, total, raw = take(sums.trace), take(sums.total), take(sums.raw)
+    flat = zero_variance(trace, raw)
+    sp, np_, weight = _powers(n_rep, n_bins, trace, total, flat)
+    bins = n_bins.to(torch.float64)
+    dof = (bins - 1).clamp(min=1)
+    total_power = trace / dof / n_rep.to(torch.float64)
+    # the split weights of each pair's repeat count, looked up from a small table
+    table = torch.zeros((int(n_rep.max()) + 1, 4), dtype=torch.float64)
+    for R in torch.unique(n_rep).tolist():
+        table[R] = torch.tensor(_symmetric_split_weights(2 * (R // 2), max_iters, seed),
+                                dtype=torch.float64)
+    w = table[n_rep]
+    used_trace, used_total = take(sums.used_trace), take(sums.used_total)
+    off = used_total - used_trace
+    cross = w[:, 0] * used_trace + w[:, 1] * off
+    diff = w[:, 2] * used_trace + w[:, 3] * off
+    reps64 = n_rep.to(torch.float64)
+    signal, noise = _split_moments(cross, diff, (n_rep // 2).to(torch.float64), reps64, dof,
+                                   total_power)
+    signal = torch.where(flat, 0.0, signal)
+    noise = torch.where(flat, 0.0, noise)
+    return torch.stack([weighted_terms(sp, weight), weighted_terms(np_, weight), weight,
+                        weighted_terms(signal, weight), weighted_terms(noise, weight)], dim=1)

@@ -80,7 +80,7 @@ def make_ragged_dataset(n_stims: int, n_neurons: int, *, n_bands: int = 32,
             reps = rng.integers(repeats[0], repeats[1] + 1, size=len(neurons))
         rows = rng.poisson(rate, size=(int(reps.sum()), int(T[s]))).astype(np.float32)
         blocks.append((neurons, reps, torch.from_numpy(rows)))
-    store = ResponseStore.from_blocks(N, blocks)
+    store = ResponseStore.from_blocks(N, blocks, owned=True)  # rows made here
     stims = [torch.from_numpy(rng.random((1, n_bands, int(t)), dtype=np.float32)) for t in T]
     types = ("a", "b", "c")
     stim_meta = [{"name": f"stim{s:05d}", "type": types[s % 3],

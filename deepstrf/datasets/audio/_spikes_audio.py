@@ -144,7 +144,7 @@ def build_recording(recording: Recording, front: AudioFrontEnd, *,
         for key, value in facts.items():
             meta.setdefault(key, value)
         stim_meta.append(meta)
-    store = ResponseStore.from_blocks(len(keep_neurons), blocks)
+    store = ResponseStore.from_blocks(len(keep_neurons), blocks, owned=True)  # built here
     attributes: dict[str, Any] = {"F": int(front.spectrogram.n_bands),
                                   "audio_fs": front.audio_fs if front.return_waveform else None}
     if attributes["audio_fs"] is not None and float(attributes["audio_fs"]).is_integer():

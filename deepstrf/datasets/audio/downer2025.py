@@ -418,7 +418,7 @@ def _build_session(task: dict[str, Any], n_jobs: int | None = 1):
                                 smooth_ms=task["smooth_ms"])
         blocks.append((keep, [reps[c] for c in keep], torch.from_numpy(rows)))
         stim_meta.append({"name": table[s][1], "n_bins": int(table[s][2])})
-    store = ResponseStore.from_blocks(n_ch, blocks)
+    store = ResponseStore.from_blocks(n_ch, blocks, owned=True)  # rendered here
     return BuiltData(stims=[], store=store, stim_meta=stim_meta, nrn_meta=task["nrn_meta"],
                      attributes={}, quirks=quirks)
 

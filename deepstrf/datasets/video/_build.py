@@ -90,7 +90,7 @@ def build_movie_recording(recording: MovieRecording, front: VideoFrontEnd, *,
                            f"{sorted(shapes)}; pass size=(H, W) (and channels='gray') so they "
                            "share one.")
     C, H, W = shapes.pop()
-    store = ResponseStore.from_blocks(len(keep_neurons), blocks)
+    store = ResponseStore.from_blocks(len(keep_neurons), blocks, owned=True)  # built here
     rate = front.frames_per_bin * 1000.0 / front.dt_ms
     attributes = {"C": int(C), "H": int(H), "W": int(W),
                   "frame_rate_hz": int(rate) if math.isclose(rate, round(rate)) else rate}
