@@ -332,19 +332,3 @@ def test_arrays_handed_over_are_rewritten_in_place():
     assert ds.response_store.transform_rows_(lambda s, r, src, dst: None) == ds.get_S()
 
 
-def test_repeat_groups_and_pooled_groups_cover_each_pair_once():
-    ds = make_ragged_dataset(10, 8, n_bands=2, T_range=(5, 7), coverage=0.8, repeats=(1, 6),
-                             seed=17)
-    store = ds.response_store
-    seen = {}
-    for neurons, block in store.iter_pair_groups(group_values=200, pending_values=1000):
-        assert block.dim() == 3 and len(neurons) == block.shape[0]
-        T = block.shape[2]
-        for n, pair in zip(neurons.tolist(), block):
-            s = next(s for s in range(store.n_stims) if store.T(s) == T
-                     and (s, n) not in seen and n in store.block(s)[0]
-                     and same(pair[:store.get(s, n).shape[0]], store.get(s, n)))
-            R = store.get(s, n).shape[0]
-            assert torch.isnan(pair[R:]).all()
-            seen[(s, n)] = True
-    assert len(seen) == store.n_pairs

@@ -758,9 +758,11 @@ class VideoNeuralDataset(NeuralDataset):
 
         store = self._require_store()
         if not per_stimulus:
-            acc = NeuronQualityAccumulator(self.N_neurons, max_ccmax_iters=1)
-            for neurons, block in store.iter_pair_groups():
-                acc.add_block(torch.from_numpy(neurons), block)
+            acc = NeuronQualityAccumulator(self.N_neurons)  # SP does not depend on the splits
+            for s in range(store.n_stims):
+                neurons, reps, rows = store.block(s)
+                if len(neurons):
+                    acc.add_rows(neurons, reps, rows)
             return acc.result()[2]
         out = torch.full((self.N_neurons, store.n_stims), float("nan"), dtype=torch.float64)
         for s in range(store.n_stims):
