@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import deepstrf.datasets.audio.downer2025 as downer
 from deepstrf.datasets.audio.downer2025 import (
@@ -208,6 +209,24 @@ def test_zip_in_place_equals_unpacked_folder(release, tmp_path):
     f = _quiet(path=_folder_only(release, tmp_path), smooth=False)
     assert z.provenance["manifest"]["digest"]["all"] == f.provenance["manifest"]["digest"]["all"]
     assert not (tmp_path / "z" / "raw" / "auditory_cortex_data").exists()  # never unpacked
+
+
+@pytest.mark.parametrize("stimuli", ["timit", "mvocs"])
+def test_files_resaved_as_matlab_v73_read_the_same(tmp_path, stimuli):
+    small = dict(sessions=(("180413", "b", "RH", "non-primary", "AL"),
+                           ("180501", "b", "RH", "primary", "A1")),
+                 n_channels=(2, 1), n_timit=3, n_vocs=2, no_trialinfo=("180501",), seed=4)
+    v5 = write_downer2025(tmp_path / "v5" / "raw", **small)
+    v73 = write_downer2025(tmp_path / "v73" / "raw", mat_version="7.3", **small)
+    head = (v73.root / "sessions" / "180413" / v73.channels[0].path.name).read_bytes()[512:520]
+    assert head == b"\x89HDF\r\n\x1a\n"     # really HDF5 files
+    a = _quiet(path=tmp_path / "v5", stimuli=stimuli, smooth=False)
+    b = _quiet(path=tmp_path / "v73", stimuli=stimuli, smooth=False)
+    assert a.stim_meta == b.stim_meta and a.nrn_meta == b.nrn_meta
+    for s in range(a.get_S()):
+        assert torch.equal(a.stims[s], b.stims[s])
+        for n in range(a.N_neurons):
+            assert torch.equal(a.responses[s][n].nan_to_num(-1), b.responses[s][n].nan_to_num(-1))
 
 
 def test_fast_channel_reader_equals_scipy_and_skips_the_waveforms(release):

@@ -453,6 +453,22 @@ def test_ns1_like_nested_struct_arrays(tmp_path):
         assert out["data"]["set"][2]["repeats"][0]["t"].shape == (0,)
 
 
+@pytest.mark.parametrize("version", ["5", "7.3"])
+def test_content_in_memory_reads_like_the_file(tmp_path, version):
+    variables = rich_variables()
+    path = write_mat(tmp_path / f"c{version}.mat", variables, version=version)
+    from_file, from_bytes = read_mat(path), read_mat(path.read_bytes())
+    assert sorted(from_bytes) == sorted(from_file)
+    for name in variables:
+        assert_same(from_file[name], from_bytes[name], name)
+    picked = read_mat(path.read_bytes(), ["scalar"], name="release.zip > c.mat")
+    assert picked == {"scalar": 3.5}
+    with pytest.raises(RawDataError, match=r"release.zip > c.mat: no variable\(s\) 'nope'.*scalar"):
+        read_mat(path.read_bytes(), ["nope"], name="release.zip > c.mat")
+    with pytest.raises(RawDataError, match="^<bytes>: (not a readable|unknown) MATLAB file"):
+        read_mat(path.read_bytes()[:300])
+
+
 def test_not_a_mat_file_raises(tmp_path):
     for data in (b"", b"garbage" * 40, b"MATLAB 5.0 MAT-file" + b"\0" * 100):
         path = write_bytes(tmp_path, "bad.mat", data)

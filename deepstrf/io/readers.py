@@ -348,7 +348,8 @@ _MATLAB_NUMERIC = {
 }
 
 
-def read_mat(path: PathType, variable_names: Iterable[str] | None = None) -> dict[str, Any]:
+def read_mat(path: PathType | bytes, variable_names: Iterable[str] | None = None, *,
+             name: str | None = None) -> dict[str, Any]:
     """Read a MATLAB ``.mat`` file of any version into plain Python objects.
 
     Versions 4, 5 and 7 are read with :func:`scipy.io.loadmat`; version 7.3
@@ -375,10 +376,13 @@ def read_mat(path: PathType, variable_names: Iterable[str] | None = None) -> dic
 
     Parameters
     ----------
-    path : str or os.PathLike
-        The ``.mat`` file.
+    path : str, os.PathLike or bytes
+        The ``.mat`` file, or its content (a member read from an archive).
     variable_names : iterable of str, optional
         Read only these variables. Default: all.
+    name : str, optional
+        What to call the file in error messages (default: the path; for
+        content, ``"<bytes>"``): e.g. ``"release.zip > a/b.mat"``.
 
     Returns
     -------
@@ -394,71 +398,91 @@ def read_mat(path: PathType, variable_names: Iterable[str] | None = None) -> dic
         this reader does not decode (objects, function handles, strings made
         with ``string``), or lacks a requested variable.
     """
-    path = Path(path)
+    content = bytes(path) if isinstance(path, (bytes, bytearray, memoryview)) else None
+    if content is None:
+        path = Path(path)
+    where = name if name is not None else ("<bytes>" if content is not None else str(path))
     if variable_names is not None:
         if isinstance(variable_names, str):
             variable_names = [variable_names]
         variable_names = list(variable_names)
-        for name in variable_names:
-            if not isinstance(name, str):
+        for wanted in variable_names:
+            if not isinstance(wanted, str):
                 raise TypeError(
-                    f"variable_names must hold strings; got {name!r} ({type(name).__name__})."
+                    f"variable_names must hold strings; got {wanted!r} ({type(wanted).__name__})."
                 )
-    if not path.is_file():
+    if content is None and not path.is_file():
         raise FileNotFoundError(f"read_mat: no such file: {path}")
+    source = _MatSource(path if content is None else None, content)
     try:
-        if _is_hdf5(path):
-            raw = _load_mat73(path, variable_names)
+        if source.is_hdf5():
+            raw = _load_mat73(source, variable_names)
         else:
-            raw = _load_mat_scipy(path, variable_names)
+            raw = _load_mat_scipy(source, variable_names, where)
     except RawDataError:
         raise
     except MemoryError:
         raise
     except Exception as err:
         raise RawDataError(
-            f"{path}: not a readable MATLAB file ({type(err).__name__}: {err})."
+            f"{where}: not a readable MATLAB file ({type(err).__name__}: {err})."
         ) from err
     if variable_names is not None:
-        missing = [name for name in variable_names if name not in raw]
+        missing = [v for v in variable_names if v not in raw]
         if missing:
-            held = ", ".join(_variable_list(path)) or "no variables"
+            held = ", ".join(_variable_list(source)) or "no variables"
             raise RawDataError(
-                f"{path}: no variable(s) {', '.join(repr(m) for m in missing)} in this "
+                f"{where}: no variable(s) {', '.join(repr(m) for m in missing)} in this "
                 f"MATLAB file; it holds: {held}."
             )
-    return {name: _simplify(value) for name, value in raw.items()}
+    return {key: _simplify(value) for key, value in raw.items()}
 
 
-def _is_hdf5(path: Path) -> bool:
-    # HDF5 looks for its superblock at 0 and at powers of two from 512; MATLAB
-    # v7.3 files put it after a 512-byte userblock holding the MATLAB header.
-    with path.open("rb") as fh:
-        head = fh.read(2048 + 8)
-    return any(head[offset:offset + 8] == _HDF5_SIGNATURE for offset in (0, 512, 1024, 2048))
+class _MatSource:
+    """A MATLAB file on disk or its content in memory, opened anew for each reader."""
+
+    def __init__(self, path: Path | None, content: bytes | None):
+        self.path, self.content = path, content
+
+    def open(self) -> Any:
+        import io
+
+        return self.path.open("rb") if self.content is None else io.BytesIO(self.content)
+
+    def target(self) -> Any:
+        """What scipy and h5py take: the path as a string, or a file object on the content."""
+        return str(self.path) if self.content is None else self.open()
+
+    def is_hdf5(self) -> bool:
+        # HDF5 looks for its superblock at 0 and at powers of two from 512; MATLAB
+        # v7.3 files put it after a 512-byte userblock holding the MATLAB header.
+        with self.open() as fh:
+            head = fh.read(2048 + 8)
+        return any(head[offset:offset + 8] == _HDF5_SIGNATURE for offset in (0, 512, 1024, 2048))
 
 
-def _variable_list(path: Path) -> list[str]:
+def _variable_list(source: _MatSource) -> list[str]:
     """Names of all variables in a MATLAB file (for error messages)."""
-    if _is_hdf5(path):
+    if source.is_hdf5():
         import h5py
 
-        with h5py.File(path, "r") as fh:
+        with h5py.File(source.target(), "r") as fh:
             return sorted(n for n in fh if not n.startswith("#"))
     from scipy.io import whosmat
 
-    return sorted(entry[0] for entry in whosmat(str(path), appendmat=False))
+    return sorted(entry[0] for entry in whosmat(source.target(), appendmat=False))
 
 
-def _load_mat_scipy(path: Path, variable_names: list[str] | None) -> dict[str, Any]:
+def _load_mat_scipy(source: _MatSource, variable_names: list[str] | None,
+                    where: str) -> dict[str, Any]:
     """v4/v5/v7 files, squeezed, with structs as ``mat_struct`` for :func:`_simplify`."""
     from scipy.io import loadmat
     from scipy.io.matlab import matfile_version
 
-    major, _ = matfile_version(str(path), appendmat=False)
+    major, _ = matfile_version(source.target(), appendmat=False)
     if major not in (0, 1):
-        raise RawDataError(f"{path}: unknown MATLAB file version {major}.")
-    raw = loadmat(str(path), variable_names=variable_names, squeeze_me=True,
+        raise RawDataError(f"{where}: unknown MATLAB file version {major}.")
+    raw = loadmat(source.target(), variable_names=variable_names, squeeze_me=True,
                   struct_as_record=False, chars_as_strings=True, appendmat=False)
     return {k: v for k, v in raw.items() if not k.startswith("__")}
 
@@ -490,10 +514,10 @@ def _squeeze(array: np.ndarray) -> Any:
     return array
 
 
-def _load_mat73(path: Path, variable_names: list[str] | None) -> dict[str, Any]:
+def _load_mat73(source: _MatSource, variable_names: list[str] | None) -> dict[str, Any]:
     import h5py
 
-    with h5py.File(path, "r") as fh:
+    with h5py.File(source.target(), "r") as fh:
         names = [n for n in fh if not n.startswith("#")]
         if variable_names is not None:
             wanted = set(variable_names)

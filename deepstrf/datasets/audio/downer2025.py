@@ -105,7 +105,6 @@ Dataset: doi:10.5281/zenodo.16175377
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import re
 import time
@@ -280,17 +279,10 @@ class _Reader:
 
 
 def _loadmat(data: bytes, where: str, names: list[str] | None = None) -> dict[str, Any]:
-    from scipy.io import loadmat
+    """A member's MATLAB variables (any version, v7.3 included), structs as dicts."""
+    from deepstrf.io.readers import read_mat
 
-    try:
-        return loadmat(io.BytesIO(data), squeeze_me=True, struct_as_record=False,
-                       variable_names=names)
-    except NotImplementedError as err:  # a v7.3 (HDF5) file
-        raise RawDataError(f"{where}: a MATLAB v7.3 file; the release's files are v5/v7 "
-                           f"({err}).") from err
-    except Exception as err:  # noqa: BLE001 - scipy raises many kinds for a damaged file
-        raise RawDataError(f"{where}: not a readable MATLAB file ({type(err).__name__}: "
-                           f"{err}).") from err
+    return read_mat(data, names, name=where)
 
 
 def _field(obj: Any, name: str, where: str) -> Any:
@@ -339,9 +331,6 @@ def read_channel(reader: _Reader, name: str) -> tuple[np.ndarray, dict[str, np.n
             spike, trial = read_struct_fields(f, {"spike": ("spktimes",), "trial": None})
     except MatFormatError:
         mat = _loadmat(reader.read(name), where, ["spike", "trial"])
-        for var in ("spike", "trial"):
-            if var not in mat:
-                raise RawDataError(f"{where}: no {var!r} variable.") from None
         spike, trial = mat["spike"], mat["trial"]
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise RawDataError(f"{where}: cannot read the file ({err}).") from err
@@ -365,8 +354,6 @@ def _build_session(task: dict[str, Any], n_jobs: int | None = 1):
         if task["trialinfo"] is not None:
             where = reader.where(task["trialinfo"])
             mat = _loadmat(reader.read(task["trialinfo"]), where, ["trial"])
-            if "trial" not in mat:
-                raise RawDataError(f"{where}: no 'trial' variable.")
             session_trials = _trial_table(mat["trial"], where)
         else:
             quirks["sessions_without_trialinfo"] = 1
@@ -495,8 +482,6 @@ def _timit_sounds(reader: _Reader) -> list[tuple[np.ndarray, dict[str, Any]]]:
     """``(speech samples, facts)`` of every sentdet entry, befaft cut off."""
     where = reader.where(TIMIT_MAT)
     mat = _loadmat(reader.read(TIMIT_MAT), where, ["sentdet"])
-    if "sentdet" not in mat:
-        raise RawDataError(f"{where}: no 'sentdet' variable.")
     out = []
     for k, entry in enumerate(np.atleast_1d(mat["sentdet"])):
         at = f"{where}: sentdet({k + 1})"
