@@ -599,3 +599,30 @@ def test_decode_attr_on_h5py_attributes(tmp_path):
         assert decode_attr(fh.attrs["fixed_bytes"]) == "multi"
         assert decode_attr(fh.attrs["bytes_array"]) == "Site1"
         assert decode_attr(fh.attrs["number"]) == 12
+
+
+def test_read_array_from_each_kind_of_file(tmp_path):
+    import h5py
+
+    from deepstrf.io.readers import read_array
+
+    a = np.arange(12.0).reshape(3, 4)
+    np.save(tmp_path / "a.npy", a)
+    np.savez(tmp_path / "a.npz", x=a)
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f["g/x"] = a
+    write_mat(tmp_path / "a.mat", {"s": {"x": a}, "c": [a, 2 * a]}, version="7.3")
+    assert np.array_equal(read_array(tmp_path / "a.npy"), a)
+    assert np.array_equal(read_array(tmp_path / "a.npz", "x"), a)
+    assert np.array_equal(read_array(tmp_path / "a.h5", "g/x"), a)
+    assert np.array_equal(read_array(tmp_path / "a.h5", ("g", "x")), a)
+    assert np.array_equal(read_array(tmp_path / "a.mat", ("s", "x")), a)
+    assert np.array_equal(read_array(tmp_path / "a.mat", ("c", 1)), 2 * a)
+    with pytest.raises(RawDataError, match=r"a\.npz: give key= among \['x'\]"):
+        read_array(tmp_path / "a.npz", "y")
+    with pytest.raises(RawDataError, match=r"a\.h5: cannot read g/y"):
+        read_array(tmp_path / "a.h5", "g/y")
+    with pytest.raises(RawDataError, match=r"a\.mat: c has no element 5"):
+        read_array(tmp_path / "a.mat", ("c", 5))
+    with pytest.raises(ValueError, match="a key is needed"):
+        read_array(tmp_path / "a.h5")

@@ -38,6 +38,7 @@ __all__ = [
     "read_stim_file",
     "read_wav",
     "read_mat",
+    "read_array",
     "decode_attr",
 ]
 
@@ -459,6 +460,66 @@ class _MatSource:
         with self.open() as fh:
             head = fh.read(2048 + 8)
         return any(head[offset:offset + 8] == _HDF5_SIGNATURE for offset in (0, 512, 1024, 2048))
+
+
+def read_array(path: PathType, key: Any = None) -> Any:
+    """Read one array stored in a NumPy, HDF5 or MATLAB file.
+
+    The file kind is taken from the extension:
+
+    * ``.npy``: the array, memory-mapped (``key`` is not used);
+    * ``.npz``: the member ``key`` (a string);
+    * ``.h5`` / ``.hdf5``: the dataset at ``key``, a path of group names
+      (``"stims/0"``) or a tuple of them;
+    * anything else, a MATLAB file of any version (:func:`read_mat`): the
+      variable ``key``, or with a tuple ``(variable, index or field, ...)``
+      the element reached by indexing the variable in turn.
+
+    Raises
+    ------
+    ValueError
+        If a key is needed and not given.
+    RawDataError
+        If the file cannot be read or holds nothing at ``key``; the message
+        names the file and the key.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise RawDataError(f"{path}: not a readable .npy array ({err}).") from err
+    if suffix == ".npz":
+        import zipfile
+
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                if not isinstance(key, str) or key not in f:
+                    raise RawDataError(f"{path}: give key= among {sorted(f.files)} (got "
+                                       f"{key!r}).")
+                return f[key]
+        except (OSError, ValueError, zipfile.BadZipFile) as err:
+            raise RawDataError(f"{path}: not a readable .npz archive ({err}).") from err
+    keys = key if isinstance(key, tuple) else (key,)
+    if not keys or keys[0] is None:
+        raise ValueError(f"a key is needed to read an array from {path}.")
+    if suffix in (".h5", ".hdf5"):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                return np.asarray(f["/".join(str(k) for k in keys)][()])
+        except (OSError, KeyError) as err:
+            raise RawDataError(f"{path}: cannot read {'/'.join(map(str, keys))} ({err}).") \
+                from err
+    value: Any = read_mat(path, [keys[0]])[keys[0]]
+    for k in keys[1:]:
+        try:
+            value = value[k]
+        except (KeyError, IndexError, TypeError) as err:
+            raise RawDataError(f"{path}: {keys[0]} has no element {k!r} ({err}).") from err
+    return value
 
 
 def _variable_list(source: _MatSource) -> list[str]:

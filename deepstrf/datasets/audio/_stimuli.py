@@ -202,38 +202,17 @@ class WaveformArrayStim(_Waveform):
         if self.samples is not None:
             value = self.samples
         else:
+            from deepstrf.io.readers import read_array
+
             keys = self.key if isinstance(self.key, tuple) else (self.key,)
             where = f"{self.path} at {'/'.join(str(k) for k in keys)}"
-            value = _read_keyed(Path(self.path), keys)
+            value = read_array(Path(self.path), self.key)
         wave = np.asarray(value)
         if wave.dtype.kind not in "fiu" or wave.ndim != 1 and not (
                 wave.ndim == 2 and 1 in wave.shape):
             raise RawDataError(f"{where}: expected a 1-D array of samples; got {wave.dtype} "
                                f"of shape {wave.shape}.")
         return wave.reshape(-1).astype(np.float32), float(self.sample_rate)
-
-
-def _read_keyed(path: Path, keys: tuple[Any, ...]) -> Any:
-    if not keys or keys[0] is None:
-        raise ValueError(f"a key is needed to read an array from {path}.")
-    if path.suffix.lower() in (".h5", ".hdf5"):
-        import h5py
-
-        try:
-            with h5py.File(path, "r") as f:
-                return np.asarray(f["/".join(str(k) for k in keys)][()])
-        except (OSError, KeyError) as err:
-            raise RawDataError(f"{path}: cannot read {'/'.join(map(str, keys))} ({err}).") \
-                from err
-    from deepstrf.io.readers import read_mat
-
-    value: Any = read_mat(path, [keys[0]])[keys[0]]
-    for k in keys[1:]:
-        try:
-            value = value[k]
-        except (KeyError, IndexError, TypeError) as err:
-            raise RawDataError(f"{path}: {keys[0]} has no element {k!r} ({err}).") from err
-    return value
 
 
 @dataclass(frozen=True)

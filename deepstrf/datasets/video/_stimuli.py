@@ -267,26 +267,9 @@ _LAYOUTS = ("THW", "HWT", "THWC", "TCHW", "CHWT", "HWCT")
 
 
 def _read_array(path: Path, key: Any) -> np.ndarray:
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        try:
-            return np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise RawDataError(f"{path}: not a readable .npy array ({err}).") from err
-    if suffix == ".npz":
-        import zipfile
+    from deepstrf.io.readers import read_array
 
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                if key is None or key not in f:
-                    raise RawDataError(f"{path}: give key= among {sorted(f.files)}.")
-                return f[key]
-        except (OSError, ValueError, zipfile.BadZipFile) as err:
-            raise RawDataError(f"{path}: not a readable .npz archive ({err}).") from err
-    from deepstrf.datasets.audio._stimuli import _read_keyed
-
-    keys = key if isinstance(key, tuple) else (key,)
-    return np.asarray(_read_keyed(path, keys))
+    return np.asarray(read_array(path, key))
 
 
 @dataclass(frozen=True)
