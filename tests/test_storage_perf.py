@@ -231,12 +231,15 @@ def test_packing_looks_at_shared_objects_once_but_keeps_every_entry():
     (torch.ones(1, 5), "has T=5"),
 ])
 def test_packing_errors_name_the_first_entry_of_a_shared_bad_object(bad, match):
-    """A bad object reused at neurons 2, 4 and 6 is looked at once, and named at neuron 2."""
+    """A bad object reused at neurons 6, 8 and 9 is looked at once, and named at neuron 6.
+
+    (The row has 5 distinct objects, so an index among them could not be 6.)
+    """
     ok, shared = torch.ones(1, 2), nan_sentinel()
-    row = [ok, shared, bad, shared, bad, ok, bad]
-    rows = [[ok] * 7, row]
-    with pytest.raises((TypeError, ValueError), match=r"responses\[1\]\[2\] " + match):
-        ResponseStore.from_nested(rows, 7, release=True)
+    row = [ok, shared, torch.ones(1, 2), shared, ok, torch.zeros(1, 2), bad, shared, bad, bad]
+    rows = [[ok] * 10, row]
+    with pytest.raises((TypeError, ValueError), match=r"responses\[1\]\[6\] " + match):
+        ResponseStore.from_nested(rows, 10, release=True)
     assert rows[0] is not None and rows[1] is row
 
 

@@ -605,11 +605,12 @@ class ResponseStore:
         input list is replaced by ``None`` once packed, so peak memory stays
         near one copy of the data.
 
-        The cost is one copy of the data (``torch.cat`` per stimulus) and one
-        read of it (a sum that proves a block free of NaN) plus a small
-        per-pair constant: types, shapes and dtypes are read with C-level
-        iteration per row, and the ``(1, 1)`` candidates of a row are tested
-        for NaN in one operation, never one tensor at a time.
+        The cost is one copy of the data (``torch.cat`` per stimulus, in
+        groups each tested for NaN right after its copy, see :func:`_pack_rows`)
+        plus a small per-pair constant: each distinct object of a row (a
+        sentinel object shared by many pairs counts once) has its type, dtype
+        and shape read with C-level iteration, and the row's ``(1, 1)``
+        candidates are tested for NaN in one operation.
         """
         if not isinstance(rows, (list, tuple)):
             raise TypeError(f"responses must be a list of S lists of N tensors; got "
