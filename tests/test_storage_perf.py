@@ -195,6 +195,98 @@ def test_packing_errors_name_the_pair_and_leave_the_input(bad, error, match):
     assert rows[0] is not None  # validated before anything was packed or released
 
 
+def test_packing_looks_at_shared_objects_once_but_keeps_every_entry():
+    """One sentinel object reused, distinct sentinels, and one real tensor object reused."""
+    nan = float("nan")
+    shared, one = nan_sentinel(), torch.tensor([[2.5]])
+    wide_nan = torch.full((3, 1), nan, dtype=torch.float64)      # all NaN, not (1, 1): missing
+    real = torch.tensor([[1.0], [-4.0]])
+    row0 = [shared, one, nan_sentinel(), shared, real, one, wide_nan, shared,
+            torch.tensor([[nan]], dtype=torch.float64), torch.tensor([[7]]), shared]
+    reused = torch.arange(6.0).view(2, 3)
+    row1 = [reused, shared, reused, torch.full((1, 3), nan), reused, shared, shared,
+            nan_sentinel(), torch.tensor([[1.0, nan, 3.0]]), shared, shared]
+    row2 = [shared] * 11                                         # nobody heard it
+    rows = [row0, row1, row2]
+    store = ResponseStore.from_nested(rows, 11, stim_T=[1, 3, 4], release=True)
+    assert rows == [None, None, None]
+    neurons, reps, data = store.block(0)
+    assert neurons.tolist() == [1, 4, 5, 9] and reps.tolist() == [1, 2, 1, 1]
+    assert torch.equal(data, torch.tensor([[2.5], [1.0], [-4.0], [2.5], [7.0]]))
+    neurons, reps, data = store.block(1)
+    assert neurons.tolist() == [0, 2, 4, 8] and reps.tolist() == [2, 2, 2, 1]
+    want = torch.cat([reused, reused, reused, torch.tensor([[1.0, nan, 3.0]])])
+    assert same(data, want) and data.data_ptr() != reused.data_ptr()
+    neurons, reps, data = store.block(2)
+    assert neurons.tolist() == [] and data.shape == (0, 4)
+    assert [store.get(s, n).shape for s, n in [(0, 0), (0, 6), (1, 3), (2, 5)]] == [(1, 1)] * 4
+    assert same(store.get(0, 5), one) and same(store.get(1, 4), reused)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.ones(2), "must be 2-D"),
+    (torch.ones(1, 2, dtype=torch.bool), "must hold real numbers"),
+    ("x", "must be a torch.Tensor"),
+    (torch.ones(0, 2), "has 0 repeats"),
+    (torch.ones(1, 5), "has T=5"),
+])
+def test_packing_errors_name_the_first_entry_of_a_shared_bad_object(bad, match):
+    """A bad object reused at neurons 6, 8 and 9 is looked at once, and named at neuron 6.
+
+    (The row has 5 distinct objects, so an index among them could not be 6.)
+    """
+    ok, shared = torch.ones(1, 2), nan_sentinel()
+    row = [ok, shared, torch.ones(1, 2), shared, ok, torch.zeros(1, 2), bad, shared, bad, bad]
+    rows = [[ok] * 10, row]
+    with pytest.raises((TypeError, ValueError), match=r"responses\[1\]\[6\] " + match):
+        ResponseStore.from_nested(rows, 10, release=True)
+    assert rows[0] is not None and rows[1] is row
+
+
+@pytest.mark.parametrize("group_bytes", [1, 24, 100, 1 << 19])
+@pytest.mark.parametrize("where", ["none", "first", "middle", "last", "all-nan pair", "inf"])
+def test_nan_flag_found_while_copying_equals_a_direct_test(monkeypatch, group_bytes, where):
+    """The flag from the grouped copy is np.isnan(block).any(), NaN in any group."""
+    from deepstrf.datasets import _storage
+    monkeypatch.setattr(_storage, "_PACK_GROUP_BYTES", group_bytes)
+    rng = np.random.default_rng(len(where) + group_bytes)
+    T, N = 5, 9
+    reps = rng.integers(1, 4, size=N)
+    parts = [torch.from_numpy(rng.standard_normal((r, T))).float() for r in reps]
+    if where == "first":
+        parts[0][0, 0] = float("nan")
+    elif where == "middle":
+        parts[N // 2][-1, 2] = float("nan")
+    elif where == "last":
+        parts[-1][-1, -1] = float("nan")     # the very last value: the last group of the block
+    elif where == "all-nan pair":
+        parts[-1][:] = float("nan")
+    elif where == "inf":
+        parts[3][0, 0], parts[5][-1, 1] = float("inf"), float("-inf")
+    data, nan_free = _storage._pack_rows(parts, reps)
+    expect = torch.cat(parts)
+    assert same(data, expect) and data.dtype == torch.float32
+    assert nan_free == (not bool(np.isnan(expect.numpy()).any()))
+
+    store = ResponseStore.from_nested([list(parts)], N)
+    block = store._blocks[0]
+    kept = N - 1 if where == "all-nan pair" else N
+    assert len(block.neurons) == kept
+    assert block.nan_free == (not bool(np.isnan(block.data.numpy()).any()))
+    assert block.nan_free == (where in ("none", "inf", "all-nan pair"))
+
+
+def test_nan_flag_of_a_block_is_exact():
+    """inf - inf is no NaN: blocks with both infinities are NaN free; one NaN is not."""
+    data = torch.tensor([[np.inf, 1.0, -np.inf], [0.0, np.inf, 2.0]])
+    store = ResponseStore.from_blocks(3, [([0, 2], [1, 1], data)])
+    assert store._blocks[0].nan_free
+    data = data.clone()
+    data[1, 2] = float("nan")
+    store = ResponseStore.from_blocks(3, [([0, 2], [1, 1], data)])
+    assert not store._blocks[0].nan_free
+
+
 # ---------------------------------------------------------------------------- operations
 def packed(seed=9, **kwargs):
     """A dataset packed from lists (its blocks are memory of the store's own)."""
