@@ -55,14 +55,14 @@ def smooth_responses(ds: NeuralDataset, window_ms: float) -> np.ndarray:
     kernel = hanning_kernel(window_ms, ds.dt)
     if len(kernel) == 1 and float(kernel[0]) == 1.0:
         return kernel                       # the identity: nothing to rewrite
-    store = ds.response_store
-    nan_free = [store._blocks[s].nan_free for s in range(store.n_stims)]
     smoother = RowSmoother(kernel)
 
     def smooth(s: int, rows: slice, src: np.ndarray, dst: np.ndarray) -> None:
-        smoother(src, dst, nan_free=nan_free[s])
+        # each chunk is checked for NaN in cache (cheaper than asking the block,
+        # whose answer after an earlier rewrite costs a pass over it in memory)
+        smoother(src, dst)
 
-    store.transform_rows_(smooth)
+    ds.response_store.transform_rows_(smooth)
     return kernel
 
 

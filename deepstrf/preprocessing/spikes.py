@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from deepstrf._validation import check_int, check_positive
 
@@ -401,12 +400,11 @@ class RowSmoother:
         if x.size == 0:
             return out
         nan = None
-        if not nan_free:
+        # np.maximum propagates NaN: one max (a pass that also brings a
+        # cache-sized x into cache for the passes below) rules NaN out
+        if not nan_free and np.isnan(np.maximum.reduce(x, axis=None)):
             nan = np.isnan(x)
-            if nan.any():
-                x = np.where(nan, np.float32(0), x)
-            else:
-                nan = None
+            x = np.where(nan, np.float32(0), x)
         if not out.flags.c_contiguous:
             target = np.empty(x.shape, dtype=np.float32)
             self._into(np.ascontiguousarray(x), target)
@@ -418,40 +416,38 @@ class RowSmoother:
         return out
 
     def _into(self, x: np.ndarray, out: np.ndarray) -> None:
+        """Smooth C-contiguous ``x`` into C-contiguous ``out`` (NaN already zeroed)."""
         n, T = x.shape
         h = self._h
         if T <= 2 * h:                      # no bin is clear of both ends
             self._padded(x, out)
             return
         flat_x, flat_out = x.reshape(-1), out.reshape(-1)
-        # The flat passes below run over whole chunks of rows, so the bins
-        # within h of a row's end get values of the next row; they are
+        # The flat passes below run over chunks of whole rows, so the bins
+        # within h of a row's end get values of the neighbouring row; they are
         # recomputed from a copy of the rows' ends taken first (out may be x):
         # row r's first and last 2h values at ends[r*5h + h : r*5h + 5h], after
         # h zeros (and h zeros close the buffer), so those bins only reach
         # values of their own row and zeros, as in the zero-padded row.
-        item = x.itemsize
         if h:
             ends = self._scratch.get("ends")
             if ends is None or ends.size < n * 5 * h + h:
                 ends = self._scratch["ends"] = np.zeros(max(n * 5 * h + h, self._chunk),
                                                         dtype=np.float32)
+            rows_ends = ends[:n * 5 * h].reshape(n, 5 * h)
+            rows_ends[:, h:3 * h] = x[:, :2 * h]
+            rows_ends[:, 3 * h:] = x[:, T - 2 * h:]
         rows = max(1, self._chunk // T)
         for a in range(0, n, rows):
-            b = min(a + rows, n)
-            lo, hi = a * T, b * T
-            if h:
-                np.copyto(as_strided(ends[a * 5 * h + h:], (b - a, 2, 2 * h),
-                                     (5 * h * item, 2 * h * item, item)),
-                          as_strided(flat_x[lo:], (b - a, 2, 2 * h),
-                                     (T * item, (T - 2 * h) * item, item)))
+            lo, hi = a * T, min(a + rows, n) * T
             self._flat(flat_x[lo:hi], flat_out[lo + h:hi - h])
         if h:
-            res = self._buffer("res", n * 5 * h - h)
-            self._flat(ends[:n * 5 * h + h], res)
+            res = self._buffer("res", n * 5 * h)
+            self._flat(ends[:n * 5 * h + h], res[:n * 5 * h - h])
             # res[r*5h + c] is bin c, res[r*5h + 3h + c] bin T - h + c (c < h)
-            np.copyto(as_strided(flat_out, (n, 2, h), (T * item, (T - h) * item, item)),
-                      as_strided(res, (n, 2, h), (5 * h * item, 3 * h * item, item)))
+            rows_res = res.reshape(n, 5 * h)
+            out[:, :h] = rows_res[:, :h]
+            out[:, T - h:] = rows_res[:, 3 * h:4 * h]
 
 
 def smooth_rows(rows: Any, kernel: np.ndarray) -> Any:
