@@ -452,9 +452,12 @@ class RowSmoother:
             if ends is None or ends.size < n * 5 * h + h:
                 ends = self._scratch["ends"] = np.zeros(max(n * 5 * h + h, self._chunk),
                                                         dtype=np.float32)
+            # each row's 2h end values as one opaque item: one strided copy of
+            # n items instead of n tiny rows
+            run = np.dtype((np.void, 2 * h * x.itemsize))
             rows_ends = ends[:n * 5 * h].reshape(n, 5 * h)
-            rows_ends[:, h:3 * h] = x[:, :2 * h]
-            rows_ends[:, 3 * h:] = x[:, T - 2 * h:]
+            np.copyto(rows_ends[:, h:3 * h].view(run), x[:, :2 * h].view(run))
+            np.copyto(rows_ends[:, 3 * h:].view(run), x[:, T - 2 * h:].view(run))
         rows = max(1, self._chunk // T)
         for a in range(0, n, rows):
             lo, hi = a * T, min(a + rows, n) * T
@@ -464,8 +467,9 @@ class RowSmoother:
             self._flat(ends[:n * 5 * h + h], res[:n * 5 * h - h])
             # res[r*5h + c] is bin c, res[r*5h + 3h + c] bin T - h + c (c < h)
             rows_res = res.reshape(n, 5 * h)
-            out[:, :h] = rows_res[:, :h]
-            out[:, T - h:] = rows_res[:, 3 * h:4 * h]
+            run = np.dtype((np.void, h * x.itemsize))
+            np.copyto(out[:, :h].view(run), rows_res[:, :h].view(run))
+            np.copyto(out[:, T - h:].view(run), rows_res[:, 3 * h:4 * h].view(run))
 
 
 def smooth_rows(rows: Any, kernel: np.ndarray) -> Any:
