@@ -73,7 +73,20 @@ def test_hanning_counts_stay_counts_per_bin():
     assert got[0, :18].tolist() == [0.0] * 18 and got[0, 23:].tolist() == [0.0] * 17
 
 
+@pytest.mark.parametrize("dt_ms, weights", [(5.0, [1, 3, 4, 3, 1]), (10.0, [1, 2, 1])])
+def test_whole_number_kernels_round_counts_correctly(dt_ms, weights):
+    """[1, 3, 4, 3, 1] / 12 and [1, 2, 1] / 4 on counts: the exact value, rounded once."""
+    kernel = hanning_kernel(21.0, dt_ms)
+    np.testing.assert_allclose(kernel * sum(weights), weights, rtol=1e-12)
+    counts = np.random.default_rng(8).poisson(3.0, size=(40, 90)).astype(np.float32)
+    counts[::7] *= 1000                                    # large counts too
+    exact = reference(counts, np.asarray(weights, dtype=np.float64))    # integers, exact
+    expected = (exact / sum(weights)).astype(np.float32)
+    np.testing.assert_array_equal(smooth_rows(counts, kernel), expected)
+
+
 @pytest.mark.parametrize("kernel", [hanning_kernel(21.0, 5.0), hanning_kernel(21.0, 1.0),
+                                    hanning_kernel(21.0, 10.0), gaussian_kernel(1.0),
                                     KERNELS["asymmetric, negative taps"],
                                     hanning_kernel(150.0, 1.0)])     # the long-kernel path
 def test_chunks_layout_and_in_place_give_identical_values(kernel):

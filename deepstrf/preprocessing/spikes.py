@@ -273,6 +273,11 @@ def hanning_kernel(window_ms: float, dt_ms: float) -> np.ndarray:
     return taps / taps.sum()
 
 
+#: Kernels applied as sums with whole-number weights, then one division:
+#: (weights, their sum). Only these two factor into 2-tap and 3-tap sums.
+_FACTORED = (((1, 2, 1), 4.0), ((1, 3, 4, 3, 1), 12.0))
+
+
 class RowSmoother:
     """Convolve rows with one odd-length kernel, into a given output, reusing scratch memory.
 
@@ -294,20 +299,26 @@ class RowSmoother:
       ``y = y + x[i - d] * w[h + d]`` and ``y = y + x[i + d] * w[h - d]``;
 
     with ``x`` outside the row taken as 0. The taps are rounded to float32
-    first. Kernels longer than ``LONG_KERNEL`` taps (41: a 21 ms window at
-    0.5 ms bins has 43), where those 3 passes per tap pair cost more than a
-    direct loop, go through ``scipy.ndimage.convolve1d`` instead (float64
-    sums of the same float32 taps, rounded once to float32; also one fixed
-    order per value).
+    first. Two kernels whose float32 taps are those of whole-number weights
+    are summed in those weights and divided once, which takes fewer passes
+    and gives spike counts their correctly rounded smoothed values: the
+    Hanning kernels of a 21 ms window at 5 ms bins, ``[1, 3, 4, 3, 1] / 12``
+    (pair sums ``s = x[i] + x[i+1]``, ``u = s[i] + s[i+1]``, then
+    ``y = ((u[i-2] + u[i-1]) + u[i]) / 12``), and at 10 ms,
+    ``[1, 2, 1] / 4`` (``y = u[i-1] / 4``). Kernels longer than
+    ``LONG_KERNEL`` taps (41: a 21 ms window at 0.5 ms bins has 43), where
+    those 3 passes per tap pair cost more than a direct loop, go through
+    ``scipy.ndimage.convolve1d`` instead (float64 sums of the same float32
+    taps, rounded once to float32; also one fixed order per value).
 
     Accuracy: against the exact convolution ``c[i] = sum_j w[j] x[i+h-j]``
     with the float64 taps, each output is within
     ``(K + 2) * eps * sum_j |w[j]| |x[i+h-j]|`` (``eps = 2**-23``, float32
     machine epsilon): at most ``K + 1`` roundings of relative size ``eps/2``
     reach each term (its tap, at most one pair sum, the product, at most
-    ``K - 1`` accumulations). For a unit-sum kernel of non-negative taps
-    (Hanning, Gaussian) that is at most ``(K + 2) * eps * max|x|`` over the
-    window: 7 ulp-sized steps of the largest count for the 5 taps of a 21 ms
+    ``K - 1`` accumulations; 5 and 3 for the whole-number kernels). For a
+    unit-sum kernel of non-negative taps (Hanning, Gaussian) that is at most
+    ``(K + 2) * eps * max|x|`` over the window: 7 ulp-sized steps of the largest count for the 5 taps of a 21 ms
     window at 5 ms bins, 23 for the 21 taps at 1 ms. (The long-kernel path
     is more accurate still: about ``eps`` relative to that sum.)
 
@@ -332,6 +343,9 @@ class RowSmoother:
         self._taps = taps.astype(np.float32)
         self._h = taps.size // 2
         self._symmetric = bool(np.array_equal(self._taps, self._taps[::-1]))
+        # the Hanning kernels of a 21 ms window at 5 and 10 ms bins, in whole-number weights
+        self._binomial = next((d for c, d in _FACTORED if np.array_equal(
+            self._taps, (np.asarray(c, dtype=np.float64) / d).astype(np.float32))), None)
         self._chunk = max(1, int(chunk_values))
         self._scratch: dict[str, np.ndarray] = {}
 
@@ -348,8 +362,20 @@ class RowSmoother:
         if h == 0:
             np.multiply(src, w[0], out=out)
             return
-        acc = self._buffer("acc", n)
-        tmp = self._buffer("tmp", n)
+        acc = self._buffer("acc", n + 2 * h)
+        tmp = self._buffer("tmp", n + 2 * h)
+        if self._binomial is not None:
+            # [1, 2, 1] = [1, 1] * [1, 1]; [1, 3, 4, 3, 1] = that * [1, 1, 1]
+            np.add(src[:-1], src[1:], out=acc[:n + 2 * h - 1])
+            np.add(acc[:n + 2 * h - 2], acc[1:n + 2 * h - 1], out=tmp[:n + 2 * h - 2])
+            if h == 1:
+                np.divide(tmp[:n], self._binomial, out=out)
+            else:
+                np.add(tmp[:n], tmp[1:n + 1], out=acc[:n])
+                np.add(acc[:n], tmp[2:n + 2], out=acc[:n])
+                np.divide(acc[:n], self._binomial, out=out)
+            return
+        acc, tmp = acc[:n], tmp[:n]
         np.multiply(src[h:h + n], w[h], out=acc)
         for d in range(1, h + 1):
             left, right = src[h - d:h - d + n], src[h + d:h + d + n]
