@@ -56,13 +56,15 @@ def smooth_responses(ds: NeuralDataset, window_ms: float) -> np.ndarray:
     if len(kernel) == 1 and float(kernel[0]) == 1.0:
         return kernel                       # the identity: nothing to rewrite
     smoother = RowSmoother(kernel)
+    store = ds.response_store
+    # a block already known NaN-free skips the check; the others are checked
+    # chunk by chunk in cache (asking the block would cost a pass over it)
+    known = [b._nan_free is True for b in store._blocks]
 
     def smooth(s: int, rows: slice, src: np.ndarray, dst: np.ndarray) -> None:
-        # each chunk is checked for NaN in cache (cheaper than asking the block,
-        # whose answer after an earlier rewrite costs a pass over it in memory)
-        smoother(src, dst)
+        smoother(src, dst, nan_free=known[s])
 
-    ds.response_store.transform_rows_(smooth)
+    store.transform_rows_(smooth)
     return kernel
 
 
