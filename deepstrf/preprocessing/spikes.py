@@ -273,9 +273,20 @@ def hanning_kernel(window_ms: float, dt_ms: float) -> np.ndarray:
     return taps / taps.sum()
 
 
+def _whole_number_kernel(weights: tuple[int, ...]) -> tuple[np.ndarray, float]:
+    total = float(sum(weights))
+    return (np.asarray(weights, dtype=np.float64) / total).astype(np.float32), total
+
+
 #: Kernels applied as sums with whole-number weights, then one division:
-#: (weights, their sum). Only these two factor into 2-tap and 3-tap sums.
-_FACTORED = (((1, 2, 1), 4.0), ((1, 3, 4, 3, 1), 12.0))
+#: (their float32 taps, the weights' sum). Only these two factor into 2-tap
+#: and 3-tap sums ([1, 2, 1] = [1, 1] * [1, 1]; [1, 3, 4, 3, 1] = that * [1, 1, 1]).
+_FACTORED = (_whole_number_kernel((1, 2, 1)), _whole_number_kernel((1, 3, 4, 3, 1)))
+
+
+#: Arrays of at most this many values are smoothed through one zero-padded
+#: copy (fewer numpy calls than the flat passes and the rows' ends).
+_SMALL = 4096
 
 
 class RowSmoother:
@@ -344,15 +355,16 @@ class RowSmoother:
         self._h = taps.size // 2
         self._symmetric = bool(np.array_equal(self._taps, self._taps[::-1]))
         # the Hanning kernels of a 21 ms window at 5 and 10 ms bins, in whole-number weights
-        self._binomial = next((d for c, d in _FACTORED if np.array_equal(
-            self._taps, (np.asarray(c, dtype=np.float64) / d).astype(np.float32))), None)
+        self._binomial = next((d for c, d in _FACTORED if c.size == self._taps.size
+                               and np.array_equal(self._taps, c)), None)
         self._chunk = max(1, int(chunk_values))
         self._scratch: dict[str, np.ndarray] = {}
 
     def _buffer(self, name: str, size: int) -> np.ndarray:
         buf = self._scratch.get(name)
-        if buf is None or buf.size < size:
-            buf = self._scratch[name] = np.empty(max(size, self._chunk), dtype=np.float32)
+        if buf is None or buf.size < size:   # grown, never shrunk: reused chunk after chunk
+            grown = size if buf is None else max(size, min(2 * buf.size, self._chunk + size))
+            buf = self._scratch[name] = np.empty(grown, dtype=np.float32)
         return buf[:size]
 
     def _flat(self, src: np.ndarray, out: np.ndarray) -> None:
@@ -463,8 +475,8 @@ class RowSmoother:
                 convolve1d(x[a:b], self._taps, axis=1, output=res, mode="constant", cval=0.0)
                 out[a:b] = res
             return
-        if T <= 2 * h:                      # no bin is clear of both ends
-            self._padded(x, out)
+        if T <= 2 * h or x.size <= _SMALL:  # no bin clear of both ends, or a small array:
+            self._padded(x, out)            # the same values in fewer calls
             return
         flat_x, flat_out = x.reshape(-1), out.reshape(-1)
         # The flat passes below run over chunks of whole rows, so the bins
@@ -476,8 +488,7 @@ class RowSmoother:
         if h:
             ends = self._scratch.get("ends")
             if ends is None or ends.size < n * 5 * h + h:
-                ends = self._scratch["ends"] = np.zeros(max(n * 5 * h + h, self._chunk),
-                                                        dtype=np.float32)
+                ends = self._scratch["ends"] = np.zeros(n * 5 * h + h, dtype=np.float32)
             # each row's 2h end values as one opaque item: one strided copy of
             # n items instead of n tiny rows
             run = np.dtype((np.void, 2 * h * x.itemsize))
