@@ -340,6 +340,11 @@ class RowSmoother:
     chunk_values : int, default 65536
         Values of ``x`` handled per ufunc call: small enough that the
         chunk and its two float32 scratch arrays stay in the core's cache.
+
+    Notes
+    -----
+    A smoother reuses its scratch memory from call to call: give each thread
+    its own.
     """
 
     #: Above this many taps, ``scipy.ndimage.convolve1d`` is the faster loop.
@@ -402,19 +407,15 @@ class RowSmoother:
                 np.multiply(right, w[h - d], out=tmp)
                 np.add(acc, tmp, out=last)
 
-    def _padded(self, x: np.ndarray, out: np.ndarray,
-                pieces: Sequence[tuple[int, int, int]] | None = None) -> None:
+    def _padded(self, x: np.ndarray, out: np.ndarray) -> None:
         """Each row of ``x`` padded with ``h`` zeros a side, then flat passes.
 
         The pads are zeros, so no shift reaches into the next row's values.
-        ``pieces``: ``(lo, hi, at)`` copies the smoothed columns ``lo:hi`` of
-        ``x``'s rows to ``out[:, at:]`` (default: all of them, at 0).
         """
         m, T = x.shape
         h = self._h
         width = T + 2 * h
         rows = max(1, self._chunk // width)
-        pieces = [(0, T, 0)] if pieces is None else pieces
         for a in range(0, m, rows):
             b = min(a + rows, m)
             padded = self._buffer("pad", (b - a) * width).reshape(b - a, width)
@@ -423,9 +424,7 @@ class RowSmoother:
             padded[:, h:h + T] = x[a:b]
             res = self._buffer("res", (b - a) * width)
             self._flat(padded.reshape(-1), res[:res.size - 2 * h])
-            smoothed = res.reshape(b - a, width)
-            for lo, hi, at in pieces:
-                np.copyto(out[a:b, at:at + hi - lo], smoothed[:, lo:hi])
+            np.copyto(out[a:b], res.reshape(b - a, width)[:, :T])
 
     def __call__(self, x: np.ndarray, out: np.ndarray | None = None, *,
                  nan_free: bool | None = None) -> np.ndarray:
