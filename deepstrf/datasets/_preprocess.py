@@ -43,37 +43,26 @@ def smooth_responses(ds: NeuralDataset, window_ms: float) -> np.ndarray:
     """Smooth every response with the unit-sum Hanning kernel; return the kernel.
 
     Streams the blocks in cache-sized chunks of rows (rows are independent),
-    in place where nothing else sees a block. The values are exactly those of
-    :func:`~deepstrf.preprocessing.spikes.smooth_rows` (the same
-    ``convolve1d`` call, written into a reused scratch array instead of a new
-    one; blocks with NaN go through ``smooth_rows`` itself).
+    in place where nothing else sees a block, through one
+    :class:`~deepstrf.preprocessing.spikes.RowSmoother`: the arithmetic of
+    :func:`~deepstrf.preprocessing.spikes.smooth_rows`, so the values are
+    exactly those the dataset builders produce, written straight into the
+    block with scratch memory reused from chunk to chunk.
     """
-    from scipy.ndimage import convolve1d
-
-    from deepstrf.preprocessing.spikes import hanning_kernel, smooth_rows
+    from deepstrf.preprocessing.spikes import RowSmoother, hanning_kernel
 
     window_ms = check_positive("window_ms", window_ms)
     kernel = hanning_kernel(window_ms, ds.dt)
-    taps = np.asarray(kernel, dtype=np.float32)
-    identity = len(kernel) == 1 and float(kernel[0]) == 1.0
+    if len(kernel) == 1 and float(kernel[0]) == 1.0:
+        return kernel                       # the identity: nothing to rewrite
+    smoother = RowSmoother(kernel)
     store = ds.response_store
-    nan_free = [store._blocks[s].nan_free for s in range(store.n_stims)]
-    scratch: dict[tuple[int, int], np.ndarray] = {}
+    # a block already known NaN-free skips the check; the others are checked
+    # chunk by chunk in cache (asking the block would cost a pass over it)
+    known = [b._nan_free is True for b in store._blocks]
 
     def smooth(s: int, rows: slice, src: np.ndarray, dst: np.ndarray) -> None:
-        if identity:
-            if dst is not src:
-                dst[...] = src
-            return
-        if not nan_free[s]:
-            dst[...] = smooth_rows(src, kernel)
-            return
-        tmp = scratch.get(src.shape)
-        if tmp is None:
-            scratch.clear()
-            tmp = scratch[src.shape] = np.empty(src.shape, dtype=np.float32)
-        convolve1d(src, taps, axis=1, output=tmp, mode="constant", cval=0.0)
-        dst[...] = tmp
+        smoother(src, dst, nan_free=known[s])
 
     store.transform_rows_(smooth)
     return kernel

@@ -264,10 +264,11 @@ def render_responses(sources: Sequence[Any], dt_ms: float, n_bins: int, *, onset
     ``onset_ms`` is the time of the grid's start in the spike trains' frame
     (``-inset_ms``: the sound starts ``inset_ms`` after it).
     """
-    from deepstrf.preprocessing.spikes import bin_flat_spike_times, hanning_kernel, smooth_rows
+    from deepstrf.preprocessing.spikes import RowSmoother, bin_flat_spike_times, hanning_kernel
 
     blocks = []
-    kernel = hanning_kernel(smooth_ms, dt_ms) if smooth_ms is not None else None
+    # smooth_rows' arithmetic, one smoother (and its scratch memory) for all the sources
+    smoother = RowSmoother(hanning_kernel(smooth_ms, dt_ms)) if smooth_ms is not None else None
     for source in sources:
         if isinstance(source, SpikeTrains):
             rows = bin_flat_spike_times(source.times, source.lengths, dt_ms, n_bins,
@@ -277,8 +278,8 @@ def render_responses(sources: Sequence[Any], dt_ms: float, n_bins: int, *, onset
         else:
             raise TypeError(f"a response source must be SpikeTrains, BinnedRows or "
                             f"ContinuousTrace; got {type(source).__name__}.")
-        if kernel is not None and len(rows) and not isinstance(source, ContinuousTrace):
-            rows = smooth_rows(rows, kernel)
+        if smoother is not None and len(rows) and not isinstance(source, ContinuousTrace):
+            rows = smoother(np.asarray(rows, dtype=np.float32))
         blocks.append(rows)
     if not blocks:
         return np.zeros((0, n_bins), np.float32)

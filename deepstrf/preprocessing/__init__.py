@@ -5,6 +5,7 @@
 :func:`n_bins_for_duration`        T of a sound at a bin width
 :func:`hanning_kernel`             unit-sum PSTH smoothing kernel
 :func:`smooth_rows`                the one smoothing convolution
+:class:`RowSmoother`               its arithmetic, into a given output, chunk by chunk
 :class:`SpectrogramParams`         parameters of a spectrogram front end
 :func:`compute_spectrogram`        waveform -> (F, T) on the response grid
 :func:`waveform_on_grid`           waveform resampled and fitted to T * hop
@@ -26,6 +27,7 @@ _LAZY = {
     "n_bins_for_duration": "deepstrf.preprocessing.spikes",
     "hanning_kernel": "deepstrf.preprocessing.spikes",
     "smooth_rows": "deepstrf.preprocessing.spikes",
+    "RowSmoother": "deepstrf.preprocessing.spikes",
     "SpectrogramParams": "deepstrf.preprocessing.spectrogram",
     "compute_spectrogram": "deepstrf.preprocessing.spectrogram",
     "waveform_on_grid": "deepstrf.preprocessing.spectrogram",

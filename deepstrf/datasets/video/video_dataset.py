@@ -705,7 +705,7 @@ class VideoNeuralDataset(NeuralDataset):
                 raise TypeError("kernel_size and padding go with sigma_time_step (the Gaussian "
                                 "smoothing of deepSTRF's video datasets); give it too.")
             return super().smooth_responses(window_ms)
-        from deepstrf.preprocessing.spikes import smooth_rows
+        from deepstrf.preprocessing.spikes import RowSmoother
         from deepstrf.preprocessing.video import gaussian_kernel
 
         kernel = gaussian_kernel(sigma_time_step, kernel_size)
@@ -714,8 +714,10 @@ class VideoNeuralDataset(NeuralDataset):
                              f"kernel_size={len(kernel)} only padding={len(kernel) // 2} keeps "
                              "them on the grid (or leave padding out).")
 
+        smoother = RowSmoother(kernel)          # smooth_rows' arithmetic, into each chunk
+
         def smooth(s: int, rows: slice, src: np.ndarray, dst: np.ndarray) -> None:
-            dst[...] = smooth_rows(src, kernel)
+            smoother(src, dst)
 
         self._require_store().transform_rows_(smooth)
         self._record("smooth_responses", kind="gaussian", sigma_time_step=float(sigma_time_step),
