@@ -424,3 +424,24 @@ def test_arrays_handed_over_are_rewritten_in_place():
     assert ds.response_store.transform_rows_(lambda s, r, src, dst: None) == ds.get_S()
 
 
+
+
+def test_rewrites_keep_the_nan_flag_known_and_exact():
+    ds = packed(seed=21, rate=2.0)
+    store = ds.response_store
+    assert all(b._nan_free is True for b in store._blocks)
+    ds.smooth_responses()
+    assert all(b._nan_free is True for b in store._blocks)      # known without a new pass
+    # a rewrite that puts a NaN in the last row of one block: that block alone is flagged
+    target = 3
+
+    def poke(s, rows, src, dst):
+        dst[...] = src
+        if s == target and rows.stop == store.block(s)[2].shape[0]:
+            dst[-1, -1] = np.nan
+
+    store.transform_rows_(poke)
+    flags = [b._nan_free for b in store._blocks]
+    assert flags == [s != target for s in range(store.n_stims)]
+    for s, b in enumerate(store._blocks):
+        assert b._nan_free == (not bool(np.isnan(b.data.numpy()).any()))

@@ -1095,8 +1095,9 @@ class ResponseStore:
         allocates no memory and touches no fresh page; the others get a new
         block of their own, and the old one is released as soon as nothing
         refers to it, so peak memory stays at the data plus one block. Chunks
-        of about ``chunk_bytes`` keep the temporaries of ``fn`` in cache.
-        Returns the number of blocks written in place.
+        of about ``chunk_bytes`` keep the temporaries of ``fn`` in cache;
+        each chunk written is tested for NaN while it is there, so the block's
+        NaN flag stays known. Returns the number of blocks written in place.
         """
         in_place = 0
         for s, b in enumerate(self._blocks):
@@ -1113,14 +1114,17 @@ class ResponseStore:
             src, dst = data.detach().numpy(), dst_t.numpy()
             del data
             step = max(1, chunk_bytes // max(1, 4 * b.T))
+            has_nan = False
             for a in range(0, src.shape[0], step):
                 rows = slice(a, min(a + step, src.shape[0]))
                 fn(s, rows, src[rows], dst[rows])
+                # the new values are tested while they are in cache, so the next
+                # operation knows the block's NaN flag without a pass over memory
+                has_nan = has_nan or _has_nan(dst[rows])
             del src, dst, b
-            if dst_t is self._blocks[s].data:
-                self._blocks[s]._nan_free = None
-            else:
+            if dst_t is not self._blocks[s].data:
                 self.replace_data(s, dst_t, owned=True)
+            self._blocks[s]._nan_free = not has_nan
             del dst_t
         return in_place
 
