@@ -445,3 +445,23 @@ def test_rewrites_keep_the_nan_flag_known_and_exact():
     assert flags == [s != target for s in range(store.n_stims)]
     for s, b in enumerate(store._blocks):
         assert b._nan_free == (not bool(np.isnan(b.data.numpy()).any()))
+
+
+@pytest.mark.parametrize("nan_values", [False, True])
+@pytest.mark.parametrize("first, then", [("zscore", "max"), ("max", "zscore"), ("zscore", "zscore")])
+def test_renormalising_in_one_pass_equals_undoing_then_normalising(first, then, nan_values):
+    a, b = packed(seed=22, rate=2.0), packed(seed=22, rate=2.0)
+    if nan_values:
+        with_nan_values(a), with_nan_values(b)
+    stims = [0, 2, 5]
+    for ds in (a, b):
+        ds.normalize_responses(first, stim_indices=[1, 3])
+    ra = a.normalize_responses(then, stim_indices=stims)      # undone and measured in one pass
+    b.denormalize_responses()
+    rb = b.normalize_responses(then, stim_indices=stims)      # two passes, then the rewrite
+    for key in ("scale", "offset"):
+        assert torch.equal(ra[key], rb[key])
+    assert ra["neurons_without_statistics"] == rb["neurons_without_statistics"]
+    for s in range(a.get_S()):
+        assert same(a.response_store.block(s)[2], b.response_store.block(s)[2])
+        assert a.response_store._blocks[s]._nan_free == b.response_store._blocks[s]._nan_free

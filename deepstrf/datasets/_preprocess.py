@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from deepstrf._validation import check_choice, check_index, check_positive
+from deepstrf.datasets._storage import _has_nan
 
 if TYPE_CHECKING:
     from deepstrf.datasets.neural_dataset import NeuralDataset
@@ -72,16 +73,8 @@ def _row_values(values: np.ndarray, rn: np.ndarray) -> np.ndarray:
     return values[rn][:, None]
 
 
-def _apply_affine(ds: NeuralDataset, offset: torch.Tensor, scale: torch.Tensor,
-                  inverse: bool) -> None:
-    """``(x - offset) / scale`` per neuron (``x * scale + offset`` if ``inverse``), float32.
-
-    One streaming pass, in place where nothing else sees a block; the same
-    two float32 operations as before, so the values do not change. A zero
-    offset (``'max'``) skips its operation: ``x - 0`` is ``x``, so only the
-    division (or the multiplication) is paid.
-    """
-    store = ds.response_store
+def _affine_chunks(store: Any, offset: torch.Tensor, scale: torch.Tensor, inverse: bool):
+    """The chunk function of :func:`_apply_affine`, for :meth:`ResponseStore.transform_rows_`."""
     o32 = offset.to(torch.float32).numpy()
     c32 = scale.to(torch.float32).numpy()
     with_offset = bool(np.any(o32 != 0))
@@ -109,7 +102,20 @@ def _apply_affine(ds: NeuralDataset, offset: torch.Tensor, scale: torch.Tensor,
         else:
             torch.div(x, c, out=out)
 
-    store.transform_rows_(apply)
+    return apply
+
+
+def _apply_affine(ds: NeuralDataset, offset: torch.Tensor, scale: torch.Tensor,
+                  inverse: bool) -> None:
+    """``(x - offset) / scale`` per neuron (``x * scale + offset`` if ``inverse``), float32.
+
+    One streaming pass, in place where nothing else sees a block; the same
+    two float32 operations as before, so the values do not change. A zero
+    offset (``'max'``) skips its operation: ``x - 0`` is ``x``, so only the
+    division (or the multiplication) is paid.
+    """
+    store = ds.response_store
+    store.transform_rows_(_affine_chunks(store, offset, scale, inverse))
 
 
 class _Scratch:
@@ -153,48 +159,112 @@ def _neuron_moments(ds: NeuralDataset, stims: Sequence[int], with_var: bool
     order), in an order fixed by the data, so the result does not depend on
     the thread count.
     """
-    N = ds.N_neurons
     store = ds.response_store
-    count, sums, squares, peak = np.zeros(N), np.zeros(N), np.zeros(N), np.zeros(N)
-    scratch = _Scratch()
+    moments = _Moments(ds.N_neurons, with_var)
     for s in stims:
         b = store._blocks[s]
         if b.numel == 0:
             continue
         data = b.data.detach().numpy()
         n_rows, T = data.shape
-        rn = np.repeat(b.neurons, b.reps)
         nan_free = b.nan_free
-        # per-row results of the whole block, then one bincount per block
-        c = np.full(n_rows, float(T)) if nan_free else np.empty(n_rows)
-        r1, r2 = np.empty(n_rows), np.empty(n_rows)
+        rows_of_block = moments.block_arrays(n_rows)
         step = max(1, _STATS_CHUNK_BYTES // (4 * T))
         for a in range(0, n_rows, step):
-            x = data[a:a + step]
-            rows = slice(a, a + len(x))
-            if not nan_free:
-                valid = ~np.isnan(x)
-                c[rows] = valid.sum(axis=1)
-                x = np.where(valid, x, np.float32(0))
-            if with_var:
-                y = scratch.get("f64", x.shape, np.float64)
-                y[...] = x
-                np.add.reduce(y, axis=1, out=r1[rows])
-                np.einsum("ij,ij->i", y, y, out=r2[rows])
-            else:
-                m = scratch.get("abs", x.shape, np.float32)
-                np.abs(x, out=m)
-                r1[rows] = m.max(axis=1)
+            moments.chunk(data[a:a + step], nan_free, rows_of_block, slice(a, min(a + step, n_rows)))
         del data
-        count += np.bincount(rn, weights=c, minlength=N)
-        if with_var:
-            sums += np.bincount(rn, weights=r1, minlength=N)
-            squares += np.bincount(rn, weights=r2, minlength=N)
+        moments.add_block(np.repeat(b.neurons, b.reps), rows_of_block)
+    return moments.result()
+
+
+class _Moments:
+    """Running per-neuron sums of :func:`_neuron_moments`, fed a chunk of rows at a time.
+
+    :meth:`chunk` writes each row's count, sum (or peak) and sum of squares
+    into the block's per-row arrays; :meth:`add_block` adds them to the
+    neurons' sums, one block after another. Row values do not depend on how
+    a block is cut into chunks (each is a numpy reduction along its row),
+    so any pass over the rows that feeds every block in stimulus order gives
+    the same sums.
+    """
+
+    def __init__(self, n_neurons: int, with_var: bool) -> None:
+        self.N, self.with_var = n_neurons, with_var
+        self.count, self.sums = np.zeros(n_neurons), np.zeros(n_neurons)
+        self.squares, self.peak = np.zeros(n_neurons), np.zeros(n_neurons)
+        self.scratch = _Scratch()
+
+    def block_arrays(self, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        return (np.empty(n_rows), np.empty(n_rows),
+                np.empty(n_rows) if self.with_var else None)
+
+    def chunk(self, x: np.ndarray, nan_free: bool, out: tuple, rows: slice) -> None:
+        c, r1, r2 = out
+        if nan_free:
+            c[rows] = float(x.shape[1])
         else:
-            np.maximum.at(peak, rn, r1)
-    mean = np.divide(sums, count, out=np.zeros(N), where=count > 0)
-    m2 = np.maximum(squares - mean * sums, 0.0) if with_var else np.zeros(N)
-    return count, mean, m2, peak
+            valid = ~np.isnan(x)
+            c[rows] = valid.sum(axis=1)
+            x = np.where(valid, x, np.float32(0))
+        if self.with_var:
+            y = self.scratch.get("f64", x.shape, np.float64)
+            y[...] = x
+            np.add.reduce(y, axis=1, out=r1[rows])
+            np.einsum("ij,ij->i", y, y, out=r2[rows])
+        else:
+            m = self.scratch.get("abs", x.shape, np.float32)
+            np.abs(x, out=m)
+            r1[rows] = m.max(axis=1)
+
+    def add_block(self, rn: np.ndarray, out: tuple) -> None:
+        c, r1, r2 = out
+        self.count += np.bincount(rn, weights=c, minlength=self.N)
+        if self.with_var:
+            self.sums += np.bincount(rn, weights=r1, minlength=self.N)
+            self.squares += np.bincount(rn, weights=r2, minlength=self.N)
+        else:
+            np.maximum.at(self.peak, rn, r1)
+
+    def result(self) -> tuple[np.ndarray, ...]:
+        N, count, sums = self.N, self.count, self.sums
+        mean = np.divide(sums, count, out=np.zeros(N), where=count > 0)
+        m2 = np.maximum(self.squares - mean * sums, 0.0) if self.with_var else np.zeros(N)
+        return count, mean, m2, self.peak
+
+
+def _undo_and_measure(ds: NeuralDataset, stims: Sequence[int], with_var: bool
+                      ) -> tuple[np.ndarray, ...]:
+    """:func:`denormalize_responses` then :func:`_neuron_moments`, in one pass.
+
+    Each chunk is denormalised and its statistics are taken while it is
+    still in cache: the values written and the sums returned are exactly
+    those of the two steps one after the other (the same operations on the
+    same values, the blocks fed in the same order), one read of the data
+    fewer.
+    """
+    record = ds.response_normalization
+    store = ds.response_store
+    undo = _affine_chunks(store, record["offset"].to(torch.float64),
+                          record["scale"].to(torch.float64), inverse=True)
+    moments = _Moments(ds.N_neurons, with_var)
+    wanted = set(stims)
+    arrays: dict[int, tuple] = {}
+
+    def apply(s: int, rows: slice, src: np.ndarray, dst: np.ndarray) -> None:
+        undo(s, rows, src, dst)
+        if s in wanted:
+            if rows.start == 0:
+                arrays[s] = moments.block_arrays(store._blocks[s].shape[0])
+            # the flag the rewrite gives the block: a NaN-aware chunk of NaN-free
+            # rows gives the same row values, so per-chunk flags change nothing
+            moments.chunk(dst, not _has_nan(dst), arrays[s], rows)
+
+    store.transform_rows_(apply, chunk_bytes=_STATS_CHUNK_BYTES)
+    for s in sorted(arrays):
+        b = store._blocks[s]
+        moments.add_block(np.repeat(b.neurons, b.reps), arrays.pop(s))
+    ds.response_normalization = None
+    return moments.result()
 
 
 def normalize_responses(ds: NeuralDataset, method: str, stim_indices: Sequence[int] | None,
@@ -202,17 +272,20 @@ def normalize_responses(ds: NeuralDataset, method: str, stim_indices: Sequence[i
     """Per-neuron normalisation with statistics from ``stim_indices`` (see the method).
 
     Two streaming passes over the data, the fewest the arithmetic allows: one
-    read for the statistics (:func:`_neuron_moments`) and one rewrite. The
+    read for the statistics (:func:`_neuron_moments`) and one rewrite; when
+    a previous normalisation is undone first, the undoing pass takes the
+    statistics too (:func:`_undo_and_measure`). The
     statistics are taken from the float32 values with float64 sums, so they
     lose nothing to the float32 result.
     """
     check_choice("method", method, ("max", "zscore"))
     eps = check_positive("eps", eps)
     stims = _stim_list(ds, stim_indices, "normalize_responses")
-    if ds.response_normalization is not None:
-        denormalize_responses(ds)
     N = ds.N_neurons
-    count_np, mean_np, m2_np, peak_np = _neuron_moments(ds, stims, with_var=method == "zscore")
+    if ds.response_normalization is not None:  # undo it and measure, in one pass
+        count_np, mean_np, m2_np, peak_np = _undo_and_measure(ds, stims, method == "zscore")
+    else:
+        count_np, mean_np, m2_np, peak_np = _neuron_moments(ds, stims, method == "zscore")
     count = torch.from_numpy(count_np)
     has = count > 0
     offset = torch.zeros(N, dtype=torch.float64)
