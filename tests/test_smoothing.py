@@ -191,3 +191,18 @@ def test_smooth_responses_equals_smooth_rows_exactly(dt_ms, T_range):
             rows = smooth_rows(rows, kernel)
             np.testing.assert_array_equal(ds.response_store.block(s)[2].numpy(), rows.numpy())
             before[s] = rows
+
+
+def test_builds_that_smooth_carry_the_smoothing_version_in_their_cache_key():
+    from deepstrf.datasets.audio._spike_tasks import make_front_end
+    from deepstrf.datasets.video._tasks import make_video_front_end
+    from deepstrf.preprocessing.spikes import SMOOTHING_ARITHMETIC
+
+    args = dict(dt_ms=5.0, n_bands=8, compression="none", window_ms=25.0,
+                return_waveform=False, audio_fs=None)
+    smoothed, raw = make_front_end(smooth=True, **args), make_front_end(smooth=False, **args)
+    assert smoothed.to_dict()["smoothing"] == SMOOTHING_ARITHMETIC
+    assert "smoothing" not in raw.to_dict()        # unsmoothed builds keep their keys
+    assert make_video_front_end(dt_ms=10.0, smooth=True).to_dict()["smoothing"] == \
+        SMOOTHING_ARITHMETIC
+    assert "smoothing" not in make_video_front_end(dt_ms=10.0).to_dict()

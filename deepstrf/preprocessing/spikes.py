@@ -36,7 +36,7 @@ import numpy as np
 from deepstrf._validation import check_int, check_positive
 
 __all__ = ["bin_flat_spike_times", "bin_spike_times", "n_bins_for_duration", "hanning_kernel",
-           "smooth_rows", "RowSmoother"]
+           "smooth_rows", "RowSmoother", "SMOOTHING_ARITHMETIC"]
 
 _EPS = np.finfo(np.float64).eps
 # Relative slack for "this float is really a whole number": far above float64
@@ -287,6 +287,12 @@ _FACTORED = (_whole_number_kernel((1, 2, 1)), _whole_number_kernel((1, 3, 4, 3, 
 #: Arrays of at most this many values are smoothed through one zero-padded
 #: copy (fewer numpy calls than the flat passes and the rows' ends).
 _SMALL = 4096
+
+
+#: Version of the values :func:`smooth_rows` gives (2: float32 :class:`RowSmoother`
+#: arithmetic, a few ulp from the float64 ``convolve1d`` of version 1). Every build
+#: that smooths puts it in its cache key, so a cached entry is never a mix of both.
+SMOOTHING_ARITHMETIC = 2
 
 
 class RowSmoother:

@@ -65,9 +65,14 @@ class AudioFrontEnd:
                                                                     sample_rates))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dt_ms": self.dt_ms, "spectrogram": self.spectrogram.to_dict(),
-                "return_waveform": self.return_waveform, "audio_fs": self.audio_fs,
-                "smooth_ms": self.smooth_ms}
+        from deepstrf.preprocessing.spikes import SMOOTHING_ARITHMETIC
+
+        out = {"dt_ms": self.dt_ms, "spectrogram": self.spectrogram.to_dict(),
+               "return_waveform": self.return_waveform, "audio_fs": self.audio_fs,
+               "smooth_ms": self.smooth_ms}
+        if self.smooth_ms:  # the smoothing's own version, so its values key the cache
+            out["smoothing"] = SMOOTHING_ARITHMETIC
+        return out
 
 
 def make_front_end(*, dt_ms: Any, smooth: Any, compression: Any, window_ms: Any,

@@ -645,12 +645,15 @@ class Downer2025Dataset(AudioSourceDataset):
             fingerprint=stim_fp,
             task=(_StimSources(release, params["stimuli"], tuple(entries)), front,
                   params["spec_zscore"]))
+        from deepstrf.preprocessing.spikes import SMOOTHING_ARITHMETIC
+
         session_shards = []
         for sid, (files, trialinfo, nrn_meta) in chosen.items():
             session_shards.append(Shard(
                 name=f"session {sid} {params['stimuli']}",
                 params={"stimuli": params["stimuli"], "dt_ms": front.dt_ms,
-                        "smooth_ms": front.smooth_ms, "table": table, "nrn_meta": nrn_meta},
+                        "smooth_ms": front.smooth_ms, "table": table, "nrn_meta": nrn_meta,
+                        **({"smoothing": SMOOTHING_ARITHMETIC} if front.smooth_ms else {})},
                 fingerprint=session_fp[sid],
                 task={"release": release, "class": key, "table": table, "dt_ms": front.dt_ms,
                       "smooth_ms": front.smooth_ms, "files": files, "trialinfo": trialinfo,

@@ -36,10 +36,15 @@ class VideoFrontEnd:
     smooth_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dt_ms": self.dt_ms, "frames_per_bin": self.frames_per_bin,
-                "channels": self.channels,
-                "size": None if self.size is None else list(self.size),
-                "smooth_ms": self.smooth_ms}
+        from deepstrf.preprocessing.spikes import SMOOTHING_ARITHMETIC
+
+        out = {"dt_ms": self.dt_ms, "frames_per_bin": self.frames_per_bin,
+               "channels": self.channels,
+               "size": None if self.size is None else list(self.size),
+               "smooth_ms": self.smooth_ms}
+        if self.smooth_ms:  # the smoothing's own version, so its values key the cache
+            out["smoothing"] = SMOOTHING_ARITHMETIC
+        return out
 
 
 def make_video_front_end(*, dt_ms: Any, frames_per_bin: Any = 1, channels: Any = "keep",
