@@ -271,6 +271,8 @@ def test_packed_rows_chunking_does_not_change_the_result(monkeypatch):
     (([0], [2], np.zeros((3, 4), np.float32)), ValueError, "repeats sum to 2"),
     (([5], [1], np.zeros((1, 4), np.float32)), IndexError, "out of range"),
     (([0], [1], np.zeros(4, np.float32)), ValueError, "2-D float array"),
+    (([0.0], [1], np.zeros((1, 4), np.float32)), TypeError, "neuron_idx must hold integers"),
+    (([0], [1.5], np.zeros((1, 4), np.float32)), TypeError, "repeats must hold integers"),
 ])
 def test_packed_rows_errors(args, error, match):
     with pytest.raises(error, match=match):

@@ -655,8 +655,12 @@ class NeuronQualityAccumulator:
             ``(sum(repeats), T)`` float responses: neuron ``k``'s repeats are
             rows ``sum(repeats[:k])`` to ``sum(repeats[:k + 1])``.
         """
-        neurons = np.asarray(torch.as_tensor(neuron_idx).cpu(), dtype=np.int64).reshape(-1)
-        reps = np.asarray(torch.as_tensor(repeats).cpu(), dtype=np.int64).reshape(-1)
+        idx_t, reps_t = torch.as_tensor(neuron_idx).cpu(), torch.as_tensor(repeats).cpu()
+        for name, t in (("neuron_idx", idx_t), ("repeats", reps_t)):
+            if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+                raise TypeError(f"{name} must hold integers; got dtype {t.dtype}.")
+        neurons = idx_t.numpy().astype(np.int64).reshape(-1)
+        reps = reps_t.numpy().astype(np.int64).reshape(-1)
         if isinstance(rows, torch.Tensor):
             if rows.device.type != "cpu" or rows.requires_grad:
                 rows = rows.detach().cpu()
