@@ -187,7 +187,9 @@ def test_n_jobs_1_and_2_builds_have_equal_digests_and_another_parameter_differs(
     diff = compare_entries(a, c)
     assert not diff.equal and len(diff.differences) == 1
     assert diff.differences[0].startswith(f"responses: {one.get_S()} of {one.get_S()} stimuli")
-    assert diff.context == ["parameters differ: front_end.smooth_ms=21.0 vs None"]
+    # the smoothed build also carries the smoothing's version (SMOOTHING_ARITHMETIC)
+    assert diff.context == ["parameters differ: front_end.smooth_ms=21.0 vs None, "
+                            "front_end.smoothing=2 vs '(absent)'"]
 
     # one command: exit 0 when equal, 1 when not, naming the part and the parameter
     capsys.readouterr()
