@@ -377,12 +377,13 @@ def _symmetric_split_weights_uncached(n_items: int, max_iters: int, seed: int
 _symmetric_split_weights = functools.lru_cache(maxsize=64)(_symmetric_split_weights_uncached)
 
 
-def _symmetric_products(weights: tuple[float, float, float, float], trace: torch.Tensor,
+def _symmetric_products(weights: tuple[Any, Any, Any, Any], trace: torch.Tensor,
                         total: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``<G, cross>`` and ``<G, diff>`` for weights ``a I + b (J - I)``, from ``G``'s sums.
 
     ``trace`` is the sum of ``G``'s diagonal and ``total`` the sum of all its
-    entries, so the off-diagonal entries sum to ``total - trace``.
+    entries, so the off-diagonal entries sum to ``total - trace``. ``weights``
+    holds floats, or tensors with one value per pair.
     """
     cross_d, cross_o, diff_d, diff_o = weights
     off = total - trace
@@ -604,13 +605,7 @@ class NeuronQualityAccumulator:
             )
         if neuron_idx.numel() == 0:
             return
-        low, high = int(neuron_idx.min()), int(neuron_idx.max())
-        if low < 0 or high >= self.n_neurons:
-            bad = low if low < 0 else high
-            raise IndexError(
-                f"neuron index {bad} is out of range; the valid range is "
-                f"[0, {self.n_neurons - 1}]."
-            )
+        self._check_range(int(neuron_idx.min()), int(neuron_idx.max()))
 
         def per_chunk(stats: BlockStats, sl: slice) -> dict[str, torch.Tensor]:
             sp, np_, weight = signal_noise_from_stats(stats)
@@ -624,12 +619,7 @@ class NeuronQualityAccumulator:
             }
 
         pairs = collect_pairs(block, None, per_chunk, gram=True)
-        terms = torch.stack([pairs[k] for k in _ACCUMULATED], dim=1)
-        if self._sums is None:
-            self._sums = torch.zeros((self.n_neurons, len(_ACCUMULATED)), dtype=torch.float64,
-                                     device=block.device)
-        self._sums.index_add_(0, neuron_idx.to(self._sums.device, torch.int64),
-                              terms.to(self._sums.device))
+        self._add_terms(neuron_idx, torch.stack([pairs[k] for k in _ACCUMULATED], dim=1))
 
     def add_rows(self, neuron_idx: Any, repeats: Any, rows: Any) -> None:
         """Add one stimulus's responses in packed form: the repeats of ``K`` neurons stacked.
@@ -679,10 +669,7 @@ class NeuronQualityAccumulator:
                              "rows; rows must stack every neuron's repeats.")
         if len(neurons) == 0:
             return
-        if int(neurons.min()) < 0 or int(neurons.max()) >= self.n_neurons:
-            bad = int(neurons.min()) if int(neurons.min()) < 0 else int(neurons.max())
-            raise IndexError(f"neuron index {bad} is out of range; the valid range is "
-                             f"[0, {self.n_neurons - 1}].")
+        self._check_range(int(neurons.min()), int(neurons.max()))
         starts = np.zeros(len(reps), dtype=np.int64)
         np.cumsum(reps[:-1], out=starts[1:])
         if data.dtype != np.float32:
@@ -714,11 +701,19 @@ class NeuronQualityAccumulator:
             block = torch.from_numpy(np.ascontiguousarray(data[index])).view(len(k), R, T)
             self.add_block(torch.from_numpy(neurons[k]), block)
 
-    def _add_terms(self, neurons: np.ndarray, terms: torch.Tensor) -> None:
+    def _check_range(self, low: int, high: int) -> None:
+        if low < 0 or high >= self.n_neurons:
+            bad = low if low < 0 else high
+            raise IndexError(f"neuron index {bad} is out of range; the valid range is "
+                             f"[0, {self.n_neurons - 1}].")
+
+    def _add_terms(self, neurons: Any, terms: torch.Tensor) -> None:
+        """Add ``terms`` (``(K, 5)``, ``_ACCUMULATED`` order) to the sums of ``neurons``."""
         if self._sums is None:
-            self._sums = torch.zeros((self.n_neurons, len(_ACCUMULATED)), dtype=torch.float64)
-        self._sums.index_add_(0, torch.from_numpy(neurons).to(self._sums.device),
-                              terms.to(self._sums.device))
+            self._sums = torch.zeros((self.n_neurons, len(_ACCUMULATED)), dtype=torch.float64,
+                                     device=terms.device)
+        index = torch.as_tensor(neurons).to(self._sums.device, torch.int64)
+        self._sums.index_add_(0, index, terms.to(self._sums.device))
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return ``(snr, ccmax, sp, np)``, each a float64 ``(n_neurons,)`` tensor.
@@ -846,11 +841,8 @@ def _packed_terms(sums: _PackedSums, reps: np.ndarray, T: int, keep: np.ndarray,
     for R in torch.unique(n_rep).tolist():
         table[R] = torch.tensor(_symmetric_split_weights(2 * (R // 2), max_iters, seed),
                                 dtype=torch.float64)
-    w = table[n_rep]
-    used_trace, used_total = take(sums.used_trace), take(sums.used_total)
-    off = used_total - used_trace
-    cross = w[:, 0] * used_trace + w[:, 1] * off
-    diff = w[:, 2] * used_trace + w[:, 3] * off
+    cross, diff = _symmetric_products(tuple(table[n_rep].unbind(1)),
+                                      take(sums.used_trace), take(sums.used_total))
     reps64 = n_rep.to(torch.float64)
     signal, noise = _split_moments(cross, diff, (n_rep // 2).to(torch.float64), reps64, dof,
                                    total_power)
