@@ -216,7 +216,7 @@ def test_files_resaved_as_matlab_v73_read_the_same(tmp_path, stimuli):
     small = dict(sessions=(("180413", "b", "RH", "non-primary", "AL"),
                            ("180501", "b", "RH", "primary", "A1")),
                  n_channels=(2, 1), n_timit=3, n_vocs=2, no_trialinfo=("180501",), seed=4)
-    v5 = write_downer2025(tmp_path / "v5" / "raw", **small)
+    write_downer2025(tmp_path / "v5" / "raw", **small)
     v73 = write_downer2025(tmp_path / "v73" / "raw", mat_version="7.3", **small)
     head = (v73.root / "sessions" / "180413" / v73.channels[0].path.name).read_bytes()[512:520]
     assert head == b"\x89HDF\r\n\x1a\n"     # really HDF5 files

@@ -443,7 +443,7 @@ def test_rewrites_keep_the_nan_flag_known_and_exact():
     store.transform_rows_(poke)
     flags = [b._nan_free for b in store._blocks]
     assert flags == [s != target for s in range(store.n_stims)]
-    for s, b in enumerate(store._blocks):
+    for b in store._blocks:
         assert b._nan_free == (not bool(np.isnan(b.data.numpy()).any()))
 
 
