@@ -628,7 +628,8 @@ class NeuronQualityAccumulator:
         about ``1e-13`` relative), at a fraction of the cost: nothing is
         padded or copied to a ``(K, R, T)`` block, and a pair's statistics
         come from its row sums, row sums of squares and the sum of its
-        repeats, taken in one streaming pass (see :func:`_packed_pair_sums`).
+        repeats, taken in one streaming pass (see "Streaming neuron quality" in
+        the metrics guide).
         Pairs whose statistics need more go through :meth:`add_block`: those
         with a NaN or infinite value, those whose repeat count has random
         half-splits (the split weights then differ between repeats), and
